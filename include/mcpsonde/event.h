@@ -1,0 +1,194 @@
+/* event.h -- what the pipeline tells its sinks: calls, notifications, sessions, exits...
+ *
+ * One struct for every type; only the member of the union named by type is meaningful.
+ * Pointers inside an event are borrowed for the duration of the sink callback: a sink that
+ * keeps anything copies it. event_to_json() is the one JSON rendering of an event, shared by
+ * the JSONL sink, the flight recorder and reports. */
+#ifndef MCPSONDE_EVENT_H
+#define MCPSONDE_EVENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum ev_type {
+	EV_CALL,          /* a request completed, failed, was cancelled, or was orphaned */
+	EV_NOTIFICATION,  /* a notification in either direction */
+	EV_SESSION,       /* session identity learned or changed (initialize, _meta, attach) */
+	EV_INVALID,       /* a non-JSON-RPC frame on an MCP stream (stray print on stdout) */
+	EV_STDERR,        /* one line of the server's stderr */
+	EV_EXIT,          /* a tracked process exited */
+	EV_LOSS,          /* capture lost or truncated something */
+	EV_TOOLS_CHANGED, /* tools/list differs from the previous one */
+	EV_TOOLS_LIST,    /* a tools/list result was seen (the catalog is current) */
+	EV_MESSAGE,       /* every JSON-RPC message, for recorders; not printed by default */
+	EV_STALL,         /* a call pending longer than its threshold */
+	EV_BLOCKED_WRITE, /* a write by the server blocked longer than a threshold */
+	EV_STDIN_CLOSED,  /* the client closed the server's stdin (read returned 0) */
+	EV_REPORT,        /* a post-mortem report was written */
+	EV__COUNT,
+};
+
+enum call_status {
+	CALL_OK,
+	CALL_ERROR,      /* JSON-RPC error response */
+	CALL_TOOL_ERROR, /* result.isError == true */
+	CALL_CANCELLED,  /* notifications/cancelled for it */
+	CALL_ORPHANED,   /* its process exited with it pending */
+};
+
+enum call_direction {
+	DIR_CLIENT_TO_SERVER, /* the server read it: a request the server handles */
+	DIR_SERVER_TO_CLIENT, /* the server wrote it */
+};
+
+/* What is known of an observed server process. Owned by the session; stable addresses. */
+struct session_identity {
+	uint32_t pid;
+	uint64_t start_ticks;      /* with pid, identifies the process across PID reuse */
+	char comm[16];
+	char *cmdline;             /* arguments joined by spaces, NULL if unknown */
+	char *exe;
+	char *server_name;         /* serverInfo.name */
+	char *server_version;
+	char *client_name;         /* clientInfo.name */
+	char *client_version;
+	char *protocol_version;    /* from initialize, or _meta (2026-07-28) */
+	const char *transport;     /* network.transport: "pipe" for stdio, whatever the fd kind */
+	const char *stdio;         /* the kind of fd 0: "pipe", "socket" (Node clients: socketpair), "tty" */
+	uint64_t first_seen_ns;
+	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
+	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
+};
+
+/* The name to show and label with: serverInfo.name, else the process name. */
+const char *session_identity_name(const struct session_identity *id);
+
+struct ev_call {
+	const char *method;
+	const char *id;        /* JSON text of the id, as on the wire */
+	const char *tool;      /* tools/call (also prompts/get name, resources/read uri): NULL otherwise */
+	enum call_status status;
+	long long error_code;  /* CALL_ERROR */
+	const char *error_message;
+	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death */
+	uint64_t request_bytes, response_bytes;
+	enum call_direction direction;
+	const json_t *arguments; /* tools/call arguments object, or NULL */
+	const json_t *result;    /* result or error object, NULL when unknown (oversized, orphaned) */
+	json_t *schema_violations; /* array, or NULL */
+	bool oversized;
+};
+
+struct ev_notification {
+	const char *method;
+	enum call_direction direction;
+	const json_t *params;
+	uint64_t bytes;
+};
+
+struct ev_invalid {
+	int fd;
+	uint64_t bytes;
+	const char *preview;   /* first bytes, made printable */
+	bool json;             /* valid JSON but not JSON-RPC */
+};
+
+struct ev_stderr {
+	const char *line;
+	uint64_t bytes;        /* on the wire, may exceed strlen(line) when cut */
+};
+
+struct ev_exit {
+	int exit_code;         /* -1 when killed by a signal */
+	int signal;            /* 0 when it exited */
+	bool core_dumped;
+	bool oom_killed;
+	bool stdin_closed;     /* the client had closed stdin before */
+	bool normal;           /* a normal shutdown: code 0, or stdin closed then SIGTERM/SIGKILL */
+	const char *reason;    /* "exit", "signal", "oom", "shutdown" */
+	unsigned pending_calls;
+	uint32_t raw;
+};
+
+struct ev_loss {
+	const char *reason;    /* "ringbuf_full", "copy_failed", "truncated", "gap", ... */
+	uint64_t bytes;
+	uint64_t records;
+	int fd;                /* -1 when not tied to a stream */
+};
+
+struct ev_tools {
+	json_t *change;        /* EV_TOOLS_CHANGED: {added:[], removed:[], changed:[{name, fields:[]}]} */
+	const json_t *tools;   /* EV_TOOLS_LIST: the tools array */
+	unsigned count;
+};
+
+struct ev_message {
+	enum call_direction direction;
+	const char *kind;      /* rpc_kind_name() */
+	const char *method;
+	const char *id;
+	uint64_t bytes;
+	const json_t *root;    /* NULL when oversized */
+};
+
+struct ev_stall {
+	const char *method, *id, *tool;
+	uint64_t pending_ns;
+	char state;            /* /proc/PID/stat state: R S D T Z ... ; 0 unknown */
+	uint64_t cpu_ns;       /* CPU time the process used during the stall */
+	unsigned threads;
+	const char *wchan;
+};
+
+struct ev_blocked_write {
+	int fd;
+	uint64_t blocked_ns;
+	uint64_t bytes;        /* requested */
+};
+
+struct ev_report {
+	const char *path;
+};
+
+struct ev_stdin_closed {
+	bool lingering;        /* false: the client just closed stdin; true: the server outlived it */
+	uint64_t since_ns;     /* lingering: time since stdin was closed */
+};
+
+struct sonde_event {
+	enum ev_type type;
+	uint64_t ts_ns;        /* CLOCK_MONOTONIC of the kernel record (or of the tick) */
+	uint64_t real_ns;      /* the same instant, CLOCK_REALTIME of the observed machine */
+	uint32_t pid;
+	const struct session_identity *session; /* NULL for events not tied to a process */
+	union {
+		struct ev_call call;
+		struct ev_notification notification;
+		struct ev_invalid invalid;
+		struct ev_stderr stderr_line;
+		struct ev_exit exit;
+		struct ev_loss loss;
+		struct ev_tools tools;
+		struct ev_message message;
+		struct ev_stall stall;
+		struct ev_blocked_write blocked_write;
+		struct ev_report report;
+		struct ev_stdin_closed stdin_closed;
+	};
+};
+
+struct event_format_opts {
+	bool capture_values; /* arguments and results in full; otherwise arg_keys only */
+};
+
+const char *ev_type_name(enum ev_type t);
+const char *call_status_name(enum call_status s);
+const char *call_direction_name(enum call_direction d);
+/* The JSON object of an event, as written to JSONL. Caller owns the reference. */
+json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts);
+/* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */
+void event_format_time(uint64_t real_ns, char *buf, size_t len);
+
+#endif

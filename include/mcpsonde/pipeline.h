@@ -1,0 +1,71 @@
+/* pipeline.h -- records in, events out: stream -> frame -> rpc -> session -> sinks.
+ *
+ * The pipeline is fed records in order (from source_live or a capture reader) and a clock
+ * (pipeline_tick) so that time-based detection runs the same live and in replay, where the
+ * clock is the records' own timestamps. It owns the streams (one per tgid, fd, direction)
+ * and the sessions (one per observed process). Single-threaded: the HTTP thread of the
+ * metrics sink reads snapshots, never this. */
+#ifndef MCPSONDE_PIPELINE_H
+#define MCPSONDE_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "events.h"
+#include "sink.h"
+
+#define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
+#define PIPELINE_MAX_PENDING 65536 /* pending calls per session; more are counted and dropped */
+#define PIPELINE_MAX_SESSIONS 4096
+#define PIPELINE_MAX_STREAMS 65536
+
+struct pipeline_opts {
+	size_t max_frame;          /* per-stream line buffer cap (bytes) */
+	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
+	bool capture_values;
+	uint64_t stall_ns;         /* pending-call threshold; 0 disables stall detection */
+	unsigned stall_p99_factor; /* stall when pending > factor * the tool's p99, if larger */
+	uint64_t stdin_linger_ns;  /* server alive this long after stdin closed: reported */
+	uint64_t init_timeout_ns;  /* initialize unanswered this long: reported */
+};
+
+void pipeline_opts_default(struct pipeline_opts *o);
+
+struct pipeline_stats {
+	uint64_t records;
+	uint64_t data_bytes;
+	uint64_t frames;
+	uint64_t messages;
+	uint64_t invalid_frames;
+	uint64_t oversized_frames;
+	uint64_t gaps, gap_bytes;
+	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */
+	uint64_t sessions_dropped;
+	uint64_t streams_dropped;
+	uint64_t unmatched_responses;
+	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
+};
+
+struct pipeline;
+
+struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list *sinks);
+/* Feeds one record. Matches source_record_fn: ctx is the pipeline. Always returns 0. */
+int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
+/* Live capture: stall events sample /proc (meaningless when replaying a capture). */
+void pipeline_set_live(struct pipeline *p, bool live);
+/* A write by tgid on fd entered at enter_ns has not returned by now_ns (the client is not
+ * reading). Reported once per blocked write. */
+void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,
+			    uint64_t now_ns);
+/* Advances the clock (CLOCK_MONOTONIC ns): stalls, silences, sinks' ticks. */
+void pipeline_tick(struct pipeline *p, uint64_t now_ns);
+/* End of input: flushes partial streams (a replay's end, or attach stopping). Pending calls
+ * of live processes stay pending: they are not orphaned by mcpsonde stopping. */
+void pipeline_finish(struct pipeline *p, uint64_t now_ns);
+const struct pipeline_stats *pipeline_stats(const struct pipeline *p);
+/* Number of calls currently pending over all sessions. */
+unsigned pipeline_pending(const struct pipeline *p);
+void pipeline_free(struct pipeline *p);
+
+#endif

@@ -1,0 +1,38 @@
+/* procfs.h -- what /proc says about an observed process: identity, descendants, state.
+ *
+ * Used at attach (to follow a wrapper's existing children and to name a server attached
+ * mid-session), by stall detection (run state, CPU, threads, wchan) and by the flight
+ * recorder (RSS and CPU samples). Every function tolerates the process vanishing. */
+#ifndef MCPSONDE_PROCFS_H
+#define MCPSONDE_PROCFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "events.h"
+
+struct proc_sample {
+	char state;           /* R S D T t Z X I; 0 when the process is gone */
+	uint64_t cpu_ns;      /* utime + stime of the whole process */
+	uint64_t rss_bytes;
+	unsigned threads;
+	char wchan[64];       /* "" when unreadable or running */
+	uint64_t start_ticks;
+	pid_t ppid;
+};
+
+bool proc_exists(pid_t pid);
+/* Reads /proc/PID/stat; returns 0, or -1 when the process is gone. */
+int proc_sample(pid_t pid, struct proc_sample *out);
+/* Builds an MSD_REC_PROC record for pid (malloc'd, free() it); NULL when gone.
+ * ts_ns is stamped into the header (CLOCK_MONOTONIC). */
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns);
+/* Calls fn for every live descendant of pid (children, grandchildren...), not pid itself. */
+int proc_descendants(pid_t pid, void (*fn)(void *ctx, pid_t child), void *ctx);
+/* CLOCK_MONOTONIC and CLOCK_REALTIME now, and their difference. */
+uint64_t clock_mono_ns(void);
+int64_t clock_mono_to_real_ns(void);
+
+#endif

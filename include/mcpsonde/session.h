@@ -1,0 +1,50 @@
+/* session.h -- one observed process: MCP identity, pending calls, correlation, silences.
+ *
+ * Requests are pending, keyed by (direction, id as JSON text), until their response, a
+ * notifications/cancelled, or the process's exit (orphaned). There is no time-to-live:
+ * a slow call is a stall, reported once, never dropped. The table is bounded
+ * (PIPELINE_MAX_PENDING); an insert beyond it is counted in stats.pending_dropped. */
+#ifndef MCPSONDE_SESSION_H
+#define MCPSONDE_SESSION_H
+
+#include <stdint.h>
+
+#include "event.h"
+#include "events.h"
+#include "frame.h"
+#include "pipeline.h"
+#include "rpc.h"
+#include "sink.h"
+
+struct session;
+
+struct session_env {
+	struct sink_list *sinks;
+	const struct pipeline_opts *opts;
+	struct pipeline_stats *stats;
+};
+
+struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_env *env);
+void session_free(struct session *s);
+const struct session_identity *session_identity(const struct session *s);
+unsigned session_pending(const struct session *s);
+
+void session_on_proc(struct session *s, const struct msd_proc_rec *rec);
+void session_on_exec(struct session *s, const struct msd_exec_rec *rec);
+void session_on_fork(struct session *s, const struct msd_fork_rec *rec);
+void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind);
+/* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */
+void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_msg *m, const struct frame *f);
+void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json);
+void session_on_stderr(struct session *s, const struct frame *f);
+void session_on_stdin_eof(struct session *s, uint64_t ts_ns);
+void session_on_oom(struct session *s, uint64_t ts_ns);
+void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint64_t bytes, uint64_t now_ns);
+/* Orphans pending calls, classifies and reports the exit. The session is done after. */
+void session_on_exit(struct session *s, const struct msd_exit_rec *rec);
+/* Stalls, unanswered initialize, a server outliving its closed stdin. */
+void session_tick(struct session *s, uint64_t now_ns, bool live);
+/* Emits ev after stamping pid, session and wall-clock time. */
+void session_emit(struct session *s, struct sonde_event *ev);
+
+#endif
