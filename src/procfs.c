@@ -1,0 +1,216 @@
+/* procfs.c -- identity, descendants and run state of processes, from /proc.
+ *
+ * Everything here tolerates the process disappearing between two reads: a vanished
+ * process is an ordinary outcome (-1 or NULL), never an error message. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpsonde/procfs.h"
+
+#define PROC_CMDLINE_MAX 4096
+
+static ssize_t proc_read_file(pid_t pid, const char *name, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n, total = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while ((size_t)total < len - 1) {
+		n = read(fd, buf + total, len - 1 - total);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	close(fd);
+	buf[total] = '\0';
+	return total;
+}
+
+bool proc_exists(pid_t pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return access(path, F_OK) == 0;
+}
+
+/* /proc/PID/stat: "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
+ * fields are counted from the last ')'. */
+static int proc_parse_stat(const char *buf, char *comm, size_t commlen, struct proc_sample *out)
+{
+	const char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+	unsigned long long utime, stime, start;
+	long threads;
+	int ppid;
+	char state;
+
+	if (!open_paren || !close_paren || close_paren < open_paren)
+		return -1;
+	if (comm) {
+		size_t n = (size_t)(close_paren - open_paren - 1);
+		if (n >= commlen)
+			n = commlen - 1;
+		memcpy(comm, open_paren + 1, n);
+		comm[n] = '\0';
+	}
+	/* fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime cutime cstime priority nice num_threads itrealvalue starttime */
+	if (sscanf(close_paren + 2,
+		   "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %ld %*d %llu",
+		   &state, &ppid, &utime, &stime, &threads, &start) != 6)
+		return -1;
+	if (out) {
+		long hz = sysconf(_SC_CLK_TCK);
+		out->state = state;
+		out->ppid = ppid;
+		out->threads = (unsigned)threads;
+		out->start_ticks = start;
+		out->cpu_ns = (utime + stime) * (1000000000ull / (unsigned long long)(hz > 0 ? hz : 100));
+	}
+	return 0;
+}
+
+int proc_sample(pid_t pid, struct proc_sample *out)
+{
+	char buf[1024];
+	long rss_pages;
+
+	memset(out, 0, sizeof(*out));
+	if (proc_read_file(pid, "stat", buf, sizeof(buf)) <= 0 || proc_parse_stat(buf, NULL, 0, out) < 0) {
+		out->state = 0;
+		return -1;
+	}
+	if (proc_read_file(pid, "statm", buf, sizeof(buf)) > 0 && sscanf(buf, "%*s %ld", &rss_pages) == 1)
+		out->rss_bytes = (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (proc_read_file(pid, "wchan", out->wchan, sizeof(out->wchan)) <= 0 || strcmp(out->wchan, "0") == 0)
+		out->wchan[0] = '\0';
+	return 0;
+}
+
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
+{
+	char stat[1024], cmdline[PROC_CMDLINE_MAX], exe_path[64];
+	struct proc_sample s;
+	struct msd_proc_rec *rec;
+	ssize_t cmdlen, exelen;
+
+	if (proc_read_file(pid, "stat", stat, sizeof(stat)) <= 0)
+		return NULL;
+	cmdlen = proc_read_file(pid, "cmdline", cmdline, sizeof(cmdline));
+	if (cmdlen < 0)
+		cmdlen = 0;
+	rec = calloc(1, sizeof(*rec) + (size_t)cmdlen);
+	if (!rec)
+		return NULL;
+	if (proc_parse_stat(stat, rec->comm, sizeof(rec->comm), &s) < 0) {
+		free(rec);
+		return NULL;
+	}
+	snprintf(exe_path, sizeof(exe_path), "/proc/%d/exe", (int)pid);
+	exelen = readlink(exe_path, rec->exe, sizeof(rec->exe) - 1);
+	rec->exe[exelen > 0 ? exelen : 0] = '\0';
+	rec->hdr.kind = MSD_REC_PROC;
+	rec->hdr.abi = MSD_ABI_VERSION;
+	rec->hdr.size = (uint32_t)(sizeof(*rec) + (size_t)cmdlen);
+	rec->hdr.ts_ns = ts_ns;
+	rec->hdr.tgid = (uint32_t)pid;
+	rec->hdr.tid = (uint32_t)pid;
+	rec->start_ticks = s.start_ticks;
+	rec->ppid = (uint32_t)s.ppid;
+	rec->cmdline_len = (uint32_t)cmdlen;
+	memcpy(rec->cmdline, cmdline, (size_t)cmdlen);
+	return rec;
+}
+
+/* Walks the whole process table once per generation rather than /proc/PID/task/TID/children,
+ * which needs CONFIG_PROC_CHILDREN and misses children of non-leader threads. */
+int proc_descendants(pid_t root, void (*fn)(void *ctx, pid_t child), void *ctx)
+{
+	pid_t *pids = NULL, *ppids = NULL, *found = NULL;
+	size_t n = 0, cap = 0, nfound = 0, i, scan;
+	struct dirent *de;
+	DIR *dir;
+
+	dir = opendir("/proc");
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		struct proc_sample s;
+		char buf[1024];
+		pid_t pid;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atoi(de->d_name);
+		if (proc_read_file(pid, "stat", buf, sizeof(buf)) <= 0 || proc_parse_stat(buf, NULL, 0, &s) < 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			pid_t *np = realloc(pids, ncap * sizeof(*np)), *npp;
+			if (!np)
+				break;
+			pids = np;
+			npp = realloc(ppids, ncap * sizeof(*npp));
+			if (!npp)
+				break;
+			ppids = npp;
+			cap = ncap;
+		}
+		pids[n] = pid;
+		ppids[n] = s.ppid;
+		n++;
+	}
+	closedir(dir);
+
+	/* Breadth-first over the snapshot: found[] holds the frontier and everything before it. */
+	found = malloc((n + 1) * sizeof(*found));
+	if (!found) {
+		free(pids);
+		free(ppids);
+		return -1;
+	}
+	found[nfound++] = root;
+	for (scan = 0; scan < nfound; scan++) {
+		for (i = 0; i < n; i++) {
+			if (ppids[i] == found[scan] && pids[i] != root) {
+				found[nfound++] = pids[i];
+				fn(ctx, pids[i]);
+			}
+		}
+	}
+	free(found);
+	free(pids);
+	free(ppids);
+	return 0;
+}
+
+uint64_t clock_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int64_t clock_mono_to_real_ns(void)
+{
+	struct timespec mono, real;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	return ((int64_t)real.tv_sec - (int64_t)mono.tv_sec) * 1000000000ll +
+	       ((int64_t)real.tv_nsec - (int64_t)mono.tv_nsec);
+}
