@@ -1,0 +1,517 @@
+/* main.c -- the command line: parse, wire a source to the pipeline and its sinks, run.
+ *
+ *   mcpsonde attach -p PID [-p PID...] [--json]   live, one line or one JSON object per event
+ *   mcpsonde record -p PID -o FILE                 raw records to a capture file
+ *   mcpsonde replay FILE [--json]                  the same analysis, offline, no root
+ *
+ * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
+ * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). Nothing is pinned
+ * or left behind: the kernel drops the BPF programs when this process goes, however it goes. */
+#include <argp.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "mcpsonde/capture.h"
+#include "mcpsonde/pipeline.h"
+#include "mcpsonde/procfs.h"
+#include "mcpsonde/sink.h"
+#include "mcpsonde/source.h"
+
+#define MAX_PIDS 64
+#define TICK_NS 100000000ull
+#define LIVE_MAX 4096
+
+enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY };
+
+struct cli {
+	enum command cmd;
+	pid_t pids[MAX_PIDS];
+	int npids;
+	const char *output;  /* record: capture file */
+	const char *input;   /* replay: capture file */
+	bool json;
+	bool verbose;
+	size_t ringbuf_bytes;
+	uint64_t blocked_write_ns;
+	struct pipeline_opts popts;
+};
+
+/* Processes being watched: the given PIDs, their descendants, and what they fork later.
+ * attach ends when the last of them has exited. */
+struct live_set {
+	pid_t pids[LIVE_MAX];
+	int n;
+};
+
+struct live_ctx {
+	struct cli *cli;
+	struct source_live *src;
+	struct pipeline *pipe;         /* NULL for record */
+	struct capture_writer *writer; /* NULL for attach */
+	struct live_set live;
+	struct msd_drop drops[MSD_DROP__MAX];
+	bool write_failed;
+};
+
+const char *argp_program_version = "mcpsonde " MCPSONDE_VERSION;
+const char *argp_program_bug_address = NULL;
+
+enum opt_key {
+	OPT_CAPTURE_VALUES = 1000,
+	OPT_MAX_FRAME,
+	OPT_RINGBUF_MB,
+	OPT_STALL,
+	OPT_BLOCKED_WRITE,
+	OPT_STDIN_LINGER,
+	OPT_INIT_TIMEOUT,
+};
+
+static const char doc[] =
+	"Observe MCP servers through eBPF, without changing them.\n\n"
+	"Commands:\n"
+	"  attach -p PID [-p PID...]   watch running servers (root); one line per call\n"
+	"  record -p PID -o FILE       write raw capture records to FILE (root)\n"
+	"  replay FILE                 analyse a capture offline (no root)\n"
+	"\nOptions:";
+
+static const char args_doc[] = "attach|record|replay [FILE]";
+
+static const struct argp_option options[] = {
+	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
+	{ "output", 'o', "FILE", 0, "record: capture file to write", 0 },
+	{ "json", 'j', NULL, 0, "JSONL output, one event per line", 0 },
+	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only)", 0 },
+	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
+	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
+	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
+	{ "blocked-write-timeout", OPT_BLOCKED_WRITE, "SEC", 0, "Report writes blocked this long (default 5)", 0 },
+	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
+	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
+	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
+	{ 0 },
+};
+
+static int parse_seconds(const char *arg, uint64_t *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || *end || v < 0 || v > 1e6)
+		return -1;
+	*out = (uint64_t)(v * 1e9);
+	return 0;
+}
+
+static int parse_u64(const char *arg, unsigned long long min, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(arg, &end, 10);
+	return (errno || *end || arg[0] == '-' || *out < min || *out > max) ? -1 : 0;
+}
+
+static error_t parse_arg(int key, char *arg, struct argp_state *state)
+{
+	struct cli *cli = state->input;
+	unsigned long long v;
+
+	switch (key) {
+	case 'p':
+		if (parse_u64(arg, 1, INT_MAX, &v) < 0)
+			argp_error(state, "invalid PID: %s", arg);
+		if (cli->npids == MAX_PIDS)
+			argp_error(state, "at most %d -p options", MAX_PIDS);
+		cli->pids[cli->npids++] = (pid_t)v;
+		break;
+	case 'o':
+		cli->output = arg;
+		break;
+	case 'j':
+		cli->json = true;
+		break;
+	case 'v':
+		cli->verbose = true;
+		break;
+	case OPT_CAPTURE_VALUES:
+		cli->popts.capture_values = true;
+		break;
+	case OPT_MAX_FRAME:
+		if (parse_u64(arg, 4096, 1ull << 30, &v) < 0)
+			argp_error(state, "--max-frame: expected bytes between 4096 and 1 GiB: %s", arg);
+		cli->popts.max_frame = (size_t)v;
+		break;
+	case OPT_RINGBUF_MB:
+		if (parse_u64(arg, 1, 1024, &v) < 0 || (v & (v - 1)))
+			argp_error(state, "--ringbuf-mb: expected a power of two between 1 and 1024: %s", arg);
+		cli->ringbuf_bytes = (size_t)v << 20;
+		break;
+	case OPT_STALL:
+	case OPT_BLOCKED_WRITE:
+	case OPT_STDIN_LINGER:
+	case OPT_INIT_TIMEOUT: {
+		uint64_t *dst = key == OPT_STALL ? &cli->popts.stall_ns :
+				key == OPT_BLOCKED_WRITE ? &cli->blocked_write_ns :
+				key == OPT_STDIN_LINGER ? &cli->popts.stdin_linger_ns : &cli->popts.init_timeout_ns;
+		if (parse_seconds(arg, dst) < 0)
+			argp_error(state, "expected seconds: %s", arg);
+		break;
+	}
+	case ARGP_KEY_ARG:
+		if (cli->cmd == CMD_NONE) {
+			if (strcmp(arg, "attach") == 0)
+				cli->cmd = CMD_ATTACH;
+			else if (strcmp(arg, "record") == 0)
+				cli->cmd = CMD_RECORD;
+			else if (strcmp(arg, "replay") == 0)
+				cli->cmd = CMD_REPLAY;
+			else
+				argp_error(state, "unknown command: %s", arg);
+		} else if (cli->cmd == CMD_REPLAY && !cli->input) {
+			cli->input = arg;
+		} else {
+			argp_error(state, "unexpected argument: %s", arg);
+		}
+		break;
+	case ARGP_KEY_END:
+		if (cli->cmd == CMD_NONE)
+			argp_error(state, "a command is required: attach, record or replay");
+		if ((cli->cmd == CMD_ATTACH || cli->cmd == CMD_RECORD) && cli->npids == 0)
+			argp_error(state, "%s needs at least one -p PID", cli->cmd == CMD_ATTACH ? "attach" : "record");
+		if (cli->cmd == CMD_RECORD && !cli->output)
+			argp_error(state, "record needs -o FILE");
+		if (cli->cmd == CMD_REPLAY && !cli->input)
+			argp_error(state, "replay needs a capture FILE");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static const struct argp argp = { options, parse_arg, args_doc, doc, NULL, NULL, NULL };
+
+/* --- sinks ---------------------------------------------------------------------------- */
+
+static int sinks_setup(struct cli *cli, struct sink_list *sinks)
+{
+	struct event_format_opts fo = { .capture_values = cli->popts.capture_values };
+	struct sink *out = cli->json ? sink_json_new(stdout, &fo) : sink_text_new(stdout, &fo);
+
+	if (!out)
+		return -1;
+	sinks_add(sinks, out);
+	return 0;
+}
+
+/* --- live capture --------------------------------------------------------------------- */
+
+static void live_add(struct live_set *l, pid_t pid)
+{
+	for (int i = 0; i < l->n; i++)
+		if (l->pids[i] == pid)
+			return;
+	if (l->n < LIVE_MAX)
+		l->pids[l->n++] = pid;
+}
+
+static void live_remove(struct live_set *l, pid_t pid)
+{
+	for (int i = 0; i < l->n; i++)
+		if (l->pids[i] == pid) {
+			l->pids[i] = l->pids[--l->n];
+			return;
+		}
+}
+
+/* Every record goes to the capture file and/or the pipeline, in the same order. */
+static void live_deliver(struct live_ctx *c, const struct msd_rec_hdr *rec)
+{
+	if (c->writer && capture_writer_put(c->writer, rec) < 0)
+		c->write_failed = true;
+	if (c->pipe)
+		pipeline_feed(c->pipe, rec);
+}
+
+static void live_identify(struct live_ctx *c, pid_t pid, uint64_t ts_ns)
+{
+	struct msd_proc_rec *rec = proc_identity(pid, ts_ns);
+
+	if (!rec)
+		return;
+	live_deliver(c, &rec->hdr);
+	free(rec);
+}
+
+static int live_on_record(void *ctx, const struct msd_rec_hdr *rec)
+{
+	struct live_ctx *c = ctx;
+
+	live_deliver(c, rec);
+	switch (rec->kind) {
+	case MSD_REC_FORK:
+		live_add(&c->live, (pid_t)rec->tgid);
+		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
+		break;
+	case MSD_REC_EXEC:
+		source_live_forget_fds(c->src, (pid_t)rec->tgid);
+		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
+		break;
+	case MSD_REC_EXIT:
+		live_remove(&c->live, (pid_t)rec->tgid);
+		break;
+	}
+	return 0;
+}
+
+static void live_track(void *ctx, pid_t pid)
+{
+	struct live_ctx *c = ctx;
+
+	if (source_live_track(c->src, pid) < 0)
+		return;
+	live_add(&c->live, pid);
+	live_identify(c, pid, clock_mono_ns());
+}
+
+static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
+{
+	struct msd_drop cur[MSD_DROP__MAX];
+
+	if (source_live_drops(c->src, cur) < 0)
+		return;
+	for (int r = 0; r < MSD_DROP__MAX; r++) {
+		struct msd_loss_rec l = { .hdr = { .kind = MSD_REC_LOSS, .abi = MSD_ABI_VERSION,
+						   .size = sizeof(l), .ts_ns = now_ns } };
+		if (cur[r].records == c->drops[r].records && cur[r].bytes == c->drops[r].bytes)
+			continue;
+		l.reason = (uint32_t)r;
+		l.records = cur[r].records - c->drops[r].records;
+		l.bytes = cur[r].bytes - c->drops[r].bytes;
+		c->drops[r] = cur[r];
+		live_deliver(c, &l.hdr);
+	}
+}
+
+static void live_on_inflight(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
+			     uint64_t count)
+{
+	struct live_ctx *c = ctx;
+	uint64_t now = clock_mono_ns();
+
+	(void)tid;
+	if (dir == MSD_DIR_WRITE && fd == 1 && now > enter_ns && now - enter_ns > c->cli->blocked_write_ns)
+		pipeline_blocked_write(c->pipe, tgid, fd, enter_ns, count, now);
+}
+
+/* Forgets PIDs whose exit was never seen (they died before tracking began). */
+static void live_prune(struct live_ctx *c)
+{
+	for (int i = c->live.n - 1; i >= 0; i--)
+		if (!proc_exists(c->live.pids[i]))
+			live_remove(&c->live, c->live.pids[i]);
+}
+
+static int run_live(struct cli *cli)
+{
+	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose };
+	struct live_ctx c = { .cli = cli };
+	struct sink_list sinks = { 0 };
+	struct epoll_event ev, events[4];
+	int epfd = -1, tfd = -1, sfd = -1, err = 1, ticks = 0;
+	struct itimerspec its = { .it_interval = { 0, TICK_NS }, .it_value = { 0, TICK_NS } };
+	char msg[512] = "";
+	bool stop = false;
+	sigset_t mask;
+
+	for (int i = 0; i < cli->npids; i++)
+		if (!proc_exists(cli->pids[i])) {
+			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
+			return 1;
+		}
+	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	if (cli->cmd == CMD_RECORD) {
+		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
+		if (!c.writer) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			return 1;
+		}
+	} else {
+		if (sinks_setup(cli, &sinks) < 0)
+			goto cleanup;
+		c.pipe = pipeline_new(&cli->popts, &sinks);
+		if (!c.pipe)
+			goto cleanup;
+		pipeline_set_live(c.pipe, true);
+	}
+	c.src = source_live_open(&so, msg, sizeof(msg));
+	if (!c.src) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
+	}
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || tfd < 0 || epfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0) {
+		fprintf(stderr, "mcpsonde: event loop setup failed: %s\n", strerror(errno));
+		goto cleanup;
+	}
+	ev.events = EPOLLIN;
+	ev.data.fd = source_live_fd(c.src);
+	epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	ev.data.fd = tfd;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+	ev.data.fd = sfd;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
+
+	/* Track first, then walk the existing children: a fork in between is followed by the
+	 * kernel, so nothing falls through. */
+	for (int i = 0; i < cli->npids; i++) {
+		if (source_live_track(c.src, cli->pids[i]) < 0) {
+			fprintf(stderr, "mcpsonde: cannot track %d\n", (int)cli->pids[i]);
+			goto cleanup;
+		}
+		live_add(&c.live, cli->pids[i]);
+		live_identify(&c, cli->pids[i], clock_mono_ns());
+		proc_descendants(cli->pids[i], live_track, &c);
+	}
+	fprintf(stderr, "mcpsonde: attached to %d process%s (pid", c.live.n, c.live.n == 1 ? "" : "es");
+	for (int i = 0; i < c.live.n; i++)
+		fprintf(stderr, " %d", (int)c.live.pids[i]);
+	fprintf(stderr, ")%s\n", cli->cmd == CMD_RECORD ? ", recording" : "");
+
+	while (!stop) {
+		int n = epoll_wait(epfd, events, 4, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "mcpsonde: epoll_wait: %s\n", strerror(errno));
+			goto cleanup;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = events[i].data.fd;
+
+			if (fd == sfd) {
+				stop = true;
+			} else if (fd == tfd) {
+				uint64_t expirations, now = clock_mono_ns();
+
+				if (read(tfd, &expirations, sizeof(expirations)) < 0)
+					continue;
+				source_live_poll(c.src, live_on_record, &c);
+				live_check_drops(&c, now);
+				if (c.pipe) {
+					if (cli->blocked_write_ns)
+						source_live_inflight(c.src, live_on_inflight, &c);
+					pipeline_tick(c.pipe, now);
+				}
+				if (++ticks % 10 == 0)
+					live_prune(&c);
+			} else {
+				source_live_poll(c.src, live_on_record, &c);
+				if (c.pipe)
+					pipeline_tick(c.pipe, clock_mono_ns());
+			}
+		}
+		if (c.live.n == 0)
+			stop = true;
+	}
+	source_live_poll(c.src, live_on_record, &c);
+	live_check_drops(&c, clock_mono_ns());
+	if (c.pipe)
+		pipeline_finish(c.pipe, clock_mono_ns());
+	err = c.write_failed ? 1 : 0;
+	if (c.write_failed)
+		fprintf(stderr, "mcpsonde: writing %s failed: the capture is incomplete\n", cli->output);
+cleanup:
+	if (epfd >= 0)
+		close(epfd);
+	if (tfd >= 0)
+		close(tfd);
+	if (sfd >= 0)
+		close(sfd);
+	source_live_close(c.src);
+	if (c.writer && capture_writer_close(c.writer) < 0 && !err) {
+		fprintf(stderr, "mcpsonde: writing %s failed\n", cli->output);
+		err = 1;
+	}
+	sinks_close(&sinks);
+	pipeline_free(c.pipe);
+	return err;
+}
+
+/* --- replay ----------------------------------------------------------------------------- */
+
+static int run_replay(struct cli *cli)
+{
+	struct sink_list sinks = { 0 };
+	const struct msd_rec_hdr *rec;
+	struct capture_reader *r;
+	struct pipeline *p = NULL;
+	uint64_t last_ts = 0;
+	char msg[512] = "";
+	int rc, err = 1;
+
+	r = capture_reader_open(cli->input, msg, sizeof(msg));
+	if (!r) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		return 1;
+	}
+	cli->popts.mono_to_real_ns = capture_reader_mono_to_real(r);
+	if (sinks_setup(cli, &sinks) < 0 || !(p = pipeline_new(&cli->popts, &sinks)))
+		goto cleanup;
+	while ((rc = capture_reader_next(r, &rec, msg, sizeof(msg))) == 1) {
+		/* The records' own clock drives time-based detection, as the kernel's did live. */
+		if (rec->ts_ns > last_ts)
+			last_ts = rec->ts_ns;
+		pipeline_tick(p, last_ts);
+		pipeline_feed(p, rec);
+	}
+	pipeline_finish(p, last_ts);
+	if (rc < 0)
+		fprintf(stderr, "mcpsonde: %s: %s\n", cli->input, msg);
+	err = rc < 0 ? 1 : 0;
+cleanup:
+	sinks_close(&sinks);
+	pipeline_free(p);
+	capture_reader_close(r);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { .blocked_write_ns = 5000000000ull };
+	int err;
+
+	pipeline_opts_default(&cli.popts);
+	err = argp_parse(&argp, argc, argv, 0, NULL, &cli);
+	if (err)
+		return 1;
+	switch (cli.cmd) {
+	case CMD_ATTACH:
+	case CMD_RECORD:
+		return run_live(&cli);
+	case CMD_REPLAY:
+		return run_replay(&cli);
+	case CMD_NONE:
+		break;
+	}
+	return 1;
+}
