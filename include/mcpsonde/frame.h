@@ -5,8 +5,8 @@
  * a response) and the frame is flagged oversized. After a gap the partial line is discarded
  * and framing resumes after the next newline. A frame is oversized exactly when the line,
  * "\r" stripped, is longer than max_frame, however it was chunked. Memory per framer is
- * bounded by max_frame + 1 (the line buffer) + 2 * min(max_frame, FRAME_EDGE_BYTES) (the tail
- * window, allocated only while an oversized line is being read). */
+ * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
+ * tail window, allocated only while an oversized line is being read). */
 #ifndef MCPSONDE_FRAME_H
 #define MCPSONDE_FRAME_H
 
@@ -20,11 +20,11 @@
 struct frame {
 	const char *data; /* the whole line, or its first min(max_frame, FRAME_EDGE_BYTES) bytes when oversized */
 	size_t len;
-	const char *tail; /* oversized only: the last bytes of the line (as many, minus a stripped "\r") */
+	const char *tail; /* oversized only: the last bytes of the line, as many as in data */
 	size_t tail_len;
 	uint64_t wire_len;    /* bytes of the line on the wire, "\n" and the stripped "\r" excluded */
 	uint64_t ts_first_ns; /* syscall that carried the first byte */
-	uint64_t ts_last_ns;  /* syscall that carried the newline */
+	uint64_t ts_last_ns;  /* syscall that carried the newline; never before ts_first_ns */
 	bool oversized;
 };
 
@@ -39,7 +39,7 @@ struct framer_stats {
 struct framer {
 	char *buf; /* the line so far, grown geometrically up to max_frame + 1; oversized: the head */
 	size_t len, cap, max_frame;
-	char *tail; /* oversized: sliding window (2 * edge bytes) whose last edge bytes are the tail */
+	char *tail; /* oversized: sliding window of 2 * (edge + 1) bytes ending with the line's end */
 	size_t tail_len;
 	uint64_t wire_len;    /* bytes of the partial line so far */
 	uint64_t ts_first_ns; /* of its first byte */

@@ -1,0 +1,254 @@
+/* frame.c -- newline framing of one byte stream.
+ *
+ * Invariants:
+ * - A complete line lying wholly inside the caller's chunk while nothing is buffered is
+ *   delivered as a pointer into that chunk: the common case (one small message per write)
+ *   costs one memchr and no copy.
+ * - Otherwise the partial line is buffered, up to max_frame + 1 bytes (a line of max_frame
+ *   bytes plus the "\r" that will be stripped). Past that the line is oversized: buf keeps
+ *   the head (edge bytes) and a sliding window of 2 * (edge + 1) bytes keeps at least the
+ *   last edge + 1 bytes (edge once a "\r" is stripped), contiguous, so that delivering a
+ *   frame never needs a copy and the tail does not depend on how the line was chunked.
+ * - wire_len counts every byte of the partial line, whatever was kept of it.
+ * - While resync is set, bytes up to and including the next newline are dropped: after a gap
+ *   the bytes that follow are the end of a line whose beginning was lost. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpsonde/frame.h"
+
+#define FRAME_INITIAL_CAP 4096
+
+/* Bytes kept at each end of an oversized line. */
+static size_t framer_edge(const struct framer *fr)
+{
+	return fr->max_frame < FRAME_EDGE_BYTES ? fr->max_frame : FRAME_EDGE_BYTES;
+}
+
+void framer_init(struct framer *fr, size_t max_frame)
+{
+	memset(fr, 0, sizeof(*fr));
+	fr->max_frame = max_frame ? max_frame : 1;
+}
+
+/* Forgets the partial line. Keeps the line buffer for reuse; the tail window exists only while
+ * an oversized line is read. */
+static void framer_clear_line(struct framer *fr)
+{
+	fr->len = 0;
+	fr->wire_len = 0;
+	fr->oversized = false;
+	free(fr->tail);
+	fr->tail = NULL;
+	fr->tail_len = 0;
+}
+
+static void framer_drop_line(struct framer *fr)
+{
+	fr->stats.discarded_bytes += fr->wire_len;
+	framer_clear_line(fr);
+}
+
+void framer_gap(struct framer *fr)
+{
+	framer_drop_line(fr);
+	fr->resync = true;
+}
+
+void framer_reset(struct framer *fr)
+{
+	framer_drop_line(fr);
+	fr->resync = false;
+}
+
+size_t framer_pending(const struct framer *fr)
+{
+	return (size_t)fr->wire_len;
+}
+
+void framer_free(struct framer *fr)
+{
+	free(fr->buf);
+	free(fr->tail);
+	memset(fr, 0, sizeof(*fr));
+}
+
+static bool framer_reserve(struct framer *fr, size_t need)
+{
+	size_t limit = fr->max_frame + 1;
+	size_t cap = fr->cap ? fr->cap : FRAME_INITIAL_CAP;
+	char *buf;
+
+	if (need <= fr->cap)
+		return true;
+	while (cap < need)
+		cap *= 2;
+	if (cap > limit)
+		cap = limit;
+	buf = realloc(fr->buf, cap);
+	if (!buf)
+		return false;
+	fr->buf = buf;
+	fr->cap = cap;
+	return true;
+}
+
+static void framer_window_append(struct framer *fr, const char *p, size_t n)
+{
+	size_t keep = framer_edge(fr) + 1;
+
+	if (n >= keep) {
+		memcpy(fr->tail, p + n - keep, keep);
+		fr->tail_len = keep;
+		return;
+	}
+	if (fr->tail_len + n > 2 * keep) {
+		memmove(fr->tail, fr->tail + fr->tail_len - keep, keep);
+		fr->tail_len = keep;
+	}
+	memcpy(fr->tail + fr->tail_len, p, n);
+	fr->tail_len += n;
+}
+
+/* The buffered line outgrew max_frame + 1: keep its head in buf and its end in the window. */
+static bool framer_enter_oversized(struct framer *fr)
+{
+	size_t edge = framer_edge(fr);
+	size_t keep = fr->len < edge + 1 ? fr->len : edge + 1;
+
+	if (!framer_reserve(fr, edge))
+		return false;
+	fr->tail = malloc(2 * (edge + 1));
+	if (!fr->tail)
+		return false;
+	memcpy(fr->tail, fr->buf + fr->len - keep, keep);
+	fr->tail_len = keep;
+	if (fr->len > edge)
+		fr->len = edge;
+	fr->oversized = true;
+	return true;
+}
+
+/* Adds bytes of the partial line. On allocation failure the line is dropped (counted) and
+ * false is returned, with resync set so that the rest of the line is dropped too. */
+static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t ts_ns)
+{
+	size_t edge;
+
+	if (n == 0)
+		return true;
+	if (fr->wire_len == 0)
+		fr->ts_first_ns = ts_ns;
+	fr->wire_len += n;
+	if (!fr->oversized) {
+		if (fr->len + n <= fr->max_frame + 1) {
+			if (!framer_reserve(fr, fr->len + n))
+				goto fail;
+			memcpy(fr->buf + fr->len, p, n);
+			fr->len += n;
+			return true;
+		}
+		if (!framer_enter_oversized(fr))
+			goto fail;
+	}
+	edge = framer_edge(fr);
+	if (fr->len < edge) {
+		size_t c = edge - fr->len < n ? edge - fr->len : n;
+
+		memcpy(fr->buf + fr->len, p, c);
+		fr->len += c;
+	}
+	framer_window_append(fr, p, n);
+	return true;
+fail:
+	framer_gap(fr);
+	return false;
+}
+
+/* Delivers a line held contiguously in p[0..n), "\r" included. */
+static void framer_emit(struct framer *fr, const char *p, size_t n, uint64_t ts_first, uint64_t ts_last,
+			frame_fn fn, void *ctx)
+{
+	/* Reordered records can carry a later line end with an earlier timestamp. */
+	struct frame f = { .data = p, .ts_first_ns = ts_first, .ts_last_ns = ts_last > ts_first ? ts_last : ts_first };
+
+	if (n && p[n - 1] == '\r')
+		n--;
+	if (n == 0)
+		return;
+	f.len = n;
+	f.wire_len = n;
+	if (n > fr->max_frame) {
+		size_t edge = framer_edge(fr);
+
+		f.len = edge;
+		f.tail = p + n - edge;
+		f.tail_len = edge;
+		f.oversized = true;
+		fr->stats.oversized++;
+	}
+	fr->stats.frames++;
+	fn(ctx, &f);
+}
+
+/* Delivers the buffered oversized line: head in buf, end in the window. */
+static void framer_emit_oversized(struct framer *fr, uint64_t ts_last, frame_fn fn, void *ctx)
+{
+	const char *end = fr->tail + fr->tail_len;
+	struct frame f = {
+		.data = fr->buf,
+		.len = fr->len,
+		.tail_len = framer_edge(fr),
+		.wire_len = fr->wire_len,
+		.ts_first_ns = fr->ts_first_ns,
+		.ts_last_ns = ts_last > fr->ts_first_ns ? ts_last : fr->ts_first_ns,
+		.oversized = true,
+	};
+
+	if (end[-1] == '\r') {
+		f.wire_len--;
+		end--;
+	}
+	f.tail = end - f.tail_len;
+	fr->stats.oversized++;
+	fr->stats.frames++;
+	fn(ctx, &f);
+}
+
+void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx)
+{
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k;
+
+		if (fr->resync) {
+			k = nl ? (size_t)(nl - p) + 1 : n;
+			fr->stats.discarded_bytes += k;
+			if (nl)
+				fr->resync = false;
+			p += k;
+			n -= k;
+			continue;
+		}
+		if (!nl) {
+			framer_append(fr, p, n, ts_ns);
+			return;
+		}
+		k = (size_t)(nl - p);
+		if (fr->wire_len == 0) {
+			framer_emit(fr, p, k, ts_ns, ts_ns, fn, ctx);
+		} else if (framer_append(fr, p, k, ts_ns)) {
+			if (fr->oversized)
+				framer_emit_oversized(fr, ts_ns, fn, ctx);
+			else
+				framer_emit(fr, fr->buf, fr->len, fr->ts_first_ns, ts_ns, fn, ctx);
+			framer_clear_line(fr);
+		} else {
+			/* The line was dropped; its newline is here, so nothing remains to resync. */
+			fr->resync = false;
+			fr->stats.discarded_bytes++;
+		}
+		p += k + 1;
+		n -= k + 1;
+	}
+}
