@@ -30,6 +30,7 @@ struct pstream {
 	uint64_t gaps_reported; /* gap bytes already turned into EV_LOSS */
 	uint64_t gap_count_reported;
 	uint64_t held_since_ns; /* 0 when nothing is held */
+	uint64_t syscall_off;   /* stream offset of the current syscall's first record */
 	UT_hash_handle hh;
 };
 
@@ -259,7 +260,13 @@ static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 	if (role == ROLE_MCP_IN && !session_identity(st->sess)->stdio)
 		session_on_stdio_kind(st->sess, (enum msd_fd_kind)d->fd_kind);
 	p->stats.data_bytes += d->cap_len;
+	if (d->chunk == 0)
+		st->syscall_off = d->stream_off;
 	stream_feed(&st->s, d->stream_off, d->data, d->cap_len, d->hdr.ts_ns, pipeline_on_frame, st);
+	/* The kernel stopped copying this syscall: the rest of it is known lost, no need to
+	 * wait for it as if it were only reordered. */
+	if (d->flags & MSD_DATA_TRUNCATED)
+		stream_skip_to(&st->s, st->syscall_off + d->syscall_len, pipeline_on_frame, st);
 	pipeline_track_hold(p, st, d->hdr.ts_ns);
 	pipeline_report_gaps(p, st, d->hdr.ts_ns);
 }

@@ -262,6 +262,37 @@ static void test_gap_inside_a_message(void **state)
 	fixture_free(f);
 }
 
+/* The kernel copied 64 bytes of a 200-byte write and flagged the rest truncated: the loss is
+ * reported at once (not after a hold timeout) and the next line comes through. */
+static void test_truncated_syscall_is_a_gap_at_once(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *next = "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n";
+	struct msd_data_rec *d = calloc(1, sizeof(*d) + 64);
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	d->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = sizeof(*d) + 64,
+				       .ts_ns = f->ts + 10, .tgid = PID, .tid = PID };
+	d->fd = 1;
+	d->dir = MSD_DIR_WRITE;
+	d->flags = MSD_DATA_TRUNCATED | MSD_DATA_LAST;
+	d->syscall_len = 200;
+	d->cap_len = 64;
+	memset(d->data, 'x', 64);
+	memcpy(d->data, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"pad\":\"", 37);
+	pipeline_feed(f->p, &d->hdr);
+	free(d);
+	assert_non_null(nth(f, "loss", 0));
+	assert_int_equal(num(nth(f, "loss", 0), "bytes"), 136);
+	feed_at(f, 1, MSD_DIR_WRITE, 200, f->ts + 20, "\n", 1); /* end of the truncated line */
+	feed_at(f, 1, MSD_DIR_WRITE, 201, f->ts + 30, next, strlen(next));
+	assert_int_equal(count(f, "call"), 1);
+	assert_int_equal(num(nth(f, "call", 0), "id"), 2);
+	fixture_free(f);
+}
+
 static void test_crlf_and_invalid_stdout(void **state)
 {
 	struct fixture *f = fixture_new(0);
@@ -450,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_responses_out_of_order),
 		cmocka_unit_test(test_integer_and_string_ids_differ),
 		cmocka_unit_test(test_gap_inside_a_message),
+		cmocka_unit_test(test_truncated_syscall_is_a_gap_at_once),
 		cmocka_unit_test(test_crlf_and_invalid_stdout),
 		cmocka_unit_test(test_one_mib_message),
 		cmocka_unit_test(test_oversized_frame_still_correlates),
