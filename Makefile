@@ -35,6 +35,7 @@ else
 endif
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .PHONY: all test unit bench demo vmlinux setup clean fuzz
 
 all: $(OUTPUT)/mcpsonde
@@ -92,3 +93,4 @@ vmlinux:
 clean:
 	$(call msg,CLEAN,$(OUTPUT))
 	$(Q)rm -rf $(OUTPUT)
+

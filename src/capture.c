@@ -172,6 +172,15 @@ int capture_writer_put(struct capture_writer *w, const struct msd_rec_hdr *rec)
 	return 0;
 }
 
+int capture_writer_flush(struct capture_writer *w)
+{
+	if (w->failed || gzflush(w->gz, Z_SYNC_FLUSH) != Z_OK) {
+		w->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
 int capture_writer_close(struct capture_writer *w)
 {
 	int ret;

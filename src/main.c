@@ -264,10 +264,11 @@ static int live_on_record(void *ctx, const struct msd_rec_hdr *rec)
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
 		break;
 	case MSD_REC_EXEC:
-		source_live_forget_fds(c->src, (pid_t)rec->tgid);
+		source_live_forget_fds(c->src, (pid_t)rec->tgid, false);
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
 		break;
 	case MSD_REC_EXIT:
+		source_live_forget_fds(c->src, (pid_t)rec->tgid, true);
 		live_remove(&c->live, (pid_t)rec->tgid);
 		break;
 	}
@@ -422,8 +423,11 @@ static int run_live(struct cli *cli)
 						source_live_inflight(c.src, live_on_inflight, &c);
 					pipeline_tick(c.pipe, now);
 				}
-				if (++ticks % 10 == 0)
+				if (++ticks % 10 == 0) {
 					live_prune(&c);
+					if (c.writer && capture_writer_flush(c.writer) < 0)
+						c.write_failed = true;
+				}
 			} else {
 				source_live_poll(c.src, live_on_record, &c);
 				if (c.pipe)

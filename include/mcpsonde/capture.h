@@ -29,6 +29,9 @@ struct capture_reader;
 
 struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_real_ns, char *err, size_t errlen);
 int capture_writer_put(struct capture_writer *w, const struct msd_rec_hdr *rec);
+/* Pushes buffered records to the file, so that a writer killed later loses only what came
+ * after (the reader replays a file cut at a flush point up to there). */
+int capture_writer_flush(struct capture_writer *w);
 /* Flushes and closes; returns 0, or -1 when something could not be written. */
 int capture_writer_close(struct capture_writer *w);
 

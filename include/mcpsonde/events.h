@@ -55,7 +55,7 @@ enum msd_drop_reason {
 	MSD_DROP_RINGBUF = 0,   /* bpf_ringbuf_output failed: ring buffer full */
 	MSD_DROP_COPY = 1,      /* bpf_probe_read_user failed (page not resident...) */
 	MSD_DROP_TRUNCATED = 2, /* bytes past MSD_CHUNKS_MAX or MSD_IOV_MAX */
-	MSD_DROP_NO_ENTRY = 3,  /* a syscall exit without its stashed entry (LRU eviction) */
+	MSD_DROP_NO_ENTRY = 3,  /* a syscall exit without its stashed entry that could not be rebuilt */
 	MSD_DROP_EVENT = 4,     /* a fork/exec/exit/oom record lost to a full ring buffer */
 	MSD_DROP__MAX = 5,
 };
@@ -132,6 +132,29 @@ struct msd_loss_rec {
 	__u32 pad;
 	__u64 records; /* increase since the previous loss record for this reason */
 	__u64 bytes;
+};
+
+/* Map layouts user space reads besides the records (never written to capture files). */
+
+/* Key of the "stream_offsets" map: the next stream offset of one (tgid, fd, direction). */
+struct msd_stream_key {
+	__u32 tgid;
+	__s32 fd;
+	__u32 dir; /* enum msd_dir */
+};
+
+/* Value of the "inflight" map, keyed by pid_tgid (tgid << 32 | tid): a read or write on a
+ * captured fd that has entered and not yet returned. */
+struct msd_inflight {
+	__u64 buf;      /* user buffer, or the iovec array for readv/writev */
+	__u64 count;    /* bytes requested (readv/writev: over the first MSD_IOV_MAX iovecs) */
+	__u64 enter_ns; /* bpf_ktime_get_ns() at syscall entry */
+	__s32 fd;
+	__u32 iovcnt;   /* readv/writev only */
+	__u8 dir;       /* enum msd_dir */
+	__u8 is_vec;
+	__u8 fd_kind;   /* enum msd_fd_kind */
+	__u8 pad[5];
 };
 
 #endif

@@ -18,7 +18,7 @@ typedef int (*source_record_fn)(void *ctx, const struct msd_rec_hdr *rec);
 struct source_live;
 
 struct source_live_opts {
-	size_t ringbuf_bytes; /* power of two; 0 selects the default (64 MiB) */
+	size_t ringbuf_bytes; /* power of two; 0 selects the default (16 MiB) */
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 };
 
@@ -28,13 +28,22 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 /* Starts tracking pid (and, by the kernel, every process it forks from now on). */
 int source_live_track(struct source_live *src, pid_t pid);
 int source_live_untrack(struct source_live *src, pid_t pid);
-/* Drops the kernel's per-(tgid, fd) caches of a process (after exec, which closes
- * O_CLOEXEC descriptors without a close syscall). */
-void source_live_forget_fds(struct source_live *src, pid_t pid);
+/* Drops the kernel's per-(tgid, fd) kind cache of a process: after exec, which closes
+ * O_CLOEXEC descriptors without a close syscall. streams also drops the stream offsets:
+ * after exit, so that a reused PID starts fresh. Descriptors that survive exec (stdio)
+ * keep their offsets, and their streams go on across the exec. */
+void source_live_forget_fds(struct source_live *src, pid_t pid, bool streams);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
 /* Delivers every record available now. Returns records delivered, or -errno. */
 int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx);
+/* Calls fn for every read/write on a captured fd of a tracked process that has entered the
+ * kernel and not yet returned (dir: enum msd_dir; count: bytes requested). A write that stays
+ * here is blocked, typically because the peer stopped reading. Returns how many. */
+int source_live_inflight(struct source_live *src,
+			 void (*fn)(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
+				    uint64_t count),
+			 void *ctx);
 /* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open. */
 int source_live_drops(struct source_live *src, struct msd_drop *out);
 void source_live_close(struct source_live *src);

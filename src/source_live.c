@@ -1,0 +1,351 @@
+/* source_live.c -- the live source: loads bpf/mcpsonde.bpf.c and delivers its ring buffer.
+ *
+ * The only module that knows libbpf. source_live_open checks up front what users actually
+ * get wrong (privileges, BTF, tracefs, kernel age) so that each failure is one readable line;
+ * libbpf itself stays quiet unless verbose.
+ *
+ * Invariants: nothing is pinned and every kernel object (maps, programs, links) lives only as
+ * long as this process's file descriptors, so mcpsonde exiting, crashing or being SIGKILLed
+ * detaches everything and the observed processes never notice. Records reach the callback
+ * exactly as the kernel wrote them (events.h), in ring buffer order. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "mcpsonde/source.h"
+#include "mcpsonde.skel.h"
+
+#define RINGBUF_DEFAULT_BYTES (16u << 20)
+
+#define TRACEFS "/sys/kernel/tracing"
+#define DEBUGFS_TRACING "/sys/kernel/debug/tracing"
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+struct source_live {
+	struct mcpsonde_bpf *skel;
+	struct ring_buffer *rb;
+	int ncpus;
+	/* Set for the duration of source_live_poll: the ring buffer callback has one context. */
+	source_record_fn fn;
+	void *fn_ctx;
+	int delivered;
+	bool stopped;
+};
+
+/* libbpf's print callback is process-wide, hence these two. */
+static bool libbpf_verbose;
+static bool verifier_rejected;
+
+static int source_live_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	(void)level;
+	/* libbpf prints the verifier log itself when a program fails to load: note it to give
+	 * the right message, and show it only when asked. */
+	if (strstr(fmt, "BEGIN PROG LOAD LOG") || strstr(fmt, "failed to load"))
+		verifier_rejected = true;
+	if (!libbpf_verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static bool caps_have(const struct __user_cap_data_struct data[2], int cap)
+{
+	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+/* CAP_BPF + CAP_PERFMON (5.8+) or CAP_SYS_ADMIN; root in a container may have neither. */
+static bool caps_sufficient(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2] = {};
+
+	if (syscall(SYS_capget, &hdr, data))
+		return geteuid() == 0;
+	return caps_have(data, CAP_SYS_ADMIN) || (caps_have(data, CAP_BPF) && caps_have(data, CAP_PERFMON));
+}
+
+/* libbpf finds tracepoint ids under debugfs's tracing directory when it exists, else tracefs. */
+static bool tracefs_available(void)
+{
+	return access(DEBUGFS_TRACING "/events", F_OK) == 0 || access(TRACEFS "/events", F_OK) == 0;
+}
+
+static int tracefs_ensure(char *err, size_t errlen)
+{
+	if (tracefs_available())
+		return 0;
+	if (mount("nodev", TRACEFS, "tracefs", 0, NULL) && errno != EBUSY) {
+		snprintf(err, errlen, "tracefs is not mounted and mounting it failed (%s): run 'mount -t tracefs nodev %s'",
+			 strerror(errno), TRACEFS);
+		return -1;
+	}
+	if (access(TRACEFS "/events/syscalls", F_OK)) {
+		snprintf(err, errlen, "kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS)");
+		return -1;
+	}
+	return 0;
+}
+
+/* mark_victim passes the victim's task_struct since 6.8 and only its pid before: loading the
+ * program elsewhere would fail the whole object, so it is left out there. */
+static bool oom_tracepoint_has_task(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	const struct btf_type *t;
+	const struct btf_param *params;
+	bool ok = false;
+	__s32 id;
+
+	if (!vmlinux)
+		return false;
+	id = btf__find_by_name_kind(vmlinux, "btf_trace_mark_victim", BTF_KIND_TYPEDEF);
+	if (id < 0)
+		goto cleanup;
+	t = btf__type_by_id(vmlinux, btf__resolve_type(vmlinux, id));
+	if (!t || !btf_is_ptr(t))
+		goto cleanup;
+	t = btf__type_by_id(vmlinux, t->type);
+	if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 2)
+		goto cleanup;
+	params = btf_params(t); /* params[0] is the tracepoint's void *__data */
+	t = btf__type_by_id(vmlinux, btf__resolve_type(vmlinux, params[1].type));
+	ok = t && btf_is_ptr(t);
+cleanup:
+	btf__free(vmlinux);
+	return ok;
+}
+
+static int source_live_on_record(void *ctx, void *data, size_t size)
+{
+	struct source_live *src = ctx;
+	const struct msd_rec_hdr *rec = data;
+
+	/* The kernel writes hdr.size exactly; anything else is not a record of ours. */
+	if (size < sizeof(*rec) || rec->size != size)
+		return 0;
+	src->delivered++;
+	if (src->fn(src->fn_ctx, rec)) {
+		src->stopped = true;
+		return -ECANCELED; /* libbpf stops consuming only on a negative return */
+	}
+	return 0;
+}
+
+struct source_live *source_live_open(const struct source_live_opts *opts, char *err, size_t errlen)
+{
+	struct source_live *src = NULL;
+	size_t rb_bytes = opts->ringbuf_bytes ? opts->ringbuf_bytes : RINGBUF_DEFAULT_BYTES;
+	long page = sysconf(_SC_PAGESIZE);
+	int ret;
+
+	libbpf_verbose = opts->verbose;
+	verifier_rejected = false;
+	libbpf_set_print(source_live_libbpf_print);
+
+	if (!caps_sufficient()) {
+		snprintf(err, errlen, "needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)");
+		return NULL;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		snprintf(err, errlen, "kernel has no BTF (CONFIG_DEBUG_INFO_BTF)");
+		return NULL;
+	}
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) <= 0) {
+		snprintf(err, errlen, "kernel too old: needs BPF ring buffer (5.8+)");
+		return NULL;
+	}
+	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, NULL) <= 0) {
+		snprintf(err, errlen, "kernel too old: needs bpf_loop (5.17+)");
+		return NULL;
+	}
+	if (rb_bytes < (size_t)page || (rb_bytes & (rb_bytes - 1))) {
+		snprintf(err, errlen, "ring buffer size %zu is not a power of two of at least %ld bytes", rb_bytes, page);
+		return NULL;
+	}
+	if (tracefs_ensure(err, errlen))
+		return NULL;
+
+	src = calloc(1, sizeof(*src));
+	if (!src) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	src->ncpus = libbpf_num_possible_cpus();
+	if (src->ncpus <= 0) {
+		snprintf(err, errlen, "cannot count the possible CPUs: %s", strerror(-src->ncpus));
+		goto cleanup;
+	}
+
+	/* libbpf >= 1.0 raises RLIMIT_MEMLOCK itself on kernels that still charge BPF memory to
+	 * it (before 5.11), so there is nothing to do here for old kernels. */
+	src->skel = mcpsonde_bpf__open();
+	if (!src->skel) {
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
+		goto cleanup;
+	}
+	src->skel->rodata->page_shift = __builtin_ctzl(page);
+	bpf_map__set_max_entries(src->skel->maps.events, rb_bytes);
+	bpf_map__set_max_entries(src->skel->maps.scratch, src->ncpus);
+	if (!oom_tracepoint_has_task())
+		bpf_program__set_autoload(src->skel->progs.mark_victim, false);
+
+	ret = mcpsonde_bpf__load(src->skel);
+	if (ret) {
+		if (verifier_rejected)
+			snprintf(err, errlen, "BPF program rejected by the verifier (run with -v for the log)");
+		else
+			snprintf(err, errlen, "cannot load the BPF programs: %s", strerror(-ret));
+		goto cleanup;
+	}
+	ret = mcpsonde_bpf__attach(src->skel);
+	if (ret) {
+		snprintf(err, errlen, "cannot attach the BPF programs: %s", strerror(-ret));
+		goto cleanup;
+	}
+	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.events), source_live_on_record, src, NULL);
+	if (!src->rb) {
+		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));
+		goto cleanup;
+	}
+	return src;
+
+cleanup:
+	source_live_close(src);
+	return NULL;
+}
+
+int source_live_track(struct source_live *src, pid_t pid)
+{
+	__u32 tgid = pid;
+	__u8 one = 1;
+
+	return bpf_map_update_elem(bpf_map__fd(src->skel->maps.tracked), &tgid, &one, BPF_ANY) ? -errno : 0;
+}
+
+static bool key_u64_of_tgid(const void *key, pid_t pid)
+{
+	return *(const __u64 *)key >> 32 == (__u32)pid;
+}
+
+static bool key_stream_of_tgid(const void *key, pid_t pid)
+{
+	return ((const struct msd_stream_key *)key)->tgid == (__u32)pid;
+}
+
+/* Deletes the keys of map_fd that belong to pid. A key is deleted only once its successor is
+ * known, since a hash map's walk restarts from the beginning after the current key vanishes. */
+static void map_delete_tgid(int map_fd, bool (*of_tgid)(const void *key, pid_t pid), pid_t pid)
+{
+	unsigned char key[2][sizeof(struct msd_stream_key) > sizeof(__u64) ? sizeof(struct msd_stream_key) : sizeof(__u64)];
+	void *prev = NULL, *next = key[0];
+
+	while (bpf_map_get_next_key(map_fd, prev, next) == 0) {
+		if (prev && of_tgid(prev, pid))
+			bpf_map_delete_elem(map_fd, prev);
+		prev = next;
+		next = next == key[0] ? key[1] : key[0];
+	}
+	if (prev && of_tgid(prev, pid))
+		bpf_map_delete_elem(map_fd, prev);
+}
+
+int source_live_untrack(struct source_live *src, pid_t pid)
+{
+	__u32 tgid = pid;
+
+	if (bpf_map_delete_elem(bpf_map__fd(src->skel->maps.tracked), &tgid) && errno != ENOENT)
+		return -errno;
+	/* Syscalls entered while tracked would otherwise look in flight forever. */
+	map_delete_tgid(bpf_map__fd(src->skel->maps.inflight), key_u64_of_tgid, pid);
+	return 0;
+}
+
+void source_live_forget_fds(struct source_live *src, pid_t pid, bool streams)
+{
+	map_delete_tgid(bpf_map__fd(src->skel->maps.fd_kinds), key_u64_of_tgid, pid);
+	if (streams)
+		map_delete_tgid(bpf_map__fd(src->skel->maps.stream_offsets), key_stream_of_tgid, pid);
+}
+
+int source_live_inflight(struct source_live *src,
+			 void (*fn)(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
+				    uint64_t count),
+			 void *ctx)
+{
+	int map_fd = bpf_map__fd(src->skel->maps.inflight);
+	__u64 key, *prev = NULL;
+	struct msd_inflight e;
+	int n = 0;
+
+	while (bpf_map_get_next_key(map_fd, prev, &key) == 0) {
+		/* The syscall may have returned since the key was listed. */
+		if (bpf_map_lookup_elem(map_fd, &key, &e) == 0) {
+			fn(ctx, key >> 32, (__u32)key, e.fd, e.dir, e.enter_ns, e.count);
+			n++;
+		}
+		prev = &key;
+	}
+	return n;
+}
+
+int source_live_fd(const struct source_live *src)
+{
+	return ring_buffer__epoll_fd(src->rb);
+}
+
+int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx)
+{
+	int ret;
+
+	src->fn = fn;
+	src->fn_ctx = ctx;
+	src->delivered = 0;
+	src->stopped = false;
+	ret = ring_buffer__consume(src->rb);
+	if (ret < 0 && !src->stopped)
+		return ret;
+	return src->delivered;
+}
+
+int source_live_drops(struct source_live *src, struct msd_drop *out)
+{
+	int map_fd = bpf_map__fd(src->skel->maps.drops);
+	struct msd_drop percpu[src->ncpus];
+
+	for (__u32 reason = 0; reason < MSD_DROP__MAX; reason++) {
+		if (bpf_map_lookup_elem(map_fd, &reason, percpu))
+			return -errno;
+		out[reason] = (struct msd_drop){ 0 };
+		for (int cpu = 0; cpu < src->ncpus; cpu++) {
+			out[reason].records += percpu[cpu].records;
+			out[reason].bytes += percpu[cpu].bytes;
+		}
+	}
+	return 0;
+}
+
+void source_live_close(struct source_live *src)
+{
+	if (!src)
+		return;
+	ring_buffer__free(src->rb);
+	mcpsonde_bpf__destroy(src->skel);
+	free(src);
+}
