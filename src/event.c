@@ -58,6 +58,8 @@ const char *session_identity_name(const struct session_identity *id)
 		return NULL;
 	if (id->server_name && id->server_name[0])
 		return id->server_name;
+	if (id->program && id->program[0])
+		return id->program;
 	return id->comm;
 }
 
@@ -179,8 +181,10 @@ static void event_session_json(json_t *o, const struct session_identity *id)
 	if ((v = json_name_version(id->server_name, id->server_version)))
 		json_object_set_new(o, "server_info", v);
 	json_set_str(o, "comm", id->comm);
+	json_set_str(o, "program", id->program);
 	json_set_str(o, "cmdline", id->cmdline);
 	json_set_str(o, "transport", id->transport);
+	json_set_str(o, "stdio", id->stdio);
 }
 
 json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts)

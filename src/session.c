@@ -102,6 +102,7 @@ void session_free(struct session *s)
 	tools_free(s->tools);
 	free(s->id.cmdline);
 	free(s->id.exe);
+	free(s->id.program);
 	free(s->id.server_name);
 	free(s->id.server_version);
 	free(s->id.client_name);
@@ -142,6 +143,44 @@ static void copy_comm(char *dst, const char *src)
 	dst[MSD_COMM_LEN - 1] = '\0';
 }
 
+/* For an interpreter (node, python, npx, uv...), the program it runs: the npm package a
+ * script lives in ("@scope/name" after the last node_modules/), else the script's file
+ * name. args are NUL-separated, as in /proc/PID/cmdline. */
+static char *program_of(const char *args, size_t len)
+{
+	static const char *const interpreters[] = { "node", "nodejs", "python", "python3", "deno", "bun",
+						    "npx", "npm", "uv", "uvx", "pipx", "ruby", "java", NULL };
+	const char *arg0 = args, *base = strrchr(arg0, '/'), *script = NULL, *nm, *end;
+	const char *p = args + strlen(args) + 1;
+	bool interp = false;
+
+	base = base ? base + 1 : arg0;
+	for (int i = 0; interpreters[i]; i++)
+		if (strncmp(base, interpreters[i], strlen(interpreters[i])) == 0)
+			interp = true;
+	if (!interp || len == 0)
+		return NULL;
+	for (; p < args + len; p += strlen(p) + 1) {
+		if (p[0] != '-' && strcmp(p, "exec") != 0 && strcmp(p, "run") != 0) {
+			script = p;
+			break;
+		}
+	}
+	if (!script)
+		return NULL;
+	nm = script;
+	for (const char *q; (q = strstr(nm, "node_modules/")); )
+		nm = q + strlen("node_modules/");
+	if (nm != script) {
+		end = strchr(nm, '/');
+		if (end && nm[0] == '@')
+			end = strchr(end + 1, '/');
+		return end ? strndup(nm, (size_t)(end - nm)) : strdup(nm);
+	}
+	base = strrchr(script, '/');
+	return strdup(base ? base + 1 : script);
+}
+
 void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 {
 	size_t n = rec->cmdline_len;
@@ -154,6 +193,8 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 		return;
 	memcpy(cmd, rec->cmdline, n);
 	cmd[n] = '\0';
+	free(s->id.program);
+	s->id.program = n ? program_of(cmd, n) : NULL;
 	while (n > 0 && cmd[n - 1] == '\0') /* trailing NUL */
 		n--;
 	for (size_t i = 0; i < n; i++)

@@ -45,6 +45,21 @@ static void text_call(FILE *out, const struct ev_call *c)
 	}
 }
 
+/* Only what is known: attached mid-session, that is the command line alone. */
+static void text_session(FILE *out, const struct session_identity *id)
+{
+	fputs("session:", out);
+	if (id->protocol_version)
+		fprintf(out, " protocol %s,", id->protocol_version);
+	if (id->client_name)
+		fprintf(out, " client %s %s,", id->client_name, id->client_version ? id->client_version : "");
+	if (id->server_name)
+		fprintf(out, " server %s %s,", id->server_name, id->server_version ? id->server_version : "");
+	if (!id->initialized_ns)
+		fputs(" attached mid-session,", out);
+	fprintf(out, " %s over %s\n", id->cmdline ? id->cmdline : id->comm, id->stdio ? id->stdio : "stdio");
+}
+
 static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_text *t = (struct sink_text *)s;
@@ -61,14 +76,9 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		fprintf(out, "%s %s\n", ev->notification.direction == DIR_CLIENT_TO_SERVER ? "<-" : "->",
 			ev->notification.method);
 		break;
-	case EV_SESSION: {
-		const struct session_identity *id = ev->session;
-		fprintf(out, "session: protocol %s, client %s %s, server %s %s\n",
-			id && id->protocol_version ? id->protocol_version : "?",
-			id && id->client_name ? id->client_name : "?", id && id->client_version ? id->client_version : "",
-			id && id->server_name ? id->server_name : "?", id && id->server_version ? id->server_version : "");
+	case EV_SESSION:
+		text_session(out, ev->session);
 		break;
-	}
 	case EV_INVALID:
 		fprintf(out, "INVALID frame on fd %d (%" PRIu64 " B): %s\n", ev->invalid.fd, ev->invalid.bytes,
 			ev->invalid.preview ? ev->invalid.preview : "");

@@ -49,6 +49,7 @@ struct session_identity {
 	char comm[16];
 	char *cmdline;             /* arguments joined by spaces, NULL if unknown */
 	char *exe;
+	char *program;             /* what the process runs: an npm package or script, from cmdline */
 	char *server_name;         /* serverInfo.name */
 	char *server_version;
 	char *client_name;         /* clientInfo.name */
@@ -61,7 +62,8 @@ struct session_identity {
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
 };
 
-/* The name to show and label with: serverInfo.name, else the process name. */
+/* The name to show and label with: serverInfo.name, else the program (the npm package or
+ * script an interpreter runs: "node" alone says nothing), else the process name. */
 const char *session_identity_name(const struct session_identity *id);
 
 struct ev_call {

@@ -473,6 +473,38 @@ static void test_protocol_version_from_meta(void **state)
 	fixture_free(f);
 }
 
+static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
+{
+	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
+
+	r->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION,
+				       .size = (uint32_t)(sizeof(*r) + len), .ts_ns = f->ts, .tgid = PID, .tid = PID };
+	strcpy(r->comm, comm);
+	r->cmdline_len = (uint32_t)len;
+	memcpy(r->cmdline, args, len);
+	pipeline_feed(f->p, &r->hdr);
+	free(r);
+}
+
+/* Attached mid-session to "node": the name is the npm package the script belongs to. */
+static void test_name_from_cmdline(void **state)
+{
+	static const char node[] = "/usr/bin/node\0/srv/node_modules/@acme/mcp-db/dist/index.js\0stdio";
+	static const char py[] = "python3\0-u\0/opt/weather_server.py";
+	struct fixture *f = fixture_new(0);
+	(void)state;
+
+	feed_proc(f, "node", node, sizeof(node));
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	assert_string_equal(str(nth(f, "session", 0), "server"), "@acme/mcp-db");
+	assert_string_equal(str(nth(f, "session", 0), "cmdline"),
+			    "/usr/bin/node /srv/node_modules/@acme/mcp-db/dist/index.js stdio");
+	feed_proc(f, "python3", py, sizeof(py));
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "server"), "weather_server.py");
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_id_spaces_per_direction),
 		cmocka_unit_test(test_initialize_and_batch),
 		cmocka_unit_test(test_protocol_version_from_meta),
+		cmocka_unit_test(test_name_from_cmdline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
