@@ -18,6 +18,7 @@
 
 #include "mcpsonde/events.h"
 
+#define EAGAIN   11
 #define S_IFMT   00170000
 #define S_IFSOCK 0140000
 #define S_IFCHR  0020000
@@ -100,6 +101,7 @@ struct capture {
 	__u32 chunk;    /* index of the record being assembled */
 	__u32 nr_chunks;
 	bool copy_failed;
+	bool short_write; /* a write that moved less than asked: the reader is falling behind */
 };
 
 /* Where a data record is assembled before bpf_ringbuf_output, which takes a runtime size
@@ -274,6 +276,8 @@ static __always_inline bool entry_rebuild(struct msd_inflight *e, __u32 tgid, __
 	e->fd_kind = kind;
 	if (is_vec)
 		e->iovcnt = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	else
+		e->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
 	return true;
 }
 
@@ -332,6 +336,8 @@ static __always_inline bool capture_emit(struct scratch_slot *slot)
 			rec->flags |= MSD_DATA_LAST;
 			if (c->captured < c->ret)
 				rec->flags |= MSD_DATA_TRUNCATED;
+			if (c->short_write)
+				rec->flags |= MSD_DATA_SHORT;
 		}
 		if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + filled, 0)) {
 			drop_count(MSD_DROP_RINGBUF, c->nr_chunks - c->chunk, c->captured - first);
@@ -394,7 +400,9 @@ static long capture_piece(__u32 i, void *ctx)
 	return 0;
 }
 
-static __always_inline void capture_eof(const struct msd_inflight *e, __u64 pid_tgid)
+/* A record without data: EOF on a read (flags LAST), or a write that could not proceed
+ * (-EAGAIN: flags LAST | SHORT). It sits at the stream's current offset. */
+static __always_inline void capture_marker(const struct msd_inflight *e, __u64 pid_tgid, __u16 flags)
 {
 	struct msd_stream_key key = { .tgid = pid_tgid >> 32, .fd = e->fd, .dir = e->dir };
 	struct msd_data_rec *rec;
@@ -417,7 +425,8 @@ static __always_inline void capture_eof(const struct msd_inflight *e, __u64 pid_
 	rec->dir = e->dir;
 	rec->fd_kind = e->fd_kind;
 	rec->stream_off = off ? *off : 0;
-	rec->flags = MSD_DATA_LAST;
+	rec->requested = e->count;
+	rec->flags = flags;
 	bpf_ringbuf_submit(rec, 0);
 }
 
@@ -441,11 +450,15 @@ static __always_inline int syscall_exit(long ret, __u8 dir, bool is_vec)
 		return 0;
 	}
 
+	/* Non-blocking writers (Node, Go) never sit in a blocked write: a full pipe shows as
+	 * short writes and -EAGAIN instead. */
+	if (ret == -EAGAIN && dir == MSD_DIR_WRITE)
+		capture_marker(&e, pid_tgid, MSD_DATA_LAST | MSD_DATA_SHORT);
 	if (ret < 0)
 		return 0;
 	if (ret == 0) {
 		if (dir == MSD_DIR_READ)
-			capture_eof(&e, pid_tgid);
+			capture_marker(&e, pid_tgid, MSD_DATA_LAST);
 		return 0;
 	}
 
@@ -472,6 +485,7 @@ static __always_inline int syscall_exit(long ret, __u8 dir, bool is_vec)
 
 	c->ret = ret;
 	c->captured = ret;
+	c->short_write = dir == MSD_DIR_WRITE && e.count && (__u64)ret < e.count;
 	if (c->captured > room)
 		c->captured = room;
 	if (c->captured > (__u64)MSD_CHUNKS_MAX * MSD_CHUNK_MAX)
@@ -492,6 +506,7 @@ static __always_inline int syscall_exit(long ret, __u8 dir, bool is_vec)
 	rec->dir = dir;
 	rec->fd_kind = e.fd_kind;
 	rec->syscall_len = ret;
+	rec->requested = e.count;
 
 	if (c->captured) {
 		bpf_loop(MSD_CHUNKS_MAX + MSD_IOV_MAX, capture_piece, NULL, 0);

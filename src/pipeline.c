@@ -31,6 +31,8 @@ struct pstream {
 	uint64_t gap_count_reported;
 	uint64_t held_since_ns; /* 0 when nothing is held */
 	uint64_t syscall_off;   /* stream offset of the current syscall's first record */
+	uint64_t backlog_since_ns; /* MCP out: first short write since the last complete one */
+	uint64_t backlog_bytes;    /* what the latest short write could not move */
 	UT_hash_handle hh;
 };
 
@@ -70,6 +72,7 @@ void pipeline_opts_default(struct pipeline_opts *o)
 	o->stall_p99_factor = 10;
 	o->stdin_linger_ns = 10ull * 1000000000ull;
 	o->init_timeout_ns = 10ull * 1000000000ull;
+	o->blocked_write_ns = 5ull * 1000000000ull;
 }
 
 struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list *sinks)
@@ -257,6 +260,14 @@ static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 		session_on_stdin_eof(st->sess, d->hdr.ts_ns);
 		return;
 	}
+	if (role == ROLE_MCP_OUT && (d->flags & MSD_DATA_LAST)) {
+		if (!(d->flags & MSD_DATA_SHORT))
+			st->backlog_since_ns = 0;
+		else if (!st->backlog_since_ns)
+			st->backlog_since_ns = d->hdr.ts_ns;
+		if (d->flags & MSD_DATA_SHORT)
+			st->backlog_bytes = d->requested > d->syscall_len ? d->requested - d->syscall_len : 0;
+	}
 	if (role == ROLE_MCP_IN && !session_identity(st->sess)->stdio)
 		session_on_stdio_kind(st->sess, (enum msd_fd_kind)d->fd_kind);
 	p->stats.data_bytes += d->cap_len;
@@ -362,6 +373,10 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS)
 		return;
 	p->last_session_tick_ns = now_ns;
+	HASH_ITER(hh, p->streams, st, tmp)
+		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
+		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
+			session_on_blocked_write(st->sess, st->fd, st->backlog_since_ns, st->backlog_bytes, now_ns);
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);

@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #endif
 
-#define MSD_ABI_VERSION 1
+#define MSD_ABI_VERSION 2
 
 #define MSD_CHUNK_MAX  (32 * 1024) /* payload bytes in one data record; a power of two */
 #define MSD_CHUNKS_MAX 64          /* data records per syscall: 2 MiB captured whole */
@@ -47,6 +47,8 @@ enum msd_fd_kind {
 enum msd_data_flags {
 	MSD_DATA_TRUNCATED = 1 << 0, /* bytes of this syscall past this record were not captured */
 	MSD_DATA_LAST = 1 << 1,      /* last record emitted for this syscall */
+	MSD_DATA_SHORT = 1 << 2,     /* a write moved less than asked, or failed with EAGAIN
+				      * (syscall_len 0): the reader is not keeping up */
 };
 
 /* Why the kernel side could not deliver something. Counted per CPU in the "drops" map
@@ -84,6 +86,8 @@ struct msd_data_rec {
 	__u64 stream_off;  /* offset of data[0] in the (tgid, fd, dir) stream; resets after close */
 	__u32 cap_len;     /* bytes in data[] */
 	__u32 chunk;       /* index of this record within its syscall */
+	__u64 requested;   /* bytes the syscall asked for (0 when unknown): a write with
+			    * syscall_len < requested is short, the reader is behind */
 	__u8 data[];
 };
 

@@ -28,6 +28,7 @@ struct pipeline_opts {
 	unsigned stall_p99_factor; /* stall when pending > factor * the tool's p99, if larger */
 	uint64_t stdin_linger_ns;  /* server alive this long after stdin closed: reported */
 	uint64_t init_timeout_ns;  /* initialize unanswered this long: reported */
+	uint64_t blocked_write_ns; /* output backed up (client not reading) this long: reported */
 };
 
 void pipeline_opts_default(struct pipeline_opts *o);

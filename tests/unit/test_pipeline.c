@@ -473,6 +473,40 @@ static void test_protocol_version_from_meta(void **state)
 	fixture_free(f);
 }
 
+/* A non-blocking writer whose client stopped reading: a short write, then EAGAIN, then
+ * silence. Reported once after the threshold; a complete write ends the backlog. */
+static void test_short_writes_become_blocked_write(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *part = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"pad\":\"xxxxxxxx";
+	struct msd_data_rec *d = calloc(1, sizeof(*d) + 64);
+	json_t *bw;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}\n");
+	d->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION,
+				       .size = (uint32_t)(sizeof(*d) + strlen(part)), .ts_ns = 2000000000ull,
+				       .tgid = PID, .tid = PID };
+	d->fd = 1;
+	d->dir = MSD_DIR_WRITE;
+	d->flags = MSD_DATA_LAST | MSD_DATA_SHORT;
+	d->syscall_len = d->cap_len = (uint32_t)strlen(part);
+	d->requested = 300000;
+	memcpy(d->data, part, strlen(part));
+	pipeline_feed(f->p, &d->hdr);
+	pipeline_tick(f->p, 4000000000ull);
+	assert_int_equal(count(f, "blocked_write"), 0); /* 2 s: under the 5 s default */
+	pipeline_tick(f->p, 7500000000ull);
+	pipeline_tick(f->p, 9000000000ull);
+	assert_int_equal(count(f, "blocked_write"), 1);
+	bw = nth(f, "blocked_write", 0);
+	assert_int_equal(num(bw, "fd"), 1);
+	assert_int_equal(num(bw, "bytes"), 300000 - (long long)strlen(part));
+	assert_true(json_real_value(json_object_get(bw, "blocked_ms")) == 5500.0);
+	free(d);
+	fixture_free(f);
+}
+
 static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
@@ -524,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_initialize_and_batch),
 		cmocka_unit_test(test_protocol_version_from_meta),
 		cmocka_unit_test(test_name_from_cmdline),
+		cmocka_unit_test(test_short_writes_become_blocked_write),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
