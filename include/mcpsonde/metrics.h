@@ -1,0 +1,123 @@
+/* metrics.h -- a bounded metrics registry, its Prometheus exposition, and the two sinks
+ * built on it: /metrics (sink_metrics) and the --summary table (sink_summary).
+ *
+ * The registry belongs to the pipeline thread. The HTTP thread never reads it: the sink
+ * renders the registry into an immutable, reference-counted snapshot and publishes it
+ * under a mutex held only for a pointer swap; a scrape serves the latest snapshot.
+ * Every family has a series cap; label values are made valid UTF-8, cut to
+ * METRICS_LABEL_MAX bytes and escaped on output (\\ \" \n). */
+#ifndef MCPSONDE_METRICS_H
+#define MCPSONDE_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sink.h"
+
+#define METRICS_LABELS_MAX 8
+#define METRICS_LABEL_MAX 256          /* bytes of a label value kept */
+#define METRICS_SERIES_MAX 65536       /* series per family; the rest are counted and dropped */
+
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+
+enum metrics_format {
+	METRICS_TEXT,        /* text/plain; version=0.0.4 */
+	METRICS_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
+};
+
+struct metrics_registry;
+struct metric_family;
+
+struct metrics_registry *metrics_registry_new(void);
+void metrics_registry_free(struct metrics_registry *r);
+
+/* Families are rendered in the order they are created. name is the family name: a
+ * counter's samples get "_total" appended (name it without). labels is NULL-terminated. */
+struct metric_family *metrics_counter(struct metrics_registry *r, const char *name, const char *help,
+				      const char *const *labels);
+struct metric_family *metrics_gauge(struct metrics_registry *r, const char *name, const char *help,
+				    const char *const *labels);
+/* bounds: upper bounds, strictly increasing, +Inf implied. */
+struct metric_family *metrics_histogram(struct metrics_registry *r, const char *name, const char *help,
+					const char *const *labels, const double *bounds, unsigned nbounds);
+
+/* values: one per label of the family, in order; NULL or "" leaves the label out of the
+ * series (Prometheus treats an empty label as absent). */
+void metrics_counter_add(struct metric_family *f, const char *const *values, double v);
+void metrics_gauge_set(struct metric_family *f, const char *const *values, double v);
+void metrics_gauge_add(struct metric_family *f, const char *const *values, double v);
+void metrics_histogram_observe(struct metric_family *f, const char *const *values, double v);
+/* Removes every series of the family (gauges recomputed from state at each snapshot). */
+void metrics_family_reset(struct metric_family *f);
+size_t metrics_family_series(const struct metric_family *f);
+/* Current value of a counter or gauge series, or a histogram's count; 0 when absent. */
+double metrics_value(const struct metric_family *f, const char *const *values);
+
+/* Series refused because a family was full, over all families. */
+uint64_t metrics_series_dropped(const struct metrics_registry *r);
+
+/* Renders the whole registry. Returns a malloc'd NUL-terminated buffer (len set), or NULL. */
+char *metrics_render(const struct metrics_registry *r, enum metrics_format fmt, size_t *len);
+const char *metrics_content_type(enum metrics_format fmt);
+/* Picks the format for an Accept header (NULL: text). */
+enum metrics_format metrics_negotiate(const char *accept);
+
+/* Label value as it is stored: valid UTF-8 (invalid bytes become U+FFFD), at most
+ * METRICS_LABEL_MAX bytes cut on a character boundary. out must hold METRICS_LABEL_MAX + 1. */
+void metrics_label_sanitize(const char *in, char *out);
+/* Appends the escaped form of a label value (\\ \" \n) to out; returns bytes written or
+ * that would have been written (snprintf-like). */
+size_t metrics_label_escape(const char *in, char *out, size_t outlen);
+
+/* A set of at most cap distinct label values; further values fold into "_other". */
+struct label_folder;
+struct label_folder *label_folder_new(unsigned cap);
+void label_folder_free(struct label_folder *lf);
+/* Returns v (when admitted) or "_other"; *folded set when it folded. */
+const char *label_folder_admit(struct label_folder *lf, const char *v, bool *folded);
+unsigned label_folder_size(const struct label_folder *lf);
+
+#define METRICS_OTHER "_other"
+
+/* The HTTP exposition: a libmicrohttpd thread serving the last published snapshot. */
+struct metrics_http;
+/* listen: "ADDR:PORT", "[ADDR6]:PORT" or ":PORT" (127.0.0.1); port 0 picks a free one. */
+struct metrics_http *metrics_http_start(const char *listen, char *err, size_t errlen);
+/* Replaces the snapshot. Takes the two buffers (malloc'd; om may be NULL). */
+void metrics_http_publish(struct metrics_http *h, char *text, size_t text_len, char *om, size_t om_len);
+unsigned metrics_http_port(const struct metrics_http *h);
+uint64_t metrics_http_scrapes(const struct metrics_http *h);
+void metrics_http_stop(struct metrics_http *h);
+
+struct metrics_opts {
+	const char *listen;       /* "127.0.0.1:9464"; NULL: no HTTP server (tests, replay) */
+	unsigned max_tools;       /* distinct tool (and prompt) names per server; 0: 256 */
+	unsigned max_servers;     /* distinct server names; 0: 64 */
+	unsigned max_methods;     /* method names outside the MCP spec, per server; 0: 32 */
+	double bytes_per_token;   /* for the token estimate of tool definitions; 0: 4 */
+	const char *version;      /* mcpsonde_build_info{version} */
+};
+
+#define METRICS_LISTEN_DEFAULT "127.0.0.1:9464"
+#define METRICS_MAX_TOOLS_DEFAULT 256
+#define METRICS_MAX_SERVERS_DEFAULT 64
+#define METRICS_MAX_METHODS_DEFAULT 32
+#define METRICS_BYTES_PER_TOKEN_DEFAULT 4.0
+
+void metrics_opts_default(struct metrics_opts *o);
+
+/* The metrics sink. Fails (NULL, err set) when the listen address cannot be bound. */
+struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t errlen);
+/* Brings state-derived gauges up to date and renders the registry now (tests, replay). */
+char *sink_metrics_render(struct sink *s, enum metrics_format fmt, size_t *len);
+/* The port the HTTP server is bound to, 0 without one. */
+unsigned sink_metrics_port(const struct sink *s);
+
+/* --summary: on close(), a table per server and tool: calls, errors by type, p50/p95/p99,
+ * bytes. Quantiles come from a log-linear histogram (128 buckets per power of two): a
+ * reported value is within 0.4% of the exact sample quantile (nearest rank). */
+struct sink *sink_summary_new(FILE *out);
+
+#endif

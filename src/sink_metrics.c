@@ -1,0 +1,871 @@
+/* sink_metrics.c -- session events to Prometheus metrics, served on /metrics.
+ *
+ * Names follow the OpenTelemetry MCP semantic conventions translated to Prometheus
+ * (mcp_server_operation_duration_seconds...), plus mcpsonde's own mcpsonde_* families.
+ * Invariants:
+ * - Bounded labels. Server names are capped (max_servers), and per server: tool and
+ *   prompt names (max_tools), method names outside the MCP spec (max_methods), error
+ *   types (ERROR_TYPES_MAX); what does not fit is labelled "_other" and counted. No PID,
+ *   request id or session id is ever a label.
+ * - Counters and histograms are updated as events arrive; gauges that describe current
+ *   state (pending calls, tool catalogs) are recomputed from per-process state when a
+ *   snapshot is rendered.
+ * - The HTTP thread only sees rendered snapshots (http_metrics.c), published from
+ *   on_tick when something changed: the pipeline never waits for a scrape. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "mcpsonde/metrics.h"
+#include "mcpsonde/rpc.h"
+#include "mcpsonde/tools.h"
+
+#define ERROR_TYPES_MAX 32       /* distinct error.type values per server */
+#define PROTOCOL_VERSIONS_MAX 16 /* distinct mcp.protocol.version values */
+#define SMALL_LABELS_MAX 16      /* transports, loss reasons, exit reasons: ours, but bounded anyway */
+#define SESSIONS_MAX 4096        /* processes with pending-call and catalog state */
+#define PENDING_MAX 65536        /* pending requests tracked per process */
+#define IDENTITY_WAIT_NS (10ull * 1000000000ull) /* how long traffic waits for serverInfo.name */
+
+/* OpenTelemetry's advice (0.01 .. 300 s) with finer buckets below 10 ms: local tools
+ * often answer in well under a millisecond. */
+static const double op_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1,
+				     0.2,    0.5,     1,      2,     5,      10,    30,   60,   120,  300 };
+/* Sessions: the same advice, extended to a working day. */
+static const double session_buckets[] = { 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,  1,    2,    5,     10,    30,
+					   60,   120,  300,  600, 1800, 3600, 7200, 14400, 28800, 86400 };
+static const double bytes_buckets[] = { 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216 };
+
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Methods of the MCP specification (all revisions): always their own label value. */
+static const char *const spec_methods[] = {
+	"completion/complete",
+	"elicitation/create",
+	"initialize",
+	"logging/setLevel",
+	"notifications/cancelled",
+	"notifications/elicitation/complete",
+	"notifications/initialized",
+	"notifications/message",
+	"notifications/progress",
+	"notifications/prompts/list_changed",
+	"notifications/resources/list_changed",
+	"notifications/resources/updated",
+	"notifications/roots/list_changed",
+	"notifications/tasks/status",
+	"notifications/tools/list_changed",
+	"ping",
+	"prompts/get",
+	"prompts/list",
+	"resources/list",
+	"resources/read",
+	"resources/subscribe",
+	"resources/templates/list",
+	"resources/unsubscribe",
+	"roots/list",
+	"sampling/createMessage",
+	"server/discover",
+	"tasks/cancel",
+	"tasks/get",
+	"tasks/list",
+	"tasks/result",
+	"tools/call",
+	"tools/list",
+};
+
+static const char *const violation_kinds[] = { "missing_required", "wrong_type", "not_in_enum", "unknown_property" };
+
+struct mpending {
+	UT_hash_handle hh;
+	uint64_t ts_ns;
+	char key[RPC_ID_MAX + 4]; /* direction digit, ':', id text */
+};
+
+/* Traffic of a process whose name is not known yet (before its initialize result), held
+ * so that it is counted under serverInfo.name rather than under "node" or "python3". */
+#define NKINDS 5
+static const char *const message_kinds[NKINDS] = { "request", "notification", "result", "error", "invalid" };
+
+struct deferred {
+	bool any;
+	double messages[NKINDS][2], message_bytes[2];
+	double stderr_lines, stderr_bytes;
+	double invalid[2], invalid_bytes;
+};
+
+/* One observed process. Keyed by its identity's address, which the pipeline keeps stable
+ * for the session's life; the entry goes at EV_EXIT. */
+struct mprocess {
+	UT_hash_handle hh;
+	const struct session_identity *id; /* a key only: never dereferenced outside its events */
+	char name[METRICS_LABEL_MAX + 1];  /* the identity's name at the last event */
+	uint64_t first_seen_ns;
+	struct tool_catalog *tools;
+	struct mpending *pending;
+	unsigned npending;
+	struct deferred deferred;
+};
+
+/* Label state of one (folded) server name. */
+struct mserver {
+	UT_hash_handle hh;
+	const char *name; /* owned by the servers folder, or METRICS_OTHER */
+	struct label_folder *tools, *prompts, *methods, *errors;
+	unsigned published; /* generation of the last snapshot that described its catalog */
+};
+
+struct sink_metrics {
+	struct sink sink;
+	struct metrics_opts opts;
+	struct metrics_registry *reg;
+	struct metrics_http *http;
+	struct label_folder *servers, *protocols, *small;
+	struct mserver *by_server;
+	struct mprocess *processes;
+	unsigned nprocesses;
+	bool dirty;
+	unsigned generation;
+	uint64_t now_ns;
+	uint64_t series_dropped_seen, scrapes_seen;
+
+	struct metric_family *op_duration, *client_op_duration, *session_duration, *abandoned, *pending,
+		*pending_age, *notifications, *messages, *message_bytes, *invalid_frames, *invalid_bytes,
+		*stderr_lines, *stderr_bytes, *exits, *exits_pending, *tools, *tool_def_bytes, *tool_def_tokens,
+		*tool_result_bytes, *list_changes, *tool_changes, *list_changed_notifications, *unknown_tool_calls,
+		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
+		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *build_info;
+};
+
+#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define V(...) ((const char *const[]){ __VA_ARGS__ })
+
+static void register_families(struct sink_metrics *m)
+{
+	struct metrics_registry *r = m->reg;
+	const char *const *op_labels = L("server", "mcp_method_name", "gen_ai_tool_name", "gen_ai_prompt_name",
+					 "error_type", "mcp_protocol_version", "network_transport");
+
+	m->build_info = metrics_gauge(r, "mcpsonde_build_info", "mcpsonde build, value 1.", L("version"));
+	m->op_duration = metrics_histogram(
+		r, "mcp_server_operation_duration_seconds",
+		"MCP requests handled by the server: from the server reading the request to it writing the answer.",
+		op_labels, op_buckets, NELEMS(op_buckets));
+	m->client_op_duration = metrics_histogram(
+		r, "mcp_client_operation_duration_seconds",
+		"MCP requests sent by the server to its client (sampling, roots, elicitation, ping): write to answer read.",
+		op_labels, op_buckets, NELEMS(op_buckets));
+	m->session_duration = metrics_histogram(r, "mcp_server_session_duration_seconds",
+						"Life of an observed MCP server process, first seen to exit.",
+						L("server", "mcp_protocol_version", "network_transport"),
+						session_buckets, NELEMS(session_buckets));
+	m->abandoned = metrics_counter(r, "mcpsonde_calls_abandoned",
+				       "Requests that got no answer: cancelled by the client, or orphaned by the server's exit.",
+				       L("server", "mcp_method_name", "gen_ai_tool_name", "reason"));
+	m->pending = metrics_gauge(r, "mcpsonde_pending_calls", "Requests seen and not yet answered.", L("server"));
+	m->pending_age = metrics_gauge(r, "mcpsonde_pending_call_max_age_seconds",
+				       "Age of the oldest unanswered request, 0 when none.", L("server"));
+	m->notifications = metrics_counter(r, "mcpsonde_notifications", "JSON-RPC notifications by method.",
+					   L("server", "mcp_method_name", "direction"));
+	m->messages = metrics_counter(r, "mcpsonde_messages", "JSON-RPC messages on the server's stdio by kind.",
+				      L("server", "kind", "direction"));
+	m->message_bytes = metrics_counter(r, "mcpsonde_message_bytes", "Bytes of JSON-RPC messages.",
+					   L("server", "direction"));
+	m->invalid_frames = metrics_counter(r, "mcpsonde_invalid_frames",
+					    "Lines on an MCP stream that are not JSON-RPC (stray output on stdout).",
+					    L("server", "json"));
+	m->invalid_bytes = metrics_counter(r, "mcpsonde_invalid_frame_bytes", "Bytes of invalid lines.", L("server"));
+	m->stderr_lines = metrics_counter(r, "mcpsonde_stderr_lines", "Lines the server wrote to stderr.", L("server"));
+	m->stderr_bytes = metrics_counter(r, "mcpsonde_stderr_bytes", "Bytes the server wrote to stderr.", L("server"));
+	m->exits = metrics_counter(r, "mcpsonde_process_exits",
+				   "MCP server processes that exited, by reason (exit, signal, oom, shutdown); normal=false "
+				   "for a crash, a non-zero exit, or an exit with calls pending.",
+				   L("server", "reason", "normal"));
+	m->exits_pending = metrics_counter(r, "mcpsonde_exits_with_pending_calls",
+					   "Server exits that left requests unanswered.", L("server"));
+	m->tools = metrics_gauge(r, "mcpsonde_tools", "Tools in the server's last tools/list.", L("server"));
+	m->tool_def_bytes = metrics_gauge(
+		r, "mcpsonde_tool_definition_bytes",
+		"Size of a tool's definition as minified JSON, by part: description, schema (inputSchema + "
+		"outputSchema), other (name, title, annotations, keys); the parts add up to the whole.",
+		L("server", "gen_ai_tool_name", "part"));
+	m->tool_def_tokens = metrics_gauge(r, "mcpsonde_tool_definition_tokens",
+					   "Estimated tokens of a tool's definition: minified bytes / bytes per token.",
+					   L("server", "gen_ai_tool_name"));
+	m->tool_result_bytes = metrics_histogram(r, "mcpsonde_tool_result_bytes", "Size of tools/call responses.",
+						 L("server", "gen_ai_tool_name"), bytes_buckets, NELEMS(bytes_buckets));
+	m->list_changes = metrics_counter(r, "mcpsonde_tools_list_changes",
+					  "tools/list results that differ from the previous one.", L("server"));
+	m->tool_changes = metrics_counter(r, "mcpsonde_tool_definition_changes",
+					  "Tools added, removed or changed between two tools/list results.",
+					  L("server", "change"));
+	m->list_changed_notifications = metrics_counter(r, "mcpsonde_tools_list_changed_notifications",
+							"notifications/tools/list_changed sent by the server.",
+							L("server"));
+	m->unknown_tool_calls = metrics_counter(r, "mcpsonde_unknown_tool_calls",
+						"tools/call of a name missing from the last tools/list.", L("server"));
+	m->schema_violations = metrics_counter(r, "mcpsonde_schema_violations",
+					       "tools/call arguments that break the tool's inputSchema, by kind.",
+					       L("server", "gen_ai_tool_name", "kind"));
+	m->stalls = metrics_counter(r, "mcpsonde_stalls", "Requests pending longer than the stall threshold.",
+				    L("server", "mcp_method_name", "gen_ai_tool_name"));
+	m->blocked_writes = metrics_counter(r, "mcpsonde_blocked_writes",
+					    "Writes by the server that blocked longer than the threshold.", L("server"));
+	m->blocked_seconds = metrics_counter(r, "mcpsonde_blocked_write_seconds", "Time those writes were blocked.",
+					     L("server"));
+	m->lost_records = metrics_counter(r, "mcpsonde_capture_lost_records",
+					  "Capture loss events: ring buffer full, failed copies, truncations, stream gaps.",
+					  L("server", "reason"));
+	m->lost_bytes = metrics_counter(r, "mcpsonde_capture_lost_bytes", "Bytes not captured, by reason.",
+					L("server", "reason"));
+	m->tools_folded = metrics_counter(r, "mcpsonde_tool_names_folded",
+					  "Tool names labelled _other because the server has more distinct names than the cap.",
+					  L("server"));
+	m->labels_folded = metrics_counter(r, "mcpsonde_label_values_folded",
+					   "Other label values labelled _other because of a cardinality cap.", L("label"));
+	m->dropped = metrics_counter(r, "mcpsonde_metrics_dropped",
+				     "State the metrics sink did not keep: series past a family's cap, processes, pending requests.",
+				     L("what"));
+	m->events = metrics_counter(r, "mcpsonde_events", "Events seen by the metrics sink, by type.", L("type"));
+	m->scrapes = metrics_counter(r, "mcpsonde_metrics_scrapes", "Requests served on /metrics.", NULL);
+}
+
+void metrics_opts_default(struct metrics_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->listen = METRICS_LISTEN_DEFAULT;
+	o->max_tools = METRICS_MAX_TOOLS_DEFAULT;
+	o->max_servers = METRICS_MAX_SERVERS_DEFAULT;
+	o->max_methods = METRICS_MAX_METHODS_DEFAULT;
+	o->bytes_per_token = METRICS_BYTES_PER_TOKEN_DEFAULT;
+}
+
+/* ---- labels --------------------------------------------------------------------- */
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool is_spec_method(const char *m)
+{
+	return bsearch(&m, spec_methods, NELEMS(spec_methods), sizeof(*spec_methods), str_cmp) != NULL;
+}
+
+static const char *fold(struct sink_metrics *m, struct label_folder *lf, const char *v, const char *label)
+{
+	bool folded;
+	const char *out = label_folder_admit(lf, v, &folded);
+
+	if (folded)
+		metrics_counter_add(m->labels_folded, V(label), 1);
+	return out;
+}
+
+/* The label state of a server name (raw: sanitized and folded here). */
+static struct mserver *server_get(struct sink_metrics *m, const char *raw)
+{
+	char clean[METRICS_LABEL_MAX + 1];
+	const char *name;
+	struct mserver *srv;
+
+	metrics_label_sanitize(raw && raw[0] ? raw : "unknown", clean);
+	name = fold(m, m->servers, clean, "server");
+	HASH_FIND_STR(m->by_server, name, srv);
+	if (srv)
+		return srv;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return NULL;
+	srv->name = name;
+	srv->tools = label_folder_new(m->opts.max_tools);
+	srv->prompts = label_folder_new(m->opts.max_tools);
+	srv->methods = label_folder_new(m->opts.max_methods);
+	srv->errors = label_folder_new(ERROR_TYPES_MAX);
+	if (!srv->tools || !srv->prompts || !srv->methods || !srv->errors) {
+		label_folder_free(srv->tools);
+		label_folder_free(srv->prompts);
+		label_folder_free(srv->methods);
+		label_folder_free(srv->errors);
+		free(srv);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh, m->by_server, srv->name, strlen(srv->name), srv);
+	return srv;
+}
+
+static const char *server_method(struct sink_metrics *m, struct mserver *srv, const char *method)
+{
+	if (!method || !method[0])
+		return "";
+	if (is_spec_method(method))
+		return method;
+	return fold(m, srv->methods, method, "mcp_method_name");
+}
+
+static const char *server_tool(struct sink_metrics *m, struct mserver *srv, const char *tool, bool count)
+{
+	char clean[METRICS_LABEL_MAX + 1];
+	bool folded;
+	const char *out;
+
+	if (!tool || !tool[0])
+		return "";
+	metrics_label_sanitize(tool, clean);
+	out = label_folder_admit(srv->tools, clean, &folded);
+	if (folded && count)
+		metrics_counter_add(m->tools_folded, V(srv->name), 1);
+	return out;
+}
+
+static const char *protocol_label(struct sink_metrics *m, const struct session_identity *id)
+{
+	if (!id || !id->protocol_version || !id->protocol_version[0])
+		return "";
+	return fold(m, m->protocols, id->protocol_version, "mcp_protocol_version");
+}
+
+static const char *small_label(struct sink_metrics *m, const char *v, const char *label)
+{
+	return v && v[0] ? fold(m, m->small, v, label) : "";
+}
+
+static const char *dir_label(enum call_direction d)
+{
+	return d == DIR_CLIENT_TO_SERVER ? "client_to_server" : "server_to_client";
+}
+
+/* ---- per-process state ---------------------------------------------------------- */
+
+static struct mprocess *process_get(struct sink_metrics *m, const struct session_identity *id, bool create)
+{
+	struct mprocess *p;
+
+	if (!id)
+		return NULL;
+	HASH_FIND_PTR(m->processes, &id, p);
+	if (p || !create)
+		return p;
+	if (m->nprocesses >= SESSIONS_MAX || !(p = calloc(1, sizeof(*p)))) {
+		metrics_counter_add(m->dropped, V("process"), 1);
+		return NULL;
+	}
+	if (!(p->tools = tools_new())) {
+		free(p);
+		return NULL;
+	}
+	p->id = id;
+	HASH_ADD_PTR(m->processes, id, p);
+	m->nprocesses++;
+	return p;
+}
+
+static void process_free(struct sink_metrics *m, struct mprocess *p)
+{
+	struct mpending *e, *tmp;
+
+	HASH_ITER(hh, p->pending, e, tmp) {
+		HASH_DEL(p->pending, e);
+		free(e);
+	}
+	HASH_DEL(m->processes, p);
+	m->nprocesses--;
+	tools_free(p->tools);
+	free(p);
+}
+
+static void pending_key(char *key, size_t len, enum call_direction d, const char *id)
+{
+	snprintf(key, len, "%d:%s", (int)d, id ? id : "");
+}
+
+static void pending_add(struct sink_metrics *m, struct mprocess *p, enum call_direction d, const char *id,
+			uint64_t ts_ns)
+{
+	struct mpending *e;
+	char key[RPC_ID_MAX + 4];
+
+	pending_key(key, sizeof(key), d, id);
+	HASH_FIND_STR(p->pending, key, e);
+	if (e) { /* an id reused before its answer: the session forgets the old call too */
+		e->ts_ns = ts_ns;
+		return;
+	}
+	if (p->npending >= PENDING_MAX || !(e = calloc(1, sizeof(*e)))) {
+		metrics_counter_add(m->dropped, V("pending"), 1);
+		return;
+	}
+	memcpy(e->key, key, sizeof(key));
+	e->ts_ns = ts_ns;
+	HASH_ADD_STR(p->pending, key, e);
+	p->npending++;
+}
+
+static void pending_remove(struct mprocess *p, enum call_direction d, const char *id)
+{
+	struct mpending *e;
+	char key[RPC_ID_MAX + 4];
+
+	pending_key(key, sizeof(key), d, id);
+	HASH_FIND_STR(p->pending, key, e);
+	if (!e)
+		return;
+	HASH_DEL(p->pending, e);
+	free(e);
+	p->npending--;
+}
+
+/* ---- events ---------------------------------------------------------------------- */
+
+static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv, struct mprocess *p)
+{
+	const struct ev_call *c = &ev->call;
+	const char *method = server_method(m, srv, c->method);
+	bool is_tool = c->method && strcmp(c->method, "tools/call") == 0;
+	bool is_prompt = c->method && strcmp(c->method, "prompts/get") == 0;
+	const char *tool = is_tool ? server_tool(m, srv, c->tool, true) : "";
+	const char *prompt = is_prompt && c->tool && c->tool[0] ? fold(m, srv->prompts, c->tool, "gen_ai_prompt_name") : "";
+	const char *error_type = "";
+	char code[32];
+
+	if (p)
+		pending_remove(p, c->direction, c->id);
+	switch (c->status) {
+	case CALL_CANCELLED:
+	case CALL_ORPHANED:
+		metrics_counter_add(m->abandoned,
+				    V(srv->name, method, tool, c->status == CALL_CANCELLED ? "cancelled" : "orphaned"), 1);
+		return;
+	case CALL_ERROR:
+		snprintf(code, sizeof(code), "%lld", c->error_code);
+		error_type = fold(m, srv->errors, code, "error_type");
+		break;
+	case CALL_TOOL_ERROR:
+		error_type = "tool_error";
+		break;
+	case CALL_OK:
+		break;
+	}
+	metrics_histogram_observe(c->direction == DIR_CLIENT_TO_SERVER ? m->op_duration : m->client_op_duration,
+				  V(srv->name, method, tool, prompt, error_type, protocol_label(m, ev->session),
+				    ev->session ? small_label(m, ev->session->transport, "network_transport") : ""),
+				  (double)c->duration_ns / 1e9);
+	if (!is_tool || c->direction != DIR_CLIENT_TO_SERVER)
+		return;
+	metrics_histogram_observe(m->tool_result_bytes, V(srv->name, tool), (double)c->response_bytes);
+	if (p && tools_known(p->tools) && c->tool && !tools_has(p->tools, c->tool))
+		metrics_counter_add(m->unknown_tool_calls, V(srv->name), 1);
+	if (json_is_array(c->schema_violations)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(c->schema_violations, i, v) {
+			const char *kind = json_string_value(json_object_get(v, "kind"));
+			const char *label = "other";
+			for (size_t k = 0; kind && k < NELEMS(violation_kinds); k++)
+				if (strcmp(kind, violation_kinds[k]) == 0)
+					label = violation_kinds[k];
+			metrics_counter_add(m->schema_violations, V(srv->name, tool, label), 1);
+		}
+	}
+}
+
+static void on_tools_changed(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv)
+{
+	static const char *const kinds[] = { "added", "removed", "changed" };
+
+	metrics_counter_add(m->list_changes, V(srv->name), 1);
+	for (size_t i = 0; i < NELEMS(kinds); i++) {
+		size_t n = json_array_size(json_object_get(ev->tools.change, kinds[i]));
+		if (n)
+			metrics_counter_add(m->tool_changes, V(srv->name, kinds[i]), (double)n);
+	}
+}
+
+static void on_exit_event(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv,
+			  struct mprocess *p)
+{
+	const struct ev_exit *x = &ev->exit;
+
+	if (ev->session && ev->session->speaks_mcp) { /* wrappers (npm, sh) exit too: not servers */
+		metrics_counter_add(m->exits, V(srv->name, small_label(m, x->reason, "reason"), x->normal ? "true" : "false"),
+				    1);
+		if (x->pending_calls)
+			metrics_counter_add(m->exits_pending, V(srv->name), 1);
+		if (ev->ts_ns >= ev->session->first_seen_ns)
+			metrics_histogram_observe(m->session_duration,
+						  V(srv->name, protocol_label(m, ev->session),
+						    small_label(m, ev->session->transport, "network_transport")),
+						  (double)(ev->ts_ns - ev->session->first_seen_ns) / 1e9);
+	}
+	if (p)
+		process_free(m, p);
+}
+
+static int kind_index(const char *kind)
+{
+	for (int i = 0; kind && i < NKINDS; i++)
+		if (strcmp(kind, message_kinds[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Before its initialize result a process is known by its process name only: its traffic
+ * waits (IDENTITY_WAIT_NS at most) for serverInfo.name. */
+static bool identity_pending(const struct sonde_event *ev)
+{
+	const struct session_identity *id = ev->session;
+
+	return !(id->server_name && id->server_name[0]) && !id->initialized_ns &&
+	       ev->ts_ns < id->first_seen_ns + IDENTITY_WAIT_NS;
+}
+
+static bool defer(struct mprocess *p, const struct sonde_event *ev)
+{
+	struct deferred *d = &p->deferred;
+	int k;
+
+	switch (ev->type) {
+	case EV_MESSAGE:
+		if ((k = kind_index(ev->message.kind)) < 0)
+			return false;
+		d->messages[k][ev->message.direction == DIR_CLIENT_TO_SERVER ? 0 : 1]++;
+		d->message_bytes[ev->message.direction == DIR_CLIENT_TO_SERVER ? 0 : 1] += (double)ev->message.bytes;
+		break;
+	case EV_STDERR:
+		d->stderr_lines++;
+		d->stderr_bytes += (double)ev->stderr_line.bytes;
+		break;
+	case EV_INVALID:
+		d->invalid[ev->invalid.json ? 1 : 0]++;
+		d->invalid_bytes += (double)ev->invalid.bytes;
+		break;
+	default:
+		return false;
+	}
+	d->any = true;
+	return true;
+}
+
+static void count_message(struct sink_metrics *m, struct mserver *srv, const char *kind, enum call_direction dir,
+			  double n, double bytes)
+{
+	if (n > 0)
+		metrics_counter_add(m->messages, V(srv->name, small_label(m, kind, "kind"), dir_label(dir)), n);
+	if (bytes > 0)
+		metrics_counter_add(m->message_bytes, V(srv->name, dir_label(dir)), bytes);
+}
+
+static void count_stderr(struct sink_metrics *m, struct mserver *srv, double lines, double bytes)
+{
+	if (lines > 0)
+		metrics_counter_add(m->stderr_lines, V(srv->name), lines);
+	if (bytes > 0)
+		metrics_counter_add(m->stderr_bytes, V(srv->name), bytes);
+}
+
+static void count_invalid(struct sink_metrics *m, struct mserver *srv, bool json, double n, double bytes)
+{
+	if (n > 0)
+		metrics_counter_add(m->invalid_frames, V(srv->name, json ? "true" : "false"), n);
+	if (bytes > 0)
+		metrics_counter_add(m->invalid_bytes, V(srv->name), bytes);
+}
+
+/* Counts held traffic under the process's current name. */
+static void flush_deferred(struct sink_metrics *m, struct mprocess *p)
+{
+	struct deferred *d = &p->deferred;
+	struct mserver *srv;
+
+	if (!d->any || !(srv = server_get(m, p->name)))
+		return;
+	for (int k = 0; k < NKINDS; k++)
+		for (int dir = 0; dir < 2; dir++)
+			count_message(m, srv, message_kinds[k], dir ? DIR_SERVER_TO_CLIENT : DIR_CLIENT_TO_SERVER,
+				      d->messages[k][dir], 0);
+	count_message(m, srv, NULL, DIR_CLIENT_TO_SERVER, 0, d->message_bytes[0]);
+	count_message(m, srv, NULL, DIR_SERVER_TO_CLIENT, 0, d->message_bytes[1]);
+	count_stderr(m, srv, d->stderr_lines, d->stderr_bytes);
+	count_invalid(m, srv, false, d->invalid[0], d->invalid_bytes);
+	count_invalid(m, srv, true, d->invalid[1], 0);
+	memset(d, 0, sizeof(*d));
+}
+
+static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
+{
+	struct sink_metrics *m = (struct sink_metrics *)s;
+	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID;
+	bool is_request = ev->type == EV_MESSAGE && ev->message.kind && strcmp(ev->message.kind, "request") == 0;
+	struct mserver *srv;
+	struct mprocess *p;
+
+	metrics_counter_add(m->events, V(ev_type_name(ev->type)), 1);
+	if (ev->ts_ns > m->now_ns)
+		m->now_ns = ev->ts_ns;
+	m->dirty = true;
+	if (!ev->session) { /* loss not tied to a stream */
+		if (ev->type == EV_LOSS) {
+			const char *reason = small_label(m, ev->loss.reason, "reason");
+			metrics_counter_add(m->lost_records, V("", reason), (double)ev->loss.records);
+			metrics_counter_add(m->lost_bytes, V("", reason), (double)ev->loss.bytes);
+		}
+		return;
+	}
+	p = process_get(m, ev->session, traffic || ev->type == EV_TOOLS_LIST);
+	if (p) {
+		metrics_label_sanitize(session_identity_name(ev->session), p->name);
+		p->first_seen_ns = ev->session->first_seen_ns;
+		if (traffic && identity_pending(ev) && defer(p, ev)) {
+			if (is_request)
+				pending_add(m, p, ev->message.direction, ev->message.id, ev->ts_ns);
+			return;
+		}
+		flush_deferred(m, p);
+	}
+	if (!(srv = server_get(m, session_identity_name(ev->session))))
+		return;
+
+	switch (ev->type) {
+	case EV_CALL:
+		on_call(m, ev, srv, p);
+		break;
+	case EV_NOTIFICATION:
+		metrics_counter_add(m->notifications,
+				    V(srv->name, server_method(m, srv, ev->notification.method),
+				      dir_label(ev->notification.direction)),
+				    1);
+		if (ev->notification.method && strcmp(ev->notification.method, "notifications/tools/list_changed") == 0)
+			metrics_counter_add(m->list_changed_notifications, V(srv->name), 1);
+		break;
+	case EV_MESSAGE:
+		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
+		if (p && is_request)
+			pending_add(m, p, ev->message.direction, ev->message.id, ev->ts_ns);
+		break;
+	case EV_INVALID:
+		count_invalid(m, srv, ev->invalid.json, 1, (double)ev->invalid.bytes);
+		break;
+	case EV_STDERR:
+		count_stderr(m, srv, 1, (double)ev->stderr_line.bytes);
+		break;
+	case EV_EXIT:
+		on_exit_event(m, ev, srv, p);
+		break;
+	case EV_LOSS: {
+		const char *reason = small_label(m, ev->loss.reason, "reason");
+		metrics_counter_add(m->lost_records, V(srv->name, reason), (double)ev->loss.records);
+		metrics_counter_add(m->lost_bytes, V(srv->name, reason), (double)ev->loss.bytes);
+		break;
+	}
+	case EV_TOOLS_CHANGED:
+		on_tools_changed(m, ev, srv);
+		break;
+	case EV_TOOLS_LIST:
+		if (p) {
+			json_decref(tools_update(p->tools, ev->tools.tools));
+			/* admit the listed names now, so that folding is counted once per list */
+			for (size_t i = 0; i < tools_count(p->tools); i++)
+				server_tool(m, srv, tools_size_at(p->tools, i)->name, true);
+		}
+		break;
+	case EV_STALL:
+		metrics_counter_add(m->stalls,
+				    V(srv->name, server_method(m, srv, ev->stall.method),
+				      ev->stall.method && strcmp(ev->stall.method, "tools/call") == 0
+					      ? server_tool(m, srv, ev->stall.tool, true)
+					      : ""),
+				    1);
+		break;
+	case EV_BLOCKED_WRITE:
+		metrics_counter_add(m->blocked_writes, V(srv->name), 1);
+		metrics_counter_add(m->blocked_seconds, V(srv->name), (double)ev->blocked_write.blocked_ns / 1e9);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- snapshots -------------------------------------------------------------------- */
+
+/* Recomputes the gauges that describe current state. Processes sharing a server name
+ * add their pending calls; the first one with a catalog describes the server's tools. */
+static void refresh_state_gauges(struct sink_metrics *m)
+{
+	struct mprocess *p, *tmp;
+	uint64_t dropped;
+
+	metrics_family_reset(m->pending);
+	metrics_family_reset(m->pending_age);
+	metrics_family_reset(m->tools);
+	metrics_family_reset(m->tool_def_bytes);
+	metrics_family_reset(m->tool_def_tokens);
+	m->generation++;
+
+	HASH_ITER(hh, m->processes, p, tmp) {
+		if (p->deferred.any && m->now_ns >= p->first_seen_ns + IDENTITY_WAIT_NS)
+			flush_deferred(m, p);
+	}
+	HASH_ITER(hh, m->processes, p, tmp) {
+		struct mserver *srv;
+		const char *name;
+		uint64_t oldest = 0;
+		struct mpending *e, *etmp;
+		double age;
+
+		name = label_folder_admit(m->servers, p->name[0] ? p->name : "unknown", NULL);
+		HASH_FIND_STR(m->by_server, name, srv);
+		if (!srv)
+			continue; /* its name is not known yet (or it never produced a labelled event) */
+		metrics_gauge_add(m->pending, V(srv->name), p->npending);
+		HASH_ITER(hh, p->pending, e, etmp)
+			if (!oldest || e->ts_ns < oldest)
+				oldest = e->ts_ns;
+		age = oldest && m->now_ns > oldest ? (double)(m->now_ns - oldest) / 1e9 : 0;
+		if (age >= metrics_value(m->pending_age, V(srv->name)))
+			metrics_gauge_set(m->pending_age, V(srv->name), age);
+
+		if (!tools_known(p->tools) || srv->published == m->generation)
+			continue;
+		srv->published = m->generation;
+		metrics_gauge_set(m->tools, V(srv->name), (double)tools_count(p->tools));
+		for (size_t i = 0; i < tools_count(p->tools); i++) {
+			const struct tool_def_size *sz = tools_size_at(p->tools, i);
+			const char *tool = server_tool(m, srv, sz->name, false);
+			size_t other = sz->total_bytes - sz->description_bytes - sz->schema_bytes;
+
+			if (sz->description_bytes + sz->schema_bytes > sz->total_bytes)
+				other = 0;
+			metrics_gauge_add(m->tool_def_bytes, V(srv->name, tool, "description"), (double)sz->description_bytes);
+			metrics_gauge_add(m->tool_def_bytes, V(srv->name, tool, "schema"), (double)sz->schema_bytes);
+			metrics_gauge_add(m->tool_def_bytes, V(srv->name, tool, "other"), (double)other);
+			metrics_gauge_add(m->tool_def_tokens, V(srv->name, tool),
+					  ceil((double)sz->total_bytes / m->opts.bytes_per_token));
+		}
+	}
+	dropped = metrics_series_dropped(m->reg);
+	if (dropped > m->series_dropped_seen) {
+		metrics_counter_add(m->dropped, V("series"), (double)(dropped - m->series_dropped_seen));
+		m->series_dropped_seen = dropped;
+	}
+	if (m->http) {
+		uint64_t scrapes = metrics_http_scrapes(m->http);
+		metrics_counter_add(m->scrapes, NULL, (double)(scrapes - m->scrapes_seen));
+		m->scrapes_seen = scrapes;
+	}
+}
+
+char *sink_metrics_render(struct sink *s, enum metrics_format fmt, size_t *len)
+{
+	struct sink_metrics *m = (struct sink_metrics *)s;
+
+	refresh_state_gauges(m);
+	return metrics_render(m->reg, fmt, len);
+}
+
+static void publish(struct sink_metrics *m)
+{
+	char *text, *om = NULL;
+	size_t text_len = 0, om_len = 0;
+
+	if (!m->http)
+		return;
+	refresh_state_gauges(m);
+	text = metrics_render(m->reg, METRICS_TEXT, &text_len);
+	/* Both formats, always: whichever a scraper asks for is current. */
+	om = metrics_render(m->reg, METRICS_OPENMETRICS, &om_len);
+	metrics_http_publish(m->http, text, text_len, om, om_len);
+	m->dirty = false;
+}
+
+static bool any_pending(const struct sink_metrics *m)
+{
+	for (const struct mprocess *p = m->processes; p; p = p->hh.next)
+		if (p->npending)
+			return true;
+	return false;
+}
+
+static void sink_metrics_on_tick(struct sink *s, uint64_t now_ns)
+{
+	struct sink_metrics *m = (struct sink_metrics *)s;
+
+	if (now_ns > m->now_ns)
+		m->now_ns = now_ns;
+	/* pending ages move with the clock; the scrape counter moves with scrapes */
+	if (m->dirty || any_pending(m) || (m->http && metrics_http_scrapes(m->http) != m->scrapes_seen))
+		publish(m);
+}
+
+static void sink_metrics_close(struct sink *s)
+{
+	struct sink_metrics *m = (struct sink_metrics *)s;
+	struct mserver *srv, *stmp;
+	struct mprocess *p, *ptmp;
+
+	metrics_http_stop(m->http);
+	HASH_ITER(hh, m->processes, p, ptmp)
+		process_free(m, p);
+	HASH_ITER(hh, m->by_server, srv, stmp) {
+		HASH_DEL(m->by_server, srv);
+		label_folder_free(srv->tools);
+		label_folder_free(srv->prompts);
+		label_folder_free(srv->methods);
+		label_folder_free(srv->errors);
+		free(srv);
+	}
+	label_folder_free(m->servers);
+	label_folder_free(m->protocols);
+	label_folder_free(m->small);
+	metrics_registry_free(m->reg);
+	free(m);
+}
+
+unsigned sink_metrics_port(const struct sink *s)
+{
+	const struct sink_metrics *m = (const struct sink_metrics *)s;
+
+	return m->http ? metrics_http_port(m->http) : 0;
+}
+
+struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t errlen)
+{
+	struct sink_metrics *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->opts = *opts;
+	if (!m->opts.max_tools)
+		m->opts.max_tools = METRICS_MAX_TOOLS_DEFAULT;
+	if (!m->opts.max_servers)
+		m->opts.max_servers = METRICS_MAX_SERVERS_DEFAULT;
+	if (!m->opts.max_methods)
+		m->opts.max_methods = METRICS_MAX_METHODS_DEFAULT;
+	if (!(m->opts.bytes_per_token > 0))
+		m->opts.bytes_per_token = METRICS_BYTES_PER_TOKEN_DEFAULT;
+	m->sink.name = "metrics";
+	m->sink.on_event = sink_metrics_on_event;
+	m->sink.on_tick = sink_metrics_on_tick;
+	m->sink.close = sink_metrics_close;
+	m->reg = metrics_registry_new();
+	m->servers = label_folder_new(m->opts.max_servers);
+	m->protocols = label_folder_new(PROTOCOL_VERSIONS_MAX);
+	m->small = label_folder_new(SMALL_LABELS_MAX * 4);
+	if (!m->reg || !m->servers || !m->protocols || !m->small) {
+		snprintf(err, errlen, "out of memory");
+		sink_metrics_close(&m->sink);
+		return NULL;
+	}
+	register_families(m);
+	metrics_gauge_set(m->build_info, V(m->opts.version ? m->opts.version : "unknown"), 1);
+	if (m->opts.listen) {
+		if (!(m->http = metrics_http_start(m->opts.listen, err, errlen))) {
+			sink_metrics_close(&m->sink);
+			return NULL;
+		}
+		publish(m);
+	}
+	return &m->sink;
+}
