@@ -3,6 +3,7 @@
  *   mcpsonde attach -p PID [-p PID...] [--json]   live, one line or one JSON object per event
  *   mcpsonde record -p PID -o FILE                 raw records to a capture file
  *   mcpsonde replay FILE [--json]                  the same analysis, offline, no root
+ *   mcpsonde postmortem REPORT [--json]            a crash report, for a person
  *
  * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
  * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). Nothing is pinned
@@ -20,8 +21,11 @@
 #include <unistd.h>
 
 #include "mcpsonde/capture.h"
+#include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/procfs.h"
+#include "mcpsonde/recorder.h"
+#include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
 
@@ -29,19 +33,22 @@
 #define TICK_NS 100000000ull
 #define LIVE_MAX 4096
 
-enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY };
+enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM };
 
 struct cli {
 	enum command cmd;
 	pid_t pids[MAX_PIDS];
 	int npids;
 	const char *output;  /* record: capture file */
-	const char *input;   /* replay: capture file */
+	const char *input;   /* replay: capture file; postmortem: report */
+	const char *metrics_listen; /* NULL: no metrics */
+	bool summary;
 	bool json;
 	bool verbose;
 	size_t ringbuf_bytes;
-	uint64_t blocked_write_ns;
 	struct pipeline_opts popts;
+	struct metrics_opts mopts;
+	struct recorder_opts ropts;
 };
 
 /* Processes being watched: the given PIDs, their descendants, and what they fork later.
@@ -72,6 +79,14 @@ enum opt_key {
 	OPT_BLOCKED_WRITE,
 	OPT_STDIN_LINGER,
 	OPT_INIT_TIMEOUT,
+	OPT_METRICS,
+	OPT_SUMMARY,
+	OPT_BYTES_PER_TOKEN,
+	OPT_MAX_TOOLS,
+	OPT_REPORT_DIR,
+	OPT_REPORT_FRAMES,
+	OPT_MAX_REPORTS,
+	OPT_MAX_REPORT_SIZE,
 };
 
 static const char doc[] =
@@ -80,9 +95,10 @@ static const char doc[] =
 	"  attach -p PID [-p PID...]   watch running servers (root); one line per call\n"
 	"  record -p PID -o FILE       write raw capture records to FILE (root)\n"
 	"  replay FILE                 analyse a capture offline (no root)\n"
+	"  postmortem REPORT           print a crash report (--json: as JSON)\n"
 	"\nOptions:";
 
-static const char args_doc[] = "attach|record|replay [FILE]";
+static const char args_doc[] = "attach|record|replay|postmortem [FILE]";
 
 static const struct argp_option options[] = {
 	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
@@ -96,6 +112,16 @@ static const struct argp_option options[] = {
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
 	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
+	{ NULL, 0, NULL, 0, "Metrics:", 1 },
+	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
+	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
+	{ "bytes-per-token", OPT_BYTES_PER_TOKEN, "N", 0, "Tool-definition token estimate: bytes per token (default 4)", 1 },
+	{ "max-tools", OPT_MAX_TOOLS, "N", 0, "Distinct tool names per server in metrics (default 256)", 1 },
+	{ NULL, 0, NULL, 0, "Post-mortem reports:", 2 },
+	{ "report-dir", OPT_REPORT_DIR, "DIR", 0, "Write a report for every abnormal exit into DIR", 2 },
+	{ "report-frames", OPT_REPORT_FRAMES, "N", 0, "Messages kept per direction for reports (default 32)", 2 },
+	{ "max-reports", OPT_MAX_REPORTS, "N", 0, "Reports kept in DIR, oldest removed (default 100)", 2 },
+	{ "max-report-size", OPT_MAX_REPORT_SIZE, "BYTES", 0, "Largest report, uncompressed (default 4 MiB)", 2 },
 	{ 0 },
 };
 
@@ -161,12 +187,44 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_STDIN_LINGER:
 	case OPT_INIT_TIMEOUT: {
 		uint64_t *dst = key == OPT_STALL ? &cli->popts.stall_ns :
-				key == OPT_BLOCKED_WRITE ? &cli->blocked_write_ns :
+				key == OPT_BLOCKED_WRITE ? &cli->popts.blocked_write_ns :
 				key == OPT_STDIN_LINGER ? &cli->popts.stdin_linger_ns : &cli->popts.init_timeout_ns;
 		if (parse_seconds(arg, dst) < 0)
 			argp_error(state, "expected seconds: %s", arg);
 		break;
 	}
+	case OPT_METRICS:
+		cli->metrics_listen = arg;
+		break;
+	case OPT_SUMMARY:
+		cli->summary = true;
+		break;
+	case OPT_BYTES_PER_TOKEN: {
+		char *end;
+		cli->mopts.bytes_per_token = strtod(arg, &end);
+		if (*end || !(cli->mopts.bytes_per_token >= 0.5 && cli->mopts.bytes_per_token <= 100))
+			argp_error(state, "--bytes-per-token: expected a number between 0.5 and 100: %s", arg);
+		break;
+	}
+	case OPT_MAX_TOOLS:
+		if (parse_u64(arg, 1, 100000, &v) < 0)
+			argp_error(state, "--max-tools: expected a count between 1 and 100000: %s", arg);
+		cli->mopts.max_tools = (unsigned)v;
+		break;
+	case OPT_REPORT_DIR:
+		cli->ropts.report_dir = arg;
+		break;
+	case OPT_REPORT_FRAMES:
+	case OPT_MAX_REPORTS:
+		if (parse_u64(arg, 1, 100000, &v) < 0)
+			argp_error(state, "expected a count between 1 and 100000: %s", arg);
+		*(key == OPT_REPORT_FRAMES ? &cli->ropts.frames : &cli->ropts.max_reports) = (unsigned)v;
+		break;
+	case OPT_MAX_REPORT_SIZE:
+		if (parse_u64(arg, 65536, 1ull << 30, &v) < 0)
+			argp_error(state, "--max-report-size: expected bytes between 64 KiB and 1 GiB: %s", arg);
+		cli->ropts.max_report_bytes = (size_t)v;
+		break;
 	case ARGP_KEY_ARG:
 		if (cli->cmd == CMD_NONE) {
 			if (strcmp(arg, "attach") == 0)
@@ -175,9 +233,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 				cli->cmd = CMD_RECORD;
 			else if (strcmp(arg, "replay") == 0)
 				cli->cmd = CMD_REPLAY;
+			else if (strcmp(arg, "postmortem") == 0)
+				cli->cmd = CMD_POSTMORTEM;
 			else
 				argp_error(state, "unknown command: %s", arg);
-		} else if (cli->cmd == CMD_REPLAY && !cli->input) {
+		} else if ((cli->cmd == CMD_REPLAY || cli->cmd == CMD_POSTMORTEM) && !cli->input) {
 			cli->input = arg;
 		} else {
 			argp_error(state, "unexpected argument: %s", arg);
@@ -185,13 +245,15 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case ARGP_KEY_END:
 		if (cli->cmd == CMD_NONE)
-			argp_error(state, "a command is required: attach, record or replay");
+			argp_error(state, "a command is required: attach, record, replay or postmortem");
 		if ((cli->cmd == CMD_ATTACH || cli->cmd == CMD_RECORD) && cli->npids == 0)
 			argp_error(state, "%s needs at least one -p PID", cli->cmd == CMD_ATTACH ? "attach" : "record");
 		if (cli->cmd == CMD_RECORD && !cli->output)
 			argp_error(state, "record needs -o FILE");
 		if (cli->cmd == CMD_REPLAY && !cli->input)
 			argp_error(state, "replay needs a capture FILE");
+		if (cli->cmd == CMD_POSTMORTEM && !cli->input)
+			argp_error(state, "postmortem needs a report FILE");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -203,14 +265,39 @@ static const struct argp argp = { options, parse_arg, args_doc, doc, NULL, NULL,
 
 /* --- sinks ---------------------------------------------------------------------------- */
 
+/* Output first, then metrics and summary; the recorder last, because it emits EV_REPORT
+ * from inside an exit's dispatch and every sink must see the exit before the report. */
 static int sinks_setup(struct cli *cli, struct sink_list *sinks)
 {
 	struct event_format_opts fo = { .capture_values = cli->popts.capture_values };
-	struct sink *out = cli->json ? sink_json_new(stdout, &fo) : sink_text_new(stdout, &fo);
+	struct sink *s = cli->json ? sink_json_new(stdout, &fo) : sink_text_new(stdout, &fo);
+	char err[256] = "";
 
-	if (!out)
+	if (!s)
 		return -1;
-	sinks_add(sinks, out);
+	sinks_add(sinks, s);
+	if (cli->metrics_listen) {
+		cli->mopts.listen = cli->metrics_listen;
+		cli->mopts.version = MCPSONDE_VERSION;
+		if (!(s = sink_metrics_new(&cli->mopts, err, sizeof(err)))) {
+			fprintf(stderr, "mcpsonde: %s\n", err);
+			return -1;
+		}
+		sinks_add(sinks, s);
+	}
+	if (cli->summary) {
+		if (!(s = sink_summary_new(cli->json ? stderr : stdout))) /* stdout stays pure JSONL */
+			return -1;
+		sinks_add(sinks, s);
+	}
+	if (cli->ropts.report_dir) {
+		cli->ropts.capture_values = cli->popts.capture_values;
+		if (!(s = sink_recorder_new(&cli->ropts, sinks, err, sizeof(err)))) {
+			fprintf(stderr, "mcpsonde: %s\n", err);
+			return -1;
+		}
+		sinks_add(sinks, s);
+	}
 	return 0;
 }
 
@@ -311,7 +398,7 @@ static void live_on_inflight(void *ctx, uint32_t tgid, uint32_t tid, int fd, int
 	uint64_t now = clock_mono_ns();
 
 	(void)tid;
-	if (dir == MSD_DIR_WRITE && fd == 1 && now > enter_ns && now - enter_ns > c->cli->blocked_write_ns)
+	if (dir == MSD_DIR_WRITE && fd == 1 && now > enter_ns && now - enter_ns > c->cli->popts.blocked_write_ns)
 		pipeline_blocked_write(c->pipe, tgid, fd, enter_ns, count, now);
 }
 
@@ -419,7 +506,7 @@ static int run_live(struct cli *cli)
 				source_live_poll(c.src, live_on_record, &c);
 				live_check_drops(&c, now);
 				if (c.pipe) {
-					if (cli->blocked_write_ns)
+					if (cli->popts.blocked_write_ns)
 						source_live_inflight(c.src, live_on_inflight, &c);
 					pipeline_tick(c.pipe, now);
 				}
@@ -434,7 +521,9 @@ static int run_live(struct cli *cli)
 					pipeline_tick(c.pipe, clock_mono_ns());
 			}
 		}
-		if (c.live.n == 0)
+		/* Every watched process is gone. With --metrics, serve on until stopped: the last
+		 * exits and pending counts must still be there for the next scrape. */
+		if (c.live.n == 0 && !cli->metrics_listen)
 			stop = true;
 	}
 	source_live_poll(c.src, live_on_record, &c);
@@ -501,10 +590,12 @@ cleanup:
 
 int main(int argc, char **argv)
 {
-	struct cli cli = { .blocked_write_ns = 5000000000ull };
+	struct cli cli = { 0 };
 	int err;
 
 	pipeline_opts_default(&cli.popts);
+	metrics_opts_default(&cli.mopts);
+	recorder_opts_default(&cli.ropts);
 	err = argp_parse(&argp, argc, argv, 0, NULL, &cli);
 	if (err)
 		return 1;
@@ -514,6 +605,14 @@ int main(int argc, char **argv)
 		return run_live(&cli);
 	case CMD_REPLAY:
 		return run_replay(&cli);
+	case CMD_POSTMORTEM: {
+		char msg[512] = "";
+		if (report_print_file(cli.input, cli.json, stdout, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			return 1;
+		}
+		return 0;
+	}
 	case CMD_NONE:
 		break;
 	}

@@ -18,7 +18,7 @@ static void sink_json_on_event(struct sink *s, const struct sonde_event *ev)
 	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
 		return;
 	o = event_to_json(ev, &j->opts);
-	json_dumpf(o, j->out, JSON_COMPACT);
+	json_dumpf(o, j->out, EVENT_JSON_FLAGS);
 	fputc('\n', j->out);
 	fflush(j->out);
 	json_decref(o);

@@ -185,6 +185,10 @@ struct event_format_opts {
 	bool capture_values; /* arguments and results in full; otherwise arg_keys only */
 };
 
+/* How event JSON is written: 15 significant digits print a millisecond value rounded to the
+ * microsecond exactly (jansson's default 17 prints 0.493 as 0.49299999999999999). */
+#define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
