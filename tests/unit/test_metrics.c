@@ -613,15 +613,14 @@ static void test_http(void **state)
 	assert_contains(resp, "mcpsonde_build_info{version=\"t\"} 1\n");
 	free(resp);
 
-	/* the first OpenMetrics request gets text (always acceptable); after the next
-	 * snapshot, OpenMetrics */
+	/* both formats are in every snapshot: the first OpenMetrics request gets it */
 	resp = http_get(port, "/metrics", om);
-	assert_contains(resp, "Content-Type: text/plain; version=0.0.4");
+	assert_contains(resp, "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8");
+	assert_contains(resp, "# EOF\n");
 	free(resp);
 	s->on_tick(s, 1);
 	resp = http_get(port, "/metrics", om);
 	assert_contains(resp, "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8");
-	assert_contains(resp, "# EOF\n");
 	assert_contains(resp, "mcpsonde_metrics_scrapes_total 2\n");
 	free(resp);
 
