@@ -410,6 +410,27 @@ static void live_prune(struct live_ctx *c)
 			live_remove(&c->live, c->live.pids[i]);
 }
 
+/* One line on stderr when attach or record ends: what was seen and what was lost. */
+static void live_report(const struct live_ctx *c)
+{
+	uint64_t lost_records = 0, lost_bytes = 0;
+
+	for (int r = 0; r < MSD_DROP__MAX; r++) {
+		lost_records += c->drops[r].records;
+		lost_bytes += c->drops[r].bytes;
+	}
+	fprintf(stderr, "mcpsonde: detached");
+	if (c->pipe) {
+		const struct pipeline_stats *st = pipeline_stats(c->pipe);
+		fprintf(stderr, ": %llu records, %llu messages, %llu invalid frames, %llu gaps (%llu bytes)",
+			(unsigned long long)st->records, (unsigned long long)st->messages,
+			(unsigned long long)st->invalid_frames, (unsigned long long)st->gaps,
+			(unsigned long long)st->gap_bytes);
+	}
+	fprintf(stderr, "; kernel drops: %llu records, %llu bytes\n", (unsigned long long)lost_records,
+		(unsigned long long)lost_bytes);
+}
+
 static int run_live(struct cli *cli)
 {
 	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose };
@@ -530,6 +551,7 @@ static int run_live(struct cli *cli)
 	live_check_drops(&c, clock_mono_ns());
 	if (c.pipe)
 		pipeline_finish(c.pipe, clock_mono_ns());
+	live_report(&c);
 	err = c.write_failed ? 1 : 0;
 	if (c.write_failed)
 		fprintf(stderr, "mcpsonde: writing %s failed: the capture is incomplete\n", cli->output);

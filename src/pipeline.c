@@ -5,6 +5,7 @@
  * kernel captured are counted and ignored. Streams and sessions are created on first
  * sight and bounded in number; a session ends with its process's exit record. Loss is
  * never silent: kernel drop counters (MSD_REC_LOSS) and stream gaps become EV_LOSS. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -53,6 +54,7 @@ struct pipeline {
 	unsigned nsessions;
 	unsigned nheld; /* streams holding out-of-order records */
 	uint64_t last_session_tick_ns;
+	struct pipeline_stats reported; /* limit counters already turned into EV_LOSS */
 	bool live;
 };
 
@@ -360,6 +362,35 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 	return 0;
 }
 
+/* What a bound turned away is a loss like any other: one event per reason and tick with
+ * the increase, so hostile input costs bounded output too. */
+static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
+{
+	static const struct {
+		const char *reason;
+		size_t off;
+	} limits[] = {
+		{ "pending_limit", offsetof(struct pipeline_stats, pending_dropped) },
+		{ "session_limit", offsetof(struct pipeline_stats, sessions_dropped) },
+		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
+	};
+
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		uint64_t *cur = (uint64_t *)((char *)&p->stats + limits[i].off);
+		uint64_t *seen = (uint64_t *)((char *)&p->reported + limits[i].off);
+		struct sonde_event ev = { .type = EV_LOSS, .ts_ns = now_ns };
+
+		if (*cur == *seen)
+			continue;
+		ev.real_ns = now_ns + (uint64_t)p->opts.mono_to_real_ns;
+		ev.loss.reason = limits[i].reason;
+		ev.loss.records = *cur - *seen;
+		ev.loss.fd = -1;
+		*seen = *cur;
+		sinks_emit(p->sinks, &ev);
+	}
+}
+
 void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 {
 	struct psession *ps, *ptmp;
@@ -373,6 +404,7 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS)
 		return;
 	p->last_session_tick_ns = now_ns;
+	pipeline_report_limits(p, now_ns);
 	HASH_ITER(hh, p->streams, st, tmp)
 		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
 		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
@@ -397,6 +429,7 @@ void pipeline_finish(struct pipeline *p, uint64_t now_ns)
 
 	HASH_ITER(hh, p->streams, st, tmp)
 		pstream_flush(p, st, now_ns);
+	pipeline_report_limits(p, now_ns);
 }
 
 const struct pipeline_stats *pipeline_stats(const struct pipeline *p)

@@ -507,6 +507,29 @@ static void test_short_writes_become_blocked_write(void **state)
 	fixture_free(f);
 }
 
+/* A client that sends 70000 requests the server never answers: the pending table stops at
+ * its bound and what it turned away is reported as a loss, not dropped silently. */
+static void test_unanswered_ids_are_bounded_and_counted(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	size_t n = PIPELINE_MAX_PENDING + 4464, len = 0, cap = n * 64;
+	char *buf = malloc(cap);
+	json_t *loss;
+	(void)state;
+
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, "{\"jsonrpc\":\"2.0\",\"id\":%zu,\"method\":\"ping\"}\n", i);
+	client(f, 0, buf);
+	assert_int_equal(pipeline_pending(f->p), PIPELINE_MAX_PENDING);
+	pipeline_tick(f->p, f->ts + 1000000000ull);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "pending_limit");
+	assert_int_equal(num(loss, "records"), 4464);
+	free(buf);
+	fixture_free(f);
+}
+
 static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
@@ -559,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_protocol_version_from_meta),
 		cmocka_unit_test(test_name_from_cmdline),
 		cmocka_unit_test(test_short_writes_become_blocked_write),
+		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
