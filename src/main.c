@@ -116,7 +116,7 @@ static const struct argp_option options[] = {
 	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
 	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
 	{ "bytes-per-token", OPT_BYTES_PER_TOKEN, "N", 0, "Tool-definition token estimate: bytes per token (default 4)", 1 },
-	{ "max-tools", OPT_MAX_TOOLS, "N", 0, "Distinct tool names per server in metrics (default 256)", 1 },
+	{ "metrics-max-tools", OPT_MAX_TOOLS, "N", 0, "Distinct tool names per server in metrics (default 256)", 1 },
 	{ NULL, 0, NULL, 0, "Post-mortem reports:", 2 },
 	{ "report-dir", OPT_REPORT_DIR, "DIR", 0, "Write a report for every abnormal exit into DIR", 2 },
 	{ "report-frames", OPT_REPORT_FRAMES, "N", 0, "Messages kept per direction for reports (default 32)", 2 },
@@ -208,7 +208,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	}
 	case OPT_MAX_TOOLS:
 		if (parse_u64(arg, 1, 100000, &v) < 0)
-			argp_error(state, "--max-tools: expected a count between 1 and 100000: %s", arg);
+			argp_error(state, "--metrics-max-tools: expected a count between 1 and 100000: %s", arg);
 		cli->mopts.max_tools = (unsigned)v;
 		break;
 	case OPT_REPORT_DIR:
