@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# scripts/setup.sh -- installs what building and testing mcpsonde needs; idempotent.
+#
+# Debian packages: only the missing ones, with one `apt-get update` first, and nothing at all
+# (no apt, no network) when everything is there. Then the e2e tests' npm packages, pinned by
+# tests/package-lock.json: `npm ci` when tests/node_modules is missing or older than the lock.
+# Mounting tracefs is mcpsonde's job, not this script's.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+# Build: clang/llvm/bpftool/libbpf for the BPF side, the -dev libraries the Makefile links.
+# Tests: cmocka (unit), node + npm (e2e), strace (e2e premise checks), socat, jq, prometheus
+# (metrics scrape tests), procps/coreutils basics.
+packages=(
+	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev
+	libcmocka-dev pkg-config make gcc
+	prometheus socat strace jq procps coreutils
+)
+# Node comes with the machine (or from nodesource, which bundles npm); Debian's own nodejs
+# and npm only when there is no node at all, since Debian's npm conflicts with nodesource's.
+if ! command -v node >/dev/null 2>&1; then
+	packages+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+	packages+=(npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]})); then
+	if (($(id -u) != 0)); then
+		echo "setup.sh: missing Debian packages: ${missing[*]} (run as root: apt-get install ${missing[*]})" >&2
+		exit 1
+	fi
+	echo "setup.sh: installing ${missing[*]}"
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 18)); then
+	echo "setup.sh: node $(node --version) is too old: the e2e tests need node >= 18 (20 recommended)" >&2
+	exit 1
+fi
+
+# npm ci recreates node_modules; the stamp says from which lock file.
+stamp=tests/node_modules/.mcpsonde-lock-stamp
+if [[ ! -f $stamp || tests/package-lock.json -nt $stamp ]]; then
+	echo "setup.sh: npm ci in tests/"
+	(cd tests && npm ci --no-audit --no-fund --loglevel=error)
+	touch "$stamp"
+fi
