@@ -1,0 +1,85 @@
+/* fuzz_pipeline.c -- hostile traffic through the whole user-space pipeline.
+ *
+ * The input is cut into records: each starts with a control byte (stream: client->server,
+ * server->client or stderr; whether to jump the offset, flag truncation, exit the process)
+ * and a length byte, followed by that many payload bytes. Seeds that look like JSON-RPC help
+ * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
+ * sink would) and dropped. A small max_frame makes oversized frames common.
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
+ *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/stream.c src/frame.c \
+ *       src/rpc.c src/event.c src/sink.c src/tools.c src/procfs.c -ljansson -lm -o build/fuzz_pipeline
+ *   build/fuzz_pipeline -max_total_time=60 -max_len=8192
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpsonde/pipeline.h"
+
+static void render_on_event(struct sink *s, const struct sonde_event *ev)
+{
+	struct event_format_opts fo = { .capture_values = true };
+	json_t *o = event_to_json(ev, &fo);
+	char *text = json_dumps(o, EVENT_JSON_FLAGS);
+
+	(void)s;
+	free(text);
+	json_decref(o);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct sink render = { .on_event = render_on_event };
+	struct sink_list sinks = { 0 };
+	uint64_t off[3] = { 0 }, ts = 1000;
+	struct pipeline_opts o;
+	struct pipeline *p;
+	size_t i = 0;
+
+	pipeline_opts_default(&o);
+	o.max_frame = 4096;
+	o.stall_ns = 1000000;
+	sinks_add(&sinks, &render);
+	p = pipeline_new(&o, &sinks);
+	while (i + 2 <= size) {
+		uint8_t ctl = data[i], len = data[i + 1];
+		unsigned stream = ctl % 3;
+		struct msd_data_rec *d;
+
+		i += 2;
+		if (len > size - i)
+			len = (uint8_t)(size - i);
+		ts += 1000 * (ctl >> 6);
+		if ((ctl & 0x3c) == 0x3c) { /* a rare exit, with whatever status */
+			struct msd_exit_rec x = { .hdr = { .kind = MSD_REC_EXIT, .abi = MSD_ABI_VERSION,
+							   .size = sizeof(x), .ts_ns = ts, .tgid = 7, .tid = 7 } };
+			x.exit_code = len;
+			pipeline_feed(p, &x.hdr);
+			memset(off, 0, sizeof(off));
+			continue;
+		}
+		d = calloc(1, sizeof(*d) + len);
+		d->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION,
+					       .size = (uint32_t)(sizeof(*d) + len), .ts_ns = ts, .tgid = 7, .tid = 7 };
+		d->fd = stream == 0 ? 0 : stream == 1 ? 1 : 2;
+		d->dir = stream == 0 ? MSD_DIR_READ : MSD_DIR_WRITE;
+		d->fd_kind = MSD_FD_PIPE;
+		d->flags = MSD_DATA_LAST | ((ctl & 0x08) ? MSD_DATA_TRUNCATED : 0) | ((ctl & 0x10) ? MSD_DATA_SHORT : 0);
+		if (ctl & 0x20) /* lost bytes before this record */
+			off[stream] += len + 1;
+		d->stream_off = off[stream];
+		d->syscall_len = (d->flags & MSD_DATA_TRUNCATED) ? (uint64_t)len + 7 : len;
+		d->requested = d->syscall_len + ((ctl & 0x10) ? 100 : 0);
+		d->cap_len = len;
+		memcpy(d->data, data + i, len);
+		pipeline_feed(p, &d->hdr);
+		off[stream] += d->syscall_len;
+		free(d);
+		i += len;
+		pipeline_tick(p, ts);
+	}
+	pipeline_finish(p, ts + 1000000000ull);
+	pipeline_free(p);
+	return 0;
+}
