@@ -8,6 +8,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -90,9 +91,14 @@ static void json_set_str(json_t *o, const char *key, const char *v)
 static json_t *json_id(const char *id)
 {
 	json_t *v;
+	char *end;
+	long long n;
 
 	if (!id || !id[0])
 		return json_null();
+	n = strtoll(id, &end, 10); /* the common case, an integer, without a parse */
+	if (*end == '\0' && end != id && (id[0] != '0' || id[1] == '\0'))
+		return json_integer(n);
 	v = json_loads(id, JSON_DECODE_ANY, NULL);
 	return v ? v : json_string(id);
 }

@@ -424,19 +424,10 @@ static void summary_append(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The tool (or prompt, or resource) a request names, from its params. */
+/* The tool (or prompt, or resource) a request names. */
 static const char *message_target(const struct ev_message *m)
 {
-	json_t *params = m->root ? json_object_get(m->root, "params") : NULL;
-	const char *t = NULL;
-
-	if (!m->method || !params)
-		return NULL;
-	if (!strcmp(m->method, "tools/call") || !strcmp(m->method, "prompts/get"))
-		t = json_string_value(json_object_get(params, "name"));
-	else if (!strcmp(m->method, "resources/read"))
-		t = json_string_value(json_object_get(params, "uri"));
-	return t;
+	return m->method ? m->target : NULL;
 }
 
 static struct rec_call *call_new(uint64_t ts_ns, const char *method, const char *id, const char *tool)

@@ -1,16 +1,28 @@
 /* rpc.c -- JSON-RPC 2.0 classification of frames.
  *
- * A normal frame is parsed whole with jansson and classified by which members it has, in
- * any order. An oversized frame (head and tail only) is never parsed: a tolerant scan
- * finds the envelope. The head is scanned forwards from the opening brace, tracking depth
- * and strings, for top-level members; the tail is checked for the TS SDK's layout, which
- * ends a response with ,"jsonrpc":"2.0","id":N} and puts isError at the end of result. */
+ * The skimmer makes one forward pass over a message: strings are skipped with memchr, nested
+ * values by counting brackets, and only the members the pipeline uses are copied out: the
+ * envelope at the top level, isError in result, code and message in error, and name, uri,
+ * requestId, _meta and the keys of arguments in params. Recursion stops at params.arguments;
+ * deeper values are skipped iteratively, so a hostile nesting depth costs nothing extra.
+ * Anything the skimmer finds irregular is parsed by jansson, re-serialised and skimmed again,
+ * so both paths classify alike and malformed input is judged by a real parser. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mcpsonde/rpc.h"
+
+#define SKIM_ARENA 8192
+
+struct rpc_dom {
+	const char *text;
+	size_t len;
+	json_t *root;
+	bool parsed;
+};
 
 const char *rpc_kind_name(enum rpc_kind k)
 {
@@ -24,48 +36,340 @@ const char *rpc_kind_name(enum rpc_kind k)
 	return "?";
 }
 
-static void rpc_format_id(const json_t *id, char *buf, size_t len)
+json_t *rpc_msg_root(const struct rpc_msg *m)
 {
-	size_t n;
+	struct rpc_dom *d = m->dom;
 
-	buf[0] = '\0';
-	if (!id)
-		return;
-	if (json_is_integer(id)) {
-		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
-		return;
+	if (!d)
+		return NULL;
+	if (!d->parsed) {
+		d->parsed = true;
+		d->root = json_loadb(d->text, d->len, 0, NULL);
 	}
-	n = json_dumpb(id, buf, len - 1, JSON_ENCODE_ANY | JSON_COMPACT);
-	buf[n < len ? n : len - 1] = '\0';
+	return d->root;
 }
 
-static void rpc_classify(json_t *obj, const struct frame *f, rpc_fn fn, void *ctx)
-{
-	struct rpc_msg m = { .kind = RPC_INVALID, .root = obj, .wire_len = f->wire_len };
-	json_t *method, *id, *result, *error;
+/* --- the skimmer ------------------------------------------------------------------- */
 
-	if (!json_is_object(obj)) {
-		fn(ctx, &m);
+struct skim {
+	const char *p, *end;
+	bool bad;
+	struct rpc_msg *m;
+	bool has_method, has_id, id_null, has_result, has_error;
+	char arena[SKIM_ARENA]; /* copies of the strings m points to */
+	size_t used;
+};
+
+struct span {
+	const char *s;
+	size_t len;
+	bool escaped;
+};
+
+static void skim_ws(struct skim *k)
+{
+	while (k->p < k->end && (*k->p == ' ' || *k->p == '\t' || *k->p == '\r' || *k->p == '\n'))
+		k->p++;
+}
+
+static bool skim_expect(struct skim *k, char c)
+{
+	skim_ws(k);
+	if (k->p < k->end && *k->p == c) {
+		k->p++;
+		return true;
+	}
+	k->bad = true;
+	return false;
+}
+
+/* At an opening quote: moves past the closing one; sp gets the contents. */
+static bool skim_string(struct skim *k, struct span *sp)
+{
+	const char *start = ++k->p, *q = start;
+
+	for (;;) {
+		const char *b;
+
+		q = memchr(q, '"', (size_t)(k->end - q));
+		if (!q) {
+			k->bad = true;
+			return false;
+		}
+		for (b = q; b > start && b[-1] == '\\'; b--)
+			;
+		if ((q - b) % 2 == 0)
+			break;
+		q++;
+	}
+	if (sp) {
+		sp->s = start;
+		sp->len = (size_t)(q - start);
+		sp->escaped = memchr(start, '\\', sp->len) != NULL;
+	}
+	k->p = q + 1;
+	return true;
+}
+
+/* Skips any value; sp, when given, gets its text (a string's with its quotes). */
+static void skim_value(struct skim *k, struct span *sp)
+{
+	const char *v;
+	int depth = 0;
+
+	skim_ws(k);
+	v = k->p;
+	if (k->p >= k->end) {
+		k->bad = true;
 		return;
 	}
-	method = json_object_get(obj, "method");
-	id = json_object_get(obj, "id");
-	result = json_object_get(obj, "result");
-	error = json_object_get(obj, "error");
-	if (json_is_string(method)) {
-		m.method = json_string_value(method);
-		m.kind = (id && !json_is_null(id)) ? RPC_REQUEST : RPC_NOTIFICATION;
-	} else if (result && id) {
-		m.kind = RPC_RESULT;
-		m.is_error = json_is_true(json_object_get(result, "isError"));
-	} else if (json_is_object(error)) {
-		m.kind = RPC_ERROR;
-		m.error_code = json_integer_value(json_object_get(error, "code"));
-		m.error_message = json_string_value(json_object_get(error, "message"));
+	if (*k->p == '"') {
+		skim_string(k, NULL);
+	} else if (*k->p == '{' || *k->p == '[') {
+		do {
+			char c = *k->p;
+			if (c == '"') {
+				if (!skim_string(k, NULL))
+					return;
+				continue;
+			}
+			if (c == '{' || c == '[')
+				depth++;
+			else if (c == '}' || c == ']')
+				depth--;
+			k->p++;
+		} while (depth > 0 && k->p < k->end);
+		if (depth)
+			k->bad = true;
+	} else {
+		while (k->p < k->end && !strchr(",}] \t\r\n", *k->p))
+			k->p++;
+		if (k->p == v)
+			k->bad = true;
 	}
-	if (m.kind != RPC_INVALID && m.kind != RPC_NOTIFICATION && !json_is_null(id))
-		rpc_format_id(id, m.id, sizeof(m.id));
-	fn(ctx, &m);
+	if (sp) {
+		sp->s = v;
+		sp->len = (size_t)(k->p - v);
+		sp->escaped = false;
+	}
+}
+
+/* A copy in the arena, escapes decoded (by jansson: they are rare), cut at max bytes. */
+static const char *skim_copy(struct skim *k, const struct span *sp, size_t max)
+{
+	const char *src = sp->s;
+	size_t n = sp->len;
+	json_t *decoded = NULL;
+	char *dst;
+
+	if (sp->escaped) {
+		decoded = json_loadb(sp->s - 1, sp->len + 2, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+		if (json_is_string(decoded)) {
+			src = json_string_value(decoded);
+			n = json_string_length(decoded);
+		}
+	}
+	if (n >= max)
+		n = max - 1;
+	if (k->used + n + 1 > sizeof(k->arena)) {
+		json_decref(decoded);
+		return NULL;
+	}
+	dst = k->arena + k->used;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	k->used += n + 1;
+	json_decref(decoded);
+	return dst;
+}
+
+/* An id (or requestId) as JSON text; an escaped string is re-encoded the way jansson writes
+ * it, so that "\u0041" from one side matches "A" from the other. */
+static void skim_id(struct skim *k, char *out, size_t len)
+{
+	struct span sp;
+	size_t n;
+
+	skim_value(k, &sp);
+	if (k->bad)
+		return;
+	if (sp.len && sp.s[0] == '"' && memchr(sp.s, '\\', sp.len)) {
+		json_t *v = json_loadb(sp.s, sp.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+		n = v ? json_dumpb(v, out, len - 1, JSON_ENCODE_ANY | JSON_COMPACT) : 0;
+		out[n < len ? n : len - 1] = '\0';
+		json_decref(v);
+		return;
+	}
+	n = sp.len < len ? sp.len : len - 1;
+	memcpy(out, sp.s, n);
+	out[n] = '\0';
+}
+
+typedef void (*skim_member_fn)(struct skim *k, const struct span *key);
+
+/* At '{': calls fn for each member; fn consumes the value. */
+static void skim_object(struct skim *k, skim_member_fn fn)
+{
+	struct span key;
+
+	if (!skim_expect(k, '{'))
+		return;
+	skim_ws(k);
+	if (k->p < k->end && *k->p == '}') {
+		k->p++;
+		return;
+	}
+	while (!k->bad) {
+		skim_ws(k);
+		if (k->p >= k->end || *k->p != '"' || !skim_string(k, &key) || !skim_expect(k, ':'))
+			break;
+		fn(k, &key);
+		skim_ws(k);
+		if (k->p < k->end && *k->p == ',') {
+			k->p++;
+			continue;
+		}
+		skim_expect(k, '}');
+		return;
+	}
+	k->bad = true;
+}
+
+static bool key_is(const struct span *key, const char *name)
+{
+	return key->len == strlen(name) && memcmp(key->s, name, key->len) == 0;
+}
+
+static bool skim_at(struct skim *k, char c)
+{
+	skim_ws(k);
+	return k->p < k->end && *k->p == c;
+}
+
+static void skim_string_member(struct skim *k, const char **out)
+{
+	struct span sp;
+
+	if (!skim_at(k, '"')) {
+		skim_value(k, NULL);
+		return;
+	}
+	if (skim_string(k, &sp))
+		*out = skim_copy(k, &sp, RPC_NAME_MAX);
+}
+
+static void skim_arguments_member(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+
+	if (m->narg_keys < RPC_ARG_KEYS_MAX)
+		m->arg_keys[m->narg_keys] = skim_copy(k, key, RPC_NAME_MAX);
+	m->narg_keys++;
+	skim_value(k, NULL);
+}
+
+static void skim_params_member(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+
+	if (key_is(key, "name")) {
+		skim_string_member(k, &m->name);
+	} else if (key_is(key, "uri")) {
+		skim_string_member(k, &m->uri);
+	} else if (key_is(key, "requestId")) {
+		skim_id(k, m->request_id, sizeof(m->request_id));
+	} else if (key_is(key, "arguments") && skim_at(k, '{')) {
+		m->has_arguments = true;
+		skim_object(k, skim_arguments_member);
+	} else {
+		if (key_is(key, "_meta"))
+			m->has_meta = true;
+		skim_value(k, NULL);
+	}
+}
+
+static void skim_result_member(struct skim *k, const struct span *key)
+{
+	struct span v;
+
+	skim_value(k, &v);
+	if (key_is(key, "isError") && v.len == 4 && memcmp(v.s, "true", 4) == 0)
+		k->m->is_error = true;
+}
+
+static void skim_error_member(struct skim *k, const struct span *key)
+{
+	struct span v;
+
+	if (key_is(key, "message")) {
+		skim_string_member(k, &k->m->error_message);
+		return;
+	}
+	skim_value(k, &v);
+	if (key_is(key, "code") && !k->bad)
+		k->m->error_code = strtoll(v.s, NULL, 10);
+}
+
+static void skim_top_member(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+
+	if (key_is(key, "id")) {
+		k->has_id = true;
+		k->id_null = skim_at(k, 'n');
+		skim_id(k, m->id, sizeof(m->id));
+	} else if (key_is(key, "method") && skim_at(k, '"')) {
+		k->has_method = true;
+		skim_string_member(k, &m->method);
+	} else if (key_is(key, "result")) {
+		k->has_result = true;
+		if (skim_at(k, '{'))
+			skim_object(k, skim_result_member);
+		else
+			skim_value(k, NULL);
+	} else if (key_is(key, "error") && skim_at(k, '{')) {
+		k->has_error = true;
+		skim_object(k, skim_error_member);
+	} else if (key_is(key, "params") && skim_at(k, '{')) {
+		skim_object(k, skim_params_member);
+	} else {
+		skim_value(k, NULL);
+	}
+}
+
+/* Skims one message (text holds exactly it). false when the text is irregular. */
+static bool skim_message(struct skim *k, struct rpc_msg *m, const char *text, size_t len)
+{
+	k->p = text;
+	k->end = text + len;
+	k->bad = false;
+	k->m = m;
+	k->has_method = k->has_id = k->id_null = k->has_result = k->has_error = false;
+	k->used = 0;
+	skim_object(k, skim_top_member);
+	skim_ws(k);
+	if (k->bad || k->p != k->end)
+		return false;
+	if (k->has_method && m->method) {
+		m->kind = k->has_id && !k->id_null ? RPC_REQUEST : RPC_NOTIFICATION;
+	} else if (k->has_result && k->has_id) {
+		m->kind = RPC_RESULT;
+	} else if (k->has_error) {
+		m->kind = RPC_ERROR;
+	} else {
+		m->kind = RPC_INVALID;
+	}
+	if (m->kind == RPC_NOTIFICATION || k->id_null)
+		m->id[0] = '\0';
+	return true;
+}
+
+static void rpc_msg_init(struct rpc_msg *m, const struct frame *f, struct rpc_dom *dom)
+{
+	memset(m, 0, offsetof(struct rpc_msg, arg_keys));
+	m->kind = RPC_INVALID;
+	m->wire_len = f->wire_len;
+	m->dom = dom;
 }
 
 /* --- tolerant envelope scan for oversized frames ------------------------------------ */
@@ -237,29 +541,57 @@ static int rpc_decode_oversized(const struct frame *f, rpc_fn fn, void *ctx)
 	return 1;
 }
 
+
+/* The slow path: jansson judges the frame; each object is re-serialised and skimmed. */
+static int rpc_decode_parsed(const struct frame *f, struct skim *k, rpc_fn fn, void *ctx)
+{
+	json_t *root = json_loadb(f->data, f->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL), *el;
+	size_t i, n;
+	int count = 0;
+
+	if (!root)
+		return -1;
+	n = json_is_array(root) ? json_array_size(root) : 1;
+	for (i = 0; i < n || (n == 0 && i == 0); i++) {
+		struct rpc_dom dom = { .parsed = true };
+		struct rpc_msg m;
+		char *text = NULL;
+
+		el = json_is_array(root) ? json_array_get(root, i) : root;
+		rpc_msg_init(&m, f, &dom);
+		if (json_is_object(el) && (text = json_dumps(el, JSON_COMPACT)) &&
+		    skim_message(k, &m, text, strlen(text))) {
+			dom.root = el;
+			dom.text = text;
+			dom.len = strlen(text);
+		} else {
+			rpc_msg_init(&m, f, NULL);
+		}
+		fn(ctx, &m);
+		free(text);
+		count++;
+		if (n == 0)
+			break;
+	}
+	json_decref(root);
+	return count;
+}
+
 int rpc_decode(const struct frame *f, rpc_fn fn, void *ctx)
 {
-	json_error_t err;
-	json_t *root;
+	struct rpc_dom dom = { .text = f->data, .len = f->len };
+	struct skim k;
+	struct rpc_msg m;
 	int n = 1;
 
 	if (f->oversized)
 		return rpc_decode_oversized(f, fn, ctx);
-	root = json_loadb(f->data, f->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-	if (!root)
-		return -1;
-	if (json_is_array(root)) {
-		size_t i;
-		json_t *el;
-
-		n = (int)json_array_size(root);
-		if (n == 0)
-			rpc_classify(root, f, fn, ctx), n = 1;
-		json_array_foreach(root, i, el)
-			rpc_classify(el, f, fn, ctx);
-	} else {
-		rpc_classify(root, f, fn, ctx);
-	}
-	json_decref(root);
+	rpc_msg_init(&m, f, &dom);
+	if (f->len && f->data[0] == '{' && skim_message(&k, &m, f->data, f->len))
+		fn(ctx, &m);
+	else
+		n = rpc_decode_parsed(f, &k, fn, ctx);
+	if (dom.root)
+		json_decref(dom.root);
 	return n;
 }

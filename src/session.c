@@ -15,7 +15,6 @@
 #include "mcpsonde/session.h"
 #include "mcpsonde/tools.h"
 
-#define ARG_KEYS_MAX 64
 #define LATENCY_BUCKETS 48 /* bucket i holds durations < 2^i microseconds */
 #define LATENCY_TOOLS_MAX 256
 #define PREVIEW_BYTES 120
@@ -286,24 +285,30 @@ static void pending_key(char *key, size_t len, enum call_direction dir, const ch
 	snprintf(key, len, "%c%s", dir == DIR_CLIENT_TO_SERVER ? 'C' : 'S', id);
 }
 
-static json_t *arguments_keep(const json_t *args, bool values)
+/* What a pending tools/call keeps of its arguments: the object itself when the user opted
+ * in to values, else its keys (from the skim: no parse) with null values. */
+static json_t *arguments_keep(const struct rpc_msg *m, bool values)
 {
 	json_t *keys;
-	const char *k;
-	json_t *v;
-	unsigned n = 0;
+	unsigned n = m->narg_keys < RPC_ARG_KEYS_MAX ? m->narg_keys : RPC_ARG_KEYS_MAX;
 
-	if (!json_is_object(args))
+	if (!m->has_arguments)
 		return NULL;
-	if (values)
-		return json_incref((json_t *)args);
-	keys = json_object();
-	json_object_foreach((json_t *)args, k, v) {
-		if (n++ == ARG_KEYS_MAX)
-			break;
-		json_object_set_new(keys, k, json_null());
+	if (values) {
+		json_t *args = json_object_get(json_object_get(rpc_msg_root(m), "params"), "arguments");
+		return args ? json_incref(args) : NULL;
 	}
+	keys = json_object();
+	for (unsigned i = 0; i < n; i++)
+		if (m->arg_keys[i])
+			json_object_set_new(keys, m->arg_keys[i], json_null());
 	return keys;
+}
+
+/* params of a message, parsing it: only for the few that need their values. */
+static const json_t *message_params(const struct rpc_msg *m)
+{
+	return json_object_get(rpc_msg_root(m), "params");
 }
 
 static void session_learn_meta(struct session *s, const json_t *params, uint64_t ts_ns)
@@ -325,7 +330,6 @@ static void session_learn_meta(struct session *s, const json_t *params, uint64_t
 static void session_on_request(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 			       const struct frame *f)
 {
-	const json_t *params = m->root ? json_object_get(m->root, "params") : NULL;
 	struct pending_call *pc;
 	char key[RPC_ID_MAX + 2];
 
@@ -345,17 +349,19 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	pc->method = strdup(m->method);
 	pc->ts_ns = dir == DIR_CLIENT_TO_SERVER ? f->ts_last_ns : f->ts_first_ns;
 	pc->request_bytes = f->wire_len;
-	if (dir == DIR_CLIENT_TO_SERVER)
-		session_learn_meta(s, params, f->ts_last_ns);
+	if (dir == DIR_CLIENT_TO_SERVER && m->has_meta)
+		session_learn_meta(s, message_params(m), f->ts_last_ns);
 	if (strcmp(m->method, "tools/call") == 0) {
-		const char *name = json_string_value(json_object_get(params, "name"));
-		const json_t *args = json_object_get(params, "arguments");
-
-		pc->tool = name ? strdup(name) : NULL;
-		pc->arguments = arguments_keep(args, s->env.opts->capture_values);
-		if (name && args)
-			pc->violations = tools_check_args(s->tools, name, args);
+		pc->tool = m->name ? strdup(m->name) : NULL;
+		pc->arguments = arguments_keep(m, s->env.opts->capture_values);
+		/* Checking values needs them parsed: only when there is a schema to check against. */
+		if (m->name && m->has_arguments && tools_has(s->tools, m->name))
+			pc->violations = tools_check_args(s->tools, m->name,
+							  json_object_get(message_params(m), "arguments"));
+	} else if (strcmp(m->method, "prompts/get") == 0) {
+		pc->tool = m->name ? strdup(m->name) : NULL;
 	} else if (strcmp(m->method, "initialize") == 0 && dir == DIR_CLIENT_TO_SERVER) {
+		const json_t *params = message_params(m);
 		const json_t *ci = json_object_get(params, "clientInfo");
 		replace_str(&s->id.client_name, json_string_value(json_object_get(ci, "name")));
 		replace_str(&s->id.client_version, json_string_value(json_object_get(ci, "version")));
@@ -404,8 +410,8 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
 	const json_t *result = NULL;
 
-	if (m && m->root)
-		result = json_object_get(m->root, m->kind == RPC_ERROR ? "error" : "result");
+	if (m && s->env.opts->capture_values)
+		result = json_object_get(rpc_msg_root(m), m->kind == RPC_ERROR ? "error" : "result");
 	ev.call.method = pc->method;
 	ev.call.id = pc->key + 1;
 	ev.call.tool = pc->tool;
@@ -449,12 +455,11 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		return;
 	}
 	status = m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK;
-	if (m->kind == RPC_RESULT && m->root && req_dir == DIR_CLIENT_TO_SERVER) {
-		const json_t *result = json_object_get(m->root, "result");
+	if (m->kind == RPC_RESULT && req_dir == DIR_CLIENT_TO_SERVER) {
 		if (strcmp(pc->method, "initialize") == 0)
-			session_learn_initialize(s, result, ts);
+			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);
 		else if (strcmp(pc->method, "tools/list") == 0)
-			session_learn_tools(s, result, ts);
+			session_learn_tools(s, json_object_get(rpc_msg_root(m), "result"), ts);
 	}
 	session_complete(s, pc, status, m, ts, f->wire_len);
 }
@@ -462,35 +467,26 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 static void session_on_notification(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 				    const struct frame *f)
 {
-	const json_t *params = m->root ? json_object_get(m->root, "params") : NULL;
 	struct sonde_event ev = { .type = EV_NOTIFICATION, .ts_ns = f->ts_last_ns };
 
 	ev.notification.method = m->method;
 	ev.notification.direction = dir;
-	ev.notification.params = params;
+	ev.notification.params = s->env.opts->capture_values ? message_params(m) : NULL;
 	ev.notification.bytes = f->wire_len;
 	session_emit(s, &ev);
-	if (strcmp(m->method, "notifications/cancelled") == 0 && params) {
+	if (strcmp(m->method, "notifications/cancelled") == 0) {
 		/* Cancels a request of the other side: the client cancels what the server handles. */
-		const json_t *rid = json_object_get(params, "requestId");
-		char id[RPC_ID_MAX], key[RPC_ID_MAX + 2];
+		char key[RPC_ID_MAX + 2];
 		struct pending_call *pc;
-		size_t n;
 
-		if (!rid)
+		if (!m->request_id[0])
 			return;
-		if (json_is_integer(rid)) {
-			snprintf(id, sizeof(id), "%" JSON_INTEGER_FORMAT, json_integer_value(rid));
-		} else {
-			n = json_dumpb(rid, id, sizeof(id) - 1, JSON_ENCODE_ANY | JSON_COMPACT);
-			id[n < sizeof(id) ? n : sizeof(id) - 1] = '\0';
-		}
-		pending_key(key, sizeof(key), dir, id);
+		pending_key(key, sizeof(key), dir, m->request_id);
 		HASH_FIND_STR(s->pending, key, pc);
 		if (pc)
 			session_complete(s, pc, CALL_CANCELLED, NULL, f->ts_last_ns, 0);
-	} else if (dir == DIR_CLIENT_TO_SERVER) {
-		session_learn_meta(s, params, f->ts_last_ns);
+	} else if (dir == DIR_CLIENT_TO_SERVER && m->has_meta) {
+		session_learn_meta(s, message_params(m), f->ts_last_ns);
 	}
 }
 
@@ -514,7 +510,8 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 	ev.message.method = m->method;
 	ev.message.id = m->id;
 	ev.message.bytes = f->wire_len;
-	ev.message.root = m->root;
+	ev.message.root = s->env.opts->capture_values ? rpc_msg_root(m) : NULL;
+	ev.message.target = m->name ? m->name : m->uri;
 	session_emit(s, &ev);
 
 	switch (m->kind) {

@@ -132,7 +132,8 @@ struct ev_message {
 	const char *method;
 	const char *id;
 	uint64_t bytes;
-	const json_t *root;    /* NULL when oversized */
+	const char *target;    /* params.name (tools/call, prompts/get) or params.uri, if any */
+	const json_t *root;    /* the message, with --capture-values only (parsing costs) */
 };
 
 struct ev_stall {

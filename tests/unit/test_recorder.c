@@ -117,6 +117,8 @@ static void feed_message(struct fixture *f, uint64_t ts, enum call_direction dir
 	ev.message.method = method;
 	ev.message.id = id;
 	ev.message.root = root;
+	/* as the session fills it from the skim of params */
+	ev.message.target = json_string_value(json_object_get(json_object_get(root, "params"), "name"));
 	ev.message.bytes = root ? json_dumpb(root, NULL, 0, JSON_COMPACT) + 1 : 100;
 	sinks_emit(&f->sinks, &ev);
 	json_decref(root);
