@@ -1,0 +1,267 @@
+// summarize.mjs -- turns the raw runs of scripts/bench.sh into bench/results.md.
+//
+//   node bench/summarize.mjs META.json RAW.jsonl > results.md
+//
+// RAW has one JSON object per run: {workload, condition, rep, rate, client, sonde, strace_bytes,
+// error}; client is the workload's own output line (pump or sdk-bench), sonde what mcpsonde
+// saw and cost (null when it was not running). Throughput ratios are paired: each run is
+// divided by the "none" run of the same workload and repetition (minutes apart at most, so
+// slow drift cancels), and the median of those ratios is reported.
+
+import fs from 'node:fs';
+
+const [metaFile, rawFile] = process.argv.slice(2);
+if (!metaFile || !rawFile) {
+	console.error('usage: summarize.mjs META.json RAW.jsonl');
+	process.exit(2);
+}
+const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
+const runs = fs.readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+const CONDITIONS = ['none', 'untracked', 'tracked', 'strace', 'socat'];
+const COND_TITLE = {
+	none: 'no observer',
+	untracked: 'mcpsonde, not tracked',
+	tracked: 'mcpsonde tracking',
+	strace: 'strace -f, payloads',
+	socat: 'socat relay',
+};
+const TARGETS = {
+	lockstep256: 0.9,
+	sdk: 0.97,
+	untrackedPipelined: 0.95,
+	rampRate: 100000,
+	cpuPerMsgUs: 2,
+	rssMiB: 64,
+};
+
+const median = (xs) => {
+	const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+	if (!v.length) return NaN;
+	const m = v.length >> 1;
+	return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const fmtRate = (x) => (!Number.isFinite(x) ? '–' : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0));
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '–');
+const fmtNum = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const fmtSize = (b) => (b >= 1 << 20 ? `${b / (1 << 20)} MiB` : b >= 1024 ? `${b / 1024} KiB` : `${b} B`);
+
+function title(id) {
+	const p = id.split('/');
+	if (p[0] === 'sdk') return `server-everything echo, ${p[1] === 'w1' ? 'sequential' : `${p[1].slice(1)} in flight`}`;
+	const w = Number(p[3].slice(1));
+	return `${p[1]}, ${fmtSize(Number(p[2]))}, ${w === 1 ? 'lockstep' : `${w} in flight`}`;
+}
+
+const ok = (r) => !r.error && r.client;
+const main = runs.filter((r) => !r.rate);
+const ramp = runs.filter((r) => r.rate);
+const workloads = [...new Set(main.map((r) => r.workload))];
+const conditions = CONDITIONS.filter((c) => main.some((r) => r.condition === c));
+const by = (w, c) => main.filter((r) => r.workload === w && r.condition === c && ok(r));
+
+// Paired ratio: run / the "none" run of the same workload and repetition.
+function ratio(w, c) {
+	const base = new Map(by(w, 'none').map((r) => [r.rep, r.client.msgs_per_s]));
+	return median(by(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep)));
+}
+
+// What one mcpsonde run cost and saw.
+function sondeFigures(r) {
+	const s = r.sonde;
+	const made = r.client.done;
+	// No BPF figures when the stats were off (turned off by something else) during the run.
+	const bpf = Array.isArray(s.bpf) ? s.bpf : [];
+	const bpfTime = sum(bpf.map((p) => p.run_time_ns));
+	const bpfCnt = sum(bpf.map((p) => p.run_cnt));
+	return {
+		made,
+		reported: s.calls_ok,
+		calls: s.calls,
+		oversized: s.oversized,
+		loss: s.loss,
+		cpuPerMsgUs: made ? s.cpu_ns / made / 1e3 : NaN,
+		userPerMsgUs: made ? s.utime_ns / made / 1e3 : NaN,
+		cpuShare: s.cpu_ns / (r.client.elapsed_s * 1e9 + s.lag_ms * 1e6),
+		rssMiB: s.vmhwm_kb / 1024,
+		bpfNsPerRun: bpfCnt ? bpfTime / bpfCnt : NaN,
+		bpfUsPerMsg: made ? bpfTime / made / 1e3 : NaN,
+		bpfRunsPerMsg: made ? bpfCnt / made : NaN,
+		lagMs: s.lag_ms,
+	};
+}
+
+function lossText(losses) {
+	if (!losses.length) return '0';
+	const byReason = new Map();
+	for (const l of losses) {
+		const k = l.reason ?? '?';
+		const e = byReason.get(k) ?? { records: 0, bytes: 0, events: 0 };
+		e.records += l.records ?? 0;
+		e.bytes += l.bytes ?? 0;
+		e.events += l.events ?? 1;
+		byReason.set(k, e);
+	}
+	const mib = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${b} B`);
+	return [...byReason]
+		.map(([k, e]) => `${k}: ${e.records ? `${e.records} records, ` : `${e.events} events, `}${mib(e.bytes)}`)
+		.join('; ');
+}
+
+const out = [];
+const p = (s = '') => out.push(s);
+const m = meta.machine;
+const st = meta.settings;
+
+p('# mcpsonde benchmarks');
+p();
+p(`Machine: ${m.cpu}, ${m.cores} cores, ${m.mem_mib} MiB, Linux ${m.kernel}; mcpsonde ${m.version}; ${m.date}.`);
+p(`Command: \`${st.command}\` (${st.elapsed_s} s). ${st.reps} repetitions, conditions interleaved in rotating order; ` +
+	`${st.pump_time_s} s of traffic per pump run, ${st.sdk_time_s} s per server-everything run; workload pinned to CPUs ` +
+	`\`${st.cpus}\`, observers unpinned; kernel.bpf_stats_enabled=${st.bpf_stats ? 1 : 0} during the run.`);
+if (st.skipped) p(`**mcpsonde conditions skipped: ${st.skipped}.**`);
+p();
+
+p('## Throughput');
+p();
+p('Median messages/s (request + response) with no observer, and the median of paired ratios to it under each condition (1.00x = no cost).');
+p();
+p(`| workload | ${conditions.map((c) => (c === 'none' ? 'no observer (msgs/s)' : COND_TITLE[c])).join(' | ')} |`);
+p(`|---|${conditions.map(() => '---:').join('|')}|`);
+for (const w of workloads) {
+	const cells = conditions.map((c) =>
+		c === 'none' ? fmtRate(median(by(w, 'none').map((r) => r.client.msgs_per_s))) : fmtRatio(ratio(w, c)));
+	p(`| ${title(w)} | ${cells.join(' | ')} |`);
+}
+p();
+
+const tracked = main.filter((r) => r.condition === 'tracked' && ok(r) && r.sonde);
+const untracked = main.filter((r) => r.condition === 'untracked' && ok(r) && r.sonde);
+const problems = [];
+if (tracked.length || untracked.length) {
+	p('## What mcpsonde kept and what it cost');
+	p();
+	p('Tracked runs, all repetitions: calls the workload made, `tools/call` events mcpsonde reported with status ok, ' +
+		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
+		'message, from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
+		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message.');
+	p();
+	p('| workload | made | reported | lost | loss events | CPU µs/msg (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF µs/msg | runs/msg |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+	for (const w of workloads) {
+		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
+		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
+		if (!t.length && !u.length) continue;
+		const made = sum(t.map((f) => f.made));
+		const reported = sum(t.map((f) => f.reported));
+		const losses = t.flatMap((f) => f.loss);
+		const lost = made - reported;
+		if (lost !== 0 && !losses.length)
+			problems.push(`${title(w)}: ${made} calls made, ${reported} reported, and no loss event explains it`);
+		const rss = Math.max(...[...t, ...u].map((f) => f.rssMiB));
+		p(`| ${title(w)} | ${made} | ${reported} | ${lost}${lost && !losses.length ? ' **unexplained**' : ''} | ${lossText(losses)} | ` +
+			`${fmtNum(median(t.map((f) => f.cpuPerMsgUs)), 2)} (${fmtNum(median(t.map((f) => f.userPerMsgUs)), 2)}) | ` +
+			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
+			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
+			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} |`);
+	}
+	p();
+	const progs = new Map();
+	for (const r of tracked.filter((r) => r.workload === 'pump/pipe/4096/w64'))
+		for (const b of Array.isArray(r.sonde.bpf) ? r.sonde.bpf : []) {
+			const e = progs.get(b.name) ?? { t: 0, c: 0 };
+			e.t += b.run_time_ns;
+			e.c += b.run_cnt;
+			progs.set(b.name, e);
+		}
+	if (progs.size) {
+		p('BPF programs, tracked pipe 4 KiB 64 in flight (all repetitions):');
+		p();
+		p('| program | invocations | ns/run | share of BPF time |');
+		p('|---|---:|---:|---:|');
+		const total = sum([...progs.values()].map((e) => e.t));
+		for (const [name, e] of [...progs].sort((a, b) => b[1].t - a[1].t))
+			p(`| ${name} | ${e.c} | ${fmtNum(e.t / e.c, 0)} | ${fmtNum((100 * e.t) / total, 1)} % |`);
+		p();
+	}
+}
+
+let rampBest = null;
+if (ramp.length) {
+	p('## Zero-loss ramp');
+	p();
+	p('1 KiB messages over a pipe, 256 in flight at most, paced at a fixed rate, tracked; the ramp stops at the first loss or when the pump cannot reach the rate.');
+	p();
+	p('| target msgs/s | achieved | made | reported | loss events | mcpsonde CPU µs/msg | CPU % | drain after end (ms) | verdict |');
+	p('|---:|---:|---:|---:|---|---:|---:|---:|---|');
+	for (const r of ramp) {
+		if (!ok(r) || !r.sonde) {
+			p(`| ${r.rate} | – | – | – | – | – | – | – | error: ${r.error ?? 'no mcpsonde data'} |`);
+			continue;
+		}
+		const f = sondeFigures(r);
+		const clean = f.reported === f.made && !f.loss.length;
+		const reached = r.client.msgs_per_s >= 0.95 * r.rate;
+		const verdict = !clean ? 'LOSS' : reached ? 'zero loss' : 'zero loss, pump-limited';
+		if (clean && reached) rampBest = Math.max(rampBest ?? 0, r.rate);
+		if (clean && !reached) rampBest = Math.max(rampBest ?? 0, r.client.msgs_per_s);
+		p(`| ${r.rate} | ${fmtRate(r.client.msgs_per_s)} | ${f.made} | ${f.reported} | ${lossText(f.loss)} | ` +
+			`${fmtNum(f.cpuPerMsgUs, 2)} | ${fmtNum(f.cpuShare * 100, 0)} | ${f.lagMs} | ${verdict} |`);
+	}
+	p();
+	p(`Highest zero-loss rate reached: ${rampBest ? `${fmtRate(rampBest)} msgs/s` : 'none'}.`);
+	p();
+}
+
+if (tracked.length || untracked.length) {
+	p('## Targets');
+	p();
+	p('| target | measured | |');
+	p('|---|---|---|');
+	const row = (name, value, text, good) => p(`| ${name} | ${text} | ${!Number.isFinite(value) ? '–' : good ? 'met' : '**missed**'} |`);
+	for (const t of ['pipe', 'unix']) {
+		const v = ratio(`pump/${t}/256/w1`, 'tracked');
+		row(`tracked lockstep 256 B (${t}) >= ${TARGETS.lockstep256}x`, v, fmtRatio(v), v >= TARGETS.lockstep256);
+	}
+	for (const w of ['w1', 'w64']) {
+		const v = ratio(`sdk/${w}`, 'tracked');
+		row(`tracked ${title(`sdk/${w}`)} >= ${TARGETS.sdk}x`, v, fmtRatio(v), v >= TARGETS.sdk);
+	}
+	const pipelined = workloads.filter((w) => w.startsWith('pump/') && w.endsWith('/w64'));
+	const ur = pipelined.map((w) => [w, ratio(w, 'untracked')]).filter(([, v]) => Number.isFinite(v));
+	if (ur.length) {
+		const worst = ur.reduce((a, b) => (b[1] < a[1] ? b : a));
+		row(`untracked pipelined pump >= ${TARGETS.untrackedPipelined}x`, worst[1],
+			`worst ${fmtRatio(worst[1])} (${title(worst[0])}), median ${fmtRatio(median(ur.map((x) => x[1])))}`,
+			worst[1] >= TARGETS.untrackedPipelined);
+	}
+	if (ramp.length)
+		row(`zero loss at ${fmtRate(TARGETS.rampRate)} msgs/s of 1 KiB`, rampBest ?? 0,
+			rampBest ? `${fmtRate(rampBest)} msgs/s` : 'lost at the first step', (rampBest ?? 0) >= TARGETS.rampRate);
+	const small = tracked.filter((r) => /^pump\/\w+\/(256|4096)\//.test(r.workload) || r.workload.startsWith('sdk/'));
+	const cpu = [...new Set(small.map((r) => r.workload))].map((w) => [w, median(small.filter((r) => r.workload === w).map((r) => sondeFigures(r).cpuPerMsgUs))]);
+	if (cpu.length) {
+		const worst = cpu.reduce((a, b) => (b[1] > a[1] ? b : a));
+		row(`<= ${TARGETS.cpuPerMsgUs} µs mcpsonde CPU per message (messages <= 4 KiB)`, worst[1],
+			`worst ${fmtNum(worst[1], 2)} µs (${title(worst[0])}), best ${fmtNum(Math.min(...cpu.map((x) => x[1])), 2)} µs`,
+			worst[1] <= TARGETS.cpuPerMsgUs);
+	}
+	const all = [...tracked, ...untracked, ...ramp.filter((r) => ok(r) && r.sonde)];
+	if (all.length) {
+		const rss = Math.max(...all.map((r) => r.sonde.vmhwm_kb / 1024));
+		row(`peak RSS <= ${TARGETS.rssMiB} MiB`, rss, `${fmtNum(rss, 1)} MiB (max over all runs)`, rss <= TARGETS.rssMiB);
+	}
+	p();
+}
+
+const errors = runs.filter((r) => r.error);
+if (problems.length || errors.length) {
+	p('## Problems');
+	p();
+	for (const x of problems) p(`- **${x}**`);
+	for (const r of errors) p(`- ${title(r.workload)} / ${r.condition} / rep ${r.rep}${r.rate ? ` / rate ${r.rate}` : ''}: ${r.error}`);
+	p();
+}
+
+process.stdout.write(`${out.join('\n')}\n`);
