@@ -4,7 +4,7 @@
  *
  * Invariants:
  * - Every read/write/readv/writev on the machine runs these programs, so the first thing each
- *   one does is the "tracked" lookup; an untracked process pays one hash lookup per tracepoint.
+ *   one does is the "tracked" test; an untracked process pays one load from a bitmap.
  * - Data is copied at syscall exit, sized by the return value, never by the requested count.
  * - Each (tgid, fd, direction) is one byte stream. A syscall reserves its whole range of
  *   stream offsets before emitting anything, so bytes keep unique offsets even when records
@@ -29,21 +29,24 @@
 #define TTYAUX_MAJOR 5           /* /dev/tty, /dev/console, /dev/ptmx */
 #define UNIX98_PTY_SLAVE_MAJOR 136 /* /dev/pts/N: majors 136..143 */
 
-#define TRACKED_MAX  16384
+#define PID_LIMIT    (4 * 1024 * 1024) /* PID_MAX_LIMIT on 64-bit: pid_max can never exceed it */
+#define TRACKED_WORDS (PID_LIMIT / 64) /* a power of two, as tracked_word() needs */
 #define INFLIGHT_MAX 16384 /* threads inside a read/write on a captured fd at the same time */
 #define FD_KINDS_MAX 65536
 #define STREAMS_MAX  65536
 
 /* Set by user space before load. Only the OOM record needs it (pages -> KiB). */
 const volatile __u32 page_shift = 12;
+/* Data records wake the consumer only once this much is waiting in the ring buffer; below
+ * it, user space drains the ring on its timer. A wakeup per record cost a context switch per
+ * message, more than the rest of the consumer's work. 0: wake for every record. */
+const volatile __u64 wakeup_bytes = 0;
 
-/* Processes whose I/O is captured: filled by user space, extended here on fork. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, TRACKED_MAX);
-	__type(key, __u32);
-	__type(value, __u8);
-} tracked SEC(".maps");
+/* Processes whose I/O is captured: one bit per tgid (512 KiB). Set by user space, which sees
+ * .bss through the skeleton's mmap, and here on fork; cleared here on exit and by user space.
+ * Both sides change bits with atomic and/or only, since 64 tgids share a word. A global
+ * rather than a map: testing a bit is one load, with no helper call and no hashing. */
+__u64 tracked_bits[TRACKED_WORDS];
 
 /* The syscall entry of each thread, so that its exit knows the fd and the user buffer. An LRU
  * so that entries whose exit is never seen cannot fill it. */
@@ -125,6 +128,14 @@ struct {
 	__type(value, struct scratch_slot);
 } scratch SEC(".maps");
 
+static __always_inline __u64 data_output_flags(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void drop_count(__u32 reason, __u64 records, __u64 bytes)
 {
 	struct msd_drop *d = bpf_map_lookup_elem(&drops, &reason);
@@ -135,9 +146,26 @@ static __always_inline void drop_count(__u32 reason, __u64 records, __u64 bytes)
 	}
 }
 
+/* The word of tgid's bit. Masked rather than checked, so that the verifier sees the bound:
+ * PIDs are below PID_LIMIT, the mask changes none. */
+static __always_inline __u64 *tracked_word(__u32 tgid)
+{
+	return &tracked_bits[tgid / 64 & (TRACKED_WORDS - 1)];
+}
+
 static __always_inline bool is_tracked(__u32 tgid)
 {
-	return bpf_map_lookup_elem(&tracked, &tgid) != NULL;
+	return *tracked_word(tgid) >> (tgid % 64) & 1;
+}
+
+static __always_inline void tracked_set(__u32 tgid)
+{
+	__sync_fetch_and_or(tracked_word(tgid), 1ULL << (tgid % 64));
+}
+
+static __always_inline void tracked_clear(__u32 tgid)
+{
+	__sync_fetch_and_and(tracked_word(tgid), ~(1ULL << (tgid % 64)));
 }
 
 static __always_inline __u64 fd_kind_key(__u32 tgid, int fd)
@@ -339,7 +367,7 @@ static __always_inline bool capture_emit(struct scratch_slot *slot)
 			if (c->short_write)
 				rec->flags |= MSD_DATA_SHORT;
 		}
-		if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + filled, 0)) {
+		if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + filled, data_output_flags())) {
 			drop_count(MSD_DROP_RINGBUF, c->nr_chunks - c->chunk, c->captured - first);
 			ok = false;
 		}
@@ -427,7 +455,7 @@ static __always_inline void capture_marker(const struct msd_inflight *e, __u64 p
 	rec->stream_off = off ? *off : 0;
 	rec->requested = e->count;
 	rec->flags = flags;
-	bpf_ringbuf_submit(rec, 0);
+	bpf_ringbuf_submit(rec, data_output_flags());
 }
 
 static __always_inline int syscall_exit(long ret, __u8 dir, bool is_vec)
@@ -609,12 +637,11 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid), ctgid = BPF_CORE_READ(child, tgid);
 	struct msd_fork_rec *rec;
-	__u8 one = 1;
 
 	/* A new thread shares its parent's tgid and is already covered. */
 	if (ctgid == ptgid || !is_tracked(ptgid))
 		return 0;
-	bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY);
+	tracked_set(ctgid);
 
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
@@ -674,7 +701,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 	} else {
 		drop_count(MSD_DROP_EVENT, 1, 0);
 	}
-	bpf_map_delete_elem(&tracked, &tgid);
+	tracked_clear(tgid);
 	return 0;
 }
 

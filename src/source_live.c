@@ -201,6 +201,7 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		goto cleanup;
 	}
 	src->skel->rodata->page_shift = __builtin_ctzl(page);
+	src->skel->rodata->wakeup_bytes = rb_bytes / 16;
 	bpf_map__set_max_entries(src->skel->maps.events, rb_bytes);
 	bpf_map__set_max_entries(src->skel->maps.scratch, src->ncpus);
 	if (!oom_tracepoint_has_task())
@@ -231,12 +232,27 @@ cleanup:
 	return NULL;
 }
 
+/* The word of the kernel's tracked bitmap (mmapped .bss) that holds tgid's bit, or NULL. */
+static __u64 *tracked_word(struct source_live *src, pid_t pid, __u64 *bit)
+{
+	size_t words = sizeof(src->skel->bss->tracked_bits) / sizeof(src->skel->bss->tracked_bits[0]);
+	__u32 tgid = pid;
+
+	if (pid <= 0 || tgid / 64 >= words)
+		return NULL;
+	*bit = 1ULL << (tgid % 64);
+	return &src->skel->bss->tracked_bits[tgid / 64];
+}
+
 int source_live_track(struct source_live *src, pid_t pid)
 {
-	__u32 tgid = pid;
-	__u8 one = 1;
+	__u64 bit, *word = tracked_word(src, pid, &bit);
 
-	return bpf_map_update_elem(bpf_map__fd(src->skel->maps.tracked), &tgid, &one, BPF_ANY) ? -errno : 0;
+	if (!word)
+		return -EINVAL;
+	/* Atomic: the kernel sets and clears other bits of the word on fork and exit. */
+	__atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST);
+	return 0;
 }
 
 static bool key_u64_of_tgid(const void *key, pid_t pid)
@@ -268,10 +284,11 @@ static void map_delete_tgid(int map_fd, bool (*of_tgid)(const void *key, pid_t p
 
 int source_live_untrack(struct source_live *src, pid_t pid)
 {
-	__u32 tgid = pid;
+	__u64 bit, *word = tracked_word(src, pid, &bit);
 
-	if (bpf_map_delete_elem(bpf_map__fd(src->skel->maps.tracked), &tgid) && errno != ENOENT)
-		return -errno;
+	if (!word)
+		return -EINVAL;
+	__atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
 	/* Syscalls entered while tracked would otherwise look in flight forever. */
 	map_delete_tgid(bpf_map__fd(src->skel->maps.inflight), key_u64_of_tgid, pid);
 	return 0;
