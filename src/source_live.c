@@ -282,18 +282,6 @@ static void map_delete_tgid(int map_fd, bool (*of_tgid)(const void *key, pid_t p
 		bpf_map_delete_elem(map_fd, prev);
 }
 
-int source_live_untrack(struct source_live *src, pid_t pid)
-{
-	__u64 bit, *word = tracked_word(src, pid, &bit);
-
-	if (!word)
-		return -EINVAL;
-	__atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
-	/* Syscalls entered while tracked would otherwise look in flight forever. */
-	map_delete_tgid(bpf_map__fd(src->skel->maps.inflight), key_u64_of_tgid, pid);
-	return 0;
-}
-
 void source_live_forget_fds(struct source_live *src, pid_t pid, bool streams)
 {
 	map_delete_tgid(bpf_map__fd(src->skel->maps.fd_kinds), key_u64_of_tgid, pid);

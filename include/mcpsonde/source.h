@@ -27,7 +27,6 @@ struct source_live_opts {
 struct source_live *source_live_open(const struct source_live_opts *opts, char *err, size_t errlen);
 /* Starts tracking pid (and, by the kernel, every process it forks from now on). */
 int source_live_track(struct source_live *src, pid_t pid);
-int source_live_untrack(struct source_live *src, pid_t pid);
 /* Drops the kernel's per-(tgid, fd) kind cache of a process: after exec, which closes
  * O_CLOEXEC descriptors without a close syscall. streams also drops the stream offsets:
  * after exit, so that a reused PID starts fresh. Descriptors that survive exec (stdio)
