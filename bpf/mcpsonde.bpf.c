@@ -43,7 +43,7 @@ const volatile __u32 page_shift = 12;
 const volatile __u64 wakeup_bytes = 0;
 
 /* Processes whose I/O is captured: one bit per tgid (512 KiB). Set by user space, which sees
- * .bss through the skeleton's mmap, and here on fork; cleared here on exit and by user space.
+ * .bss through the skeleton's mmap, and here on fork; cleared here on exit.
  * Both sides change bits with atomic and/or only, since 64 tgids share a word. A global
  * rather than a map: testing a bit is one load, with no helper call and no hashing. */
 __u64 tracked_bits[TRACKED_WORDS];
