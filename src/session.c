@@ -354,10 +354,14 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	if (strcmp(m->method, "tools/call") == 0) {
 		pc->tool = m->name ? strdup(m->name) : NULL;
 		pc->arguments = arguments_keep(m, s->env.opts->capture_values);
-		/* Checking values needs them parsed: only when there is a schema to check against. */
-		if (m->name && m->has_arguments && tools_has(s->tools, m->name))
+		/* Checking values needs them parsed: only when there is a schema to check against.
+		 * No arguments at all is checked as {}: its required properties are missing. */
+		if (m->name && tools_has(s->tools, m->name)) {
+			json_t *none = m->has_arguments ? NULL : json_object();
 			pc->violations = tools_check_args(s->tools, m->name,
-							  json_object_get(message_params(m), "arguments"));
+							  none ? none : json_object_get(message_params(m), "arguments"));
+			json_decref(none);
+		}
 	} else if (strcmp(m->method, "prompts/get") == 0) {
 		pc->tool = m->name ? strdup(m->name) : NULL;
 	} else if (strcmp(m->method, "initialize") == 0 && dir == DIR_CLIENT_TO_SERVER) {

@@ -530,6 +530,32 @@ static void test_unanswered_ids_are_bounded_and_counted(void **state)
 	fixture_free(f);
 }
 
+/* After tools/list, a call that breaks the schema carries its violations, including a call
+ * with no arguments at all (its required properties are missing). */
+static void test_schema_violations_on_calls(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *v;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"get-sum\",\"inputSchema\":"
+		      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"number\"},\"b\":{\"type\":\"number\"}},"
+		      "\"required\":[\"a\",\"b\"]}}]}}\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"get-sum\",\"arguments\":{\"a\":\"x\",\"b\":1}}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[],\"isError\":true}}\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"get-sum\"}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[],\"isError\":true}}\n");
+	v = json_object_get(nth(f, "call", 1), "schema_violations");
+	assert_int_equal(json_array_size(v), 1);
+	assert_string_equal(str(json_array_get(v, 0), "kind"), "wrong_type");
+	v = json_object_get(nth(f, "call", 2), "schema_violations");
+	assert_int_equal(json_array_size(v), 2);
+	assert_string_equal(str(json_array_get(v, 0), "kind"), "missing_required");
+	assert_null(json_object_get(nth(f, "call", 0), "schema_violations"));
+	fixture_free(f);
+}
+
 static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
@@ -583,6 +609,7 @@ int main(void)
 		cmocka_unit_test(test_name_from_cmdline),
 		cmocka_unit_test(test_short_writes_become_blocked_write),
 		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
+		cmocka_unit_test(test_schema_violations_on_calls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
