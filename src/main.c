@@ -55,6 +55,7 @@ struct cli {
  * attach ends when the last of them has exited. */
 struct live_set {
 	pid_t pids[LIVE_MAX];
+	char channel[LIVE_MAX][64]; /* fd 0 of the attached process it descends from */
 	int n;
 };
 
@@ -64,6 +65,7 @@ struct live_ctx {
 	struct pipeline *pipe;         /* NULL for record */
 	struct capture_writer *writer; /* NULL for attach */
 	struct live_set live;
+	const char *attaching; /* channel of the -p process whose children are being walked */
 	struct msd_drop drops[MSD_DROP__MAX];
 	bool write_failed;
 };
@@ -303,22 +305,32 @@ static int sinks_setup(struct cli *cli, struct sink_list *sinks)
 
 /* --- live capture --------------------------------------------------------------------- */
 
-static void live_add(struct live_set *l, pid_t pid)
+static int live_find(const struct live_set *l, pid_t pid)
 {
 	for (int i = 0; i < l->n; i++)
 		if (l->pids[i] == pid)
-			return;
-	if (l->n < LIVE_MAX)
-		l->pids[l->n++] = pid;
+			return i;
+	return -1;
+}
+
+static void live_add(struct live_set *l, pid_t pid, const char *channel)
+{
+	if (live_find(l, pid) >= 0 || l->n == LIVE_MAX)
+		return;
+	l->pids[l->n] = pid;
+	snprintf(l->channel[l->n], sizeof(l->channel[0]), "%s", channel ? channel : "");
+	l->n++;
 }
 
 static void live_remove(struct live_set *l, pid_t pid)
 {
-	for (int i = 0; i < l->n; i++)
-		if (l->pids[i] == pid) {
-			l->pids[i] = l->pids[--l->n];
-			return;
-		}
+	int i = live_find(l, pid);
+
+	if (i < 0)
+		return;
+	l->n--;
+	l->pids[i] = l->pids[l->n];
+	memcpy(l->channel[i], l->channel[l->n], sizeof(l->channel[0]));
 }
 
 /* Every record goes to the capture file and/or the pipeline, in the same order. */
@@ -332,7 +344,8 @@ static void live_deliver(struct live_ctx *c, const struct msd_rec_hdr *rec)
 
 static void live_identify(struct live_ctx *c, pid_t pid, uint64_t ts_ns)
 {
-	struct msd_proc_rec *rec = proc_identity(pid, ts_ns);
+	int i = live_find(&c->live, pid);
+	struct msd_proc_rec *rec = proc_identity(pid, ts_ns, i >= 0 ? c->live.channel[i] : NULL);
 
 	if (!rec)
 		return;
@@ -346,10 +359,14 @@ static int live_on_record(void *ctx, const struct msd_rec_hdr *rec)
 
 	live_deliver(c, rec);
 	switch (rec->kind) {
-	case MSD_REC_FORK:
-		live_add(&c->live, (pid_t)rec->tgid);
+	case MSD_REC_FORK: {
+		/* The child inherits its parent's channel; whether it still reads from it shows
+		 * after its exec, when it is identified again. */
+		int parent = live_find(&c->live, (pid_t)((const struct msd_fork_rec *)rec)->parent_tgid);
+		live_add(&c->live, (pid_t)rec->tgid, parent >= 0 ? c->live.channel[parent] : NULL);
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
 		break;
+	}
 	case MSD_REC_EXEC:
 		source_live_forget_fds(c->src, (pid_t)rec->tgid, false);
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
@@ -368,7 +385,7 @@ static void live_track(void *ctx, pid_t pid)
 
 	if (source_live_track(c->src, pid) < 0)
 		return;
-	live_add(&c->live, pid);
+	live_add(&c->live, pid, c->attaching);
 	live_identify(c, pid, clock_mono_ns());
 }
 
@@ -496,9 +513,14 @@ static int run_live(struct cli *cli)
 			fprintf(stderr, "mcpsonde: cannot track %d\n", (int)cli->pids[i]);
 			goto cleanup;
 		}
-		live_add(&c.live, cli->pids[i]);
+		char channel[64];
+
+		proc_fd_link(cli->pids[i], 0, channel, sizeof(channel));
+		live_add(&c.live, cli->pids[i], channel);
 		live_identify(&c, cli->pids[i], clock_mono_ns());
+		c.attaching = channel;
 		proc_descendants(cli->pids[i], live_track, &c);
+		c.attaching = NULL;
 	}
 	fprintf(stderr, "mcpsonde: attached to %d process%s (pid", c.live.n, c.live.n == 1 ? "" : "es");
 	for (int i = 0; i < c.live.n; i++)

@@ -258,6 +258,10 @@ static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 	st = pstream_get(p, d, role);
 	if (!st)
 		return;
+	/* A helper the server spawned talks to it over pipes of its own: not MCP, not stderr
+	 * of a server. */
+	if (!session_identity(st->sess)->on_channel)
+		return;
 	if (role == ROLE_MCP_IN && d->syscall_len == 0) {
 		session_on_stdin_eof(st->sess, d->hdr.ts_ns);
 		return;

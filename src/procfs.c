@@ -100,8 +100,19 @@ int proc_sample(pid_t pid, struct proc_sample *out)
 	return 0;
 }
 
-struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
+void proc_fd_link(pid_t pid, int fd, char *buf, size_t len)
 {
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, buf, len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channel)
+{
+	char fd0[64];
 	char stat[1024], cmdline[PROC_CMDLINE_MAX], exe_path[64];
 	struct proc_sample s;
 	struct msd_proc_rec *rec;
@@ -131,6 +142,9 @@ struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
 	rec->start_ticks = s.start_ticks;
 	rec->ppid = (uint32_t)s.ppid;
 	rec->cmdline_len = (uint32_t)cmdlen;
+	proc_fd_link(pid, 0, fd0, sizeof(fd0));
+	if (channel && channel[0] && strcmp(fd0, channel) == 0)
+		rec->flags |= MSD_PROC_ON_CHANNEL;
 	memcpy(rec->cmdline, cmdline, (size_t)cmdlen);
 	return rec;
 }

@@ -68,6 +68,7 @@ struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_e
 	s->id.pid = pid;
 	s->id.first_seen_ns = ts_ns;
 	s->id.transport = "pipe";
+	s->id.on_channel = true; /* until /proc says otherwise: a capture without identity */
 	s->env = *env;
 	s->tools = tools_new();
 	return s;
@@ -187,6 +188,7 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 
 	copy_comm(s->id.comm, rec->comm);
 	s->id.start_ticks = rec->start_ticks;
+	s->id.on_channel = (rec->flags & MSD_PROC_ON_CHANNEL) != 0;
 	replace_str(&s->id.exe, rec->exe);
 	if (!cmd)
 		return;

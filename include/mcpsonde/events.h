@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #endif
 
-#define MSD_ABI_VERSION 2
+#define MSD_ABI_VERSION 3
 
 #define MSD_CHUNK_MAX  (32 * 1024) /* payload bytes in one data record; a power of two */
 #define MSD_CHUNKS_MAX 64          /* data records per syscall: 2 MiB captured whole */
@@ -120,11 +120,20 @@ struct msd_oom_rec {
 	__u64 anon_rss_kb;
 };
 
+enum msd_proc_flags {
+	/* Its stdin is the channel of the process the user attached to (inherited across the
+	 * npx -> sh -> node chain): an MCP server. A helper the server spawns with pipes of its
+	 * own is not, and its stdio is not MCP. */
+	MSD_PROC_ON_CHANNEL = 1 << 0,
+};
+
 struct msd_proc_rec {
 	struct msd_rec_hdr hdr;
 	__u64 start_ticks; /* field 22 of /proc/PID/stat */
 	__u32 ppid;
 	__u32 cmdline_len; /* bytes in cmdline[], arguments separated by NUL */
+	__u32 flags;       /* enum msd_proc_flags */
+	__u32 pad;
 	char comm[MSD_COMM_LEN];
 	char exe[MSD_PATH_LEN];
 	char cmdline[];

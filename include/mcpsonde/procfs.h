@@ -27,8 +27,12 @@ bool proc_exists(pid_t pid);
 /* Reads /proc/PID/stat; returns 0, or -1 when the process is gone. */
 int proc_sample(pid_t pid, struct proc_sample *out);
 /* Builds an MSD_REC_PROC record for pid (malloc'd, free() it); NULL when gone.
- * ts_ns is stamped into the header (CLOCK_MONOTONIC). */
-struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns);
+ * ts_ns is stamped into the header (CLOCK_MONOTONIC). channel: what /proc/PID/fd/0 of the
+ * attached process links to ("socket:[123]"); MSD_PROC_ON_CHANNEL is set when pid's fd 0
+ * links to the same. */
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channel);
+/* readlink of /proc/PID/fd/FD into buf; "" when unreadable. */
+void proc_fd_link(pid_t pid, int fd, char *buf, size_t len);
 /* Calls fn for every live descendant of pid (children, grandchildren...), not pid itself. */
 int proc_descendants(pid_t pid, void (*fn)(void *ctx, pid_t child), void *ctx);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME now, and their difference. */

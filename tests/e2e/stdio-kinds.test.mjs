@@ -3,9 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 import {
-	launchFifo, launchNpx, startSonde, stopSonde, killSonde, waitForEvents, everythingWorkload,
+	launchFifo, launchNpx, launchSocketpair, startSonde, EVERYTHING, stopSonde, killSonde, waitForEvents, everythingWorkload,
 	assertCallsMatch, assertDurationsWithinRtt, assertEventShape, calls, count, descendants,
 	clientNotifications, sondeNotifications,
 } from './lib.mjs';
@@ -67,5 +69,44 @@ test('npx chain: attached to the npm wrapper, mcpsonde follows its existing chil
 		assertEventShape(events, [srv.pid, ...tree]);
 	} finally {
 		await srv.close();
+	}
+});
+
+test('a server started after mcpsonde: attached to its launcher, the forked server is followed', { timeout: TIMEOUT }, async () => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-later-'));
+	const flag = path.join(dir, 'go');
+	// No exec: node is a new process, forked by the tracked shell once the flag exists.
+	const script = `while [ ! -e '${flag}' ]; do sleep 0.05; done; '${process.execPath}' '${EVERYTHING}' stdio`;
+	const srv = await launchSocketpair({ command: 'sh', args: ['-c', script] });
+	let sonde;
+	try {
+		sonde = await startSonde(srv.pid);
+		const t0 = sonde.t_attached;
+		assert.deepEqual(descendants(srv.pid).filter((p) => comm(p) === 'node'), [], 'no server yet when mcpsonde attaches');
+		fs.writeFileSync(flag, '');
+		await srv.connect();
+		const node = descendants(srv.pid).filter((p) => comm(p) === 'node');
+		assert.equal(node.length, 1, 'the shell forked one node server');
+		await srv.client.callTool({ name: 'echo', arguments: { message: 'started after' } });
+		await srv.client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } });
+		await srv.client.callTool({ name: 'no-such-tool', arguments: {} });
+		const requests = srv.log.since(t0);
+		await waitForEvents(sonde, (evs) => calls(evs).length >= requests.length
+			&& evs.some((e) => e.type === 'session' && e.server_info));
+		const events = await stopSonde(sonde);
+		const pairs = assertCallsMatch(requests, events);
+		assertDurationsWithinRtt(pairs);
+		assert.equal(pairs[0][0].method, 'initialize', 'the initialize of a server born after attach is seen');
+		assert.deepEqual([...new Set(calls(events).map((e) => e.pid))], node, 'calls come from the forked server');
+		const s = events.filter((e) => e.type === 'session' && e.server_info).at(-1);
+		assert.equal(s.server_info.name, srv.client.getServerVersion().name);
+		// The shell's `sleep` children were forks of a tracked process too: their exits are
+		// reported, and nothing else of theirs.
+		const sleepers = events.filter((e) => e.type === 'exit' && e.server === 'sleep').map((e) => e.pid);
+		assertEventShape(events, [srv.pid, ...node, ...sleepers]);
+	} finally {
+		killSonde(sonde);
+		await srv.close();
+		fs.rmSync(dir, { recursive: true, force: true });
 	}
 });

@@ -556,7 +556,7 @@ static void test_schema_violations_on_calls(void **state)
 	fixture_free(f);
 }
 
-static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
+static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len, uint32_t flags)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
 
@@ -564,6 +564,7 @@ static void feed_proc(struct fixture *f, const char *comm, const char *args, siz
 				       .size = (uint32_t)(sizeof(*r) + len), .ts_ns = f->ts, .tgid = PID, .tid = PID };
 	strcpy(r->comm, comm);
 	r->cmdline_len = (uint32_t)len;
+	r->flags = flags;
 	memcpy(r->cmdline, args, len);
 	pipeline_feed(f->p, &r->hdr);
 	free(r);
@@ -577,14 +578,31 @@ static void test_name_from_cmdline(void **state)
 	struct fixture *f = fixture_new(0);
 	(void)state;
 
-	feed_proc(f, "node", node, sizeof(node));
+	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
 	assert_string_equal(str(nth(f, "session", 0), "server"), "@acme/mcp-db");
 	assert_string_equal(str(nth(f, "session", 0), "cmdline"),
 			    "/usr/bin/node /srv/node_modules/@acme/mcp-db/dist/index.js stdio");
-	feed_proc(f, "python3", py, sizeof(py));
+	feed_proc(f, "python3", py, sizeof(py), MSD_PROC_ON_CHANNEL);
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 	assert_string_equal(str(nth(f, "call", 0), "server"), "weather_server.py");
+	fixture_free(f);
+}
+
+/* A helper the server spawned with pipes of its own (git, a shell...) writes lines that are
+ * not MCP: its stdio is ignored, neither calls nor invalid frames nor stderr. */
+static void test_helper_stdio_is_not_mcp(void **state)
+{
+	static const char git[] = "git\0status";
+	struct fixture *f = fixture_new(0);
+	(void)state;
+
+	feed_proc(f, "git", git, sizeof(git), 0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "On branch main\n");
+	feed(f, 2, MSD_DIR_WRITE, 10, "warning: something\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_int_equal(json_array_size(f->sink.events), 0);
 	fixture_free(f);
 }
 
@@ -610,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_short_writes_become_blocked_write),
 		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
 		cmocka_unit_test(test_schema_violations_on_calls),
+		cmocka_unit_test(test_helper_stdio_is_not_mcp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,7 @@ static struct fixture *fixture_new(void (*tweak)(struct recorder_opts *o))
 	sinks_add(&f->sinks, f->rec);
 	f->id.pid = 4242;
 	f->id.start_ticks = 777;
+	f->id.on_channel = true;
 	snprintf(f->id.comm, sizeof(f->id.comm), "node");
 	f->id.cmdline = "node /srv/everything/dist/index.js stdio";
 	f->id.exe = "/usr/bin/node";
@@ -214,6 +215,21 @@ static char *render_text(const json_t *r)
 /* ---- tests ---- */
 
 /* The first case, by hand: a call in flight, SIGSEGV. */
+/* A helper the server spawned with its own stdio (git...) exiting 1 is not a server crash. */
+static void test_helper_exit_writes_no_report(void **state)
+{
+	struct fixture *f = fixture_new(NULL);
+
+	(void)state;
+	f->id.on_channel = false;
+	snprintf(f->id.comm, sizeof(f->id.comm), "git");
+	feed_stderr(f, T0, "fatal: not a git repository");
+	feed_exit(f, T0 + SEC, 128, 0, false, 0);
+	assert_int_equal(f->seen.reports, 0);
+	assert_int_equal(recorder_stats(f->rec)->reports_written, 0);
+	fixture_free(f);
+}
+
 static void test_crash_report_and_event(void **state)
 {
 	struct fixture *f = fixture_new(NULL);
@@ -684,6 +700,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crash_report_and_event),
+		cmocka_unit_test(test_helper_exit_writes_no_report),
 		cmocka_unit_test(test_normal_shutdown_no_report),
 		cmocka_unit_test(test_exit_code_traceback),
 		cmocka_unit_test(test_pending_tracked_by_recorder),
