@@ -10,11 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-# Build: clang/llvm/bpftool/libbpf for the BPF side, the -dev libraries the Makefile links.
+# Build: clang/llvm/bpftool/libbpf for the BPF side, the -dev libraries the Makefile links,
+# uthash (header-only hash tables of the pipeline).
 # Tests: cmocka (unit), node + npm (e2e), strace (e2e premise checks), socat, jq, prometheus
 # (metrics scrape tests), procps/coreutils basics.
 packages=(
-	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev
+	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev uthash-dev
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
 )
