@@ -6,8 +6,8 @@
  *   stderr_q     the last opts.stderr_bytes of stderr lines
  *   events       the last RECORDER_EVENTS stall / blocked_write / stdin_closed / loss /
  *                invalid-output events
- *   pending      client->server requests not yet answered; orphans: EV_CALL orphaned, which
- *                the pipeline sends just before the EV_EXIT of the same process
+ *   orphans      the calls in flight at death: EV_CALL orphaned, which the pipeline sends
+ *                for every pending call just before the EV_EXIT of the same process
  *   samples      /proc RSS / CPU / threads / state, one per second, the last minute
  * Items are kept as compact JSON text, so their memory is exactly what is accounted.
  *
@@ -30,7 +30,7 @@
 #include "mcpsonde/report.h"
 
 #define RECORDER_EVENTS 64          /* stall, blocked_write... per server */
-#define RECORDER_CALLS 256          /* pending and orphaned calls per server */
+#define RECORDER_CALLS 256          /* orphaned calls per server */
 #define RECORDER_GLOBAL_LOSS 64     /* losses tied to no process */
 #define RECORDER_SAMPLES 64         /* resource samples per server: a minute at 1 Hz */
 #define RECORDER_SAMPLE_NS 1000000000ull
@@ -85,8 +85,8 @@ struct rec_server {
 	uint64_t first_ts;
 	char *cgroup;
 	struct rec_queue frames[2], stderr_q, events;
-	struct rec_call *pending, *orphans;
-	unsigned npending, norphans;
+	struct rec_call *orphans;
+	unsigned norphans;
 	uint64_t frames_seen[2], stderr_lines, stderr_bytes;
 	uint64_t items_evicted, calls_dropped;
 	struct rec_sample samples[RECORDER_SAMPLES];
@@ -228,7 +228,6 @@ static void server_forget(struct recorder *r, struct rec_server *s)
 	queue_clear(&s->frames[1]);
 	queue_clear(&s->stderr_q);
 	queue_clear(&s->events);
-	calls_free(s->pending);
 	calls_free(s->orphans);
 	r->stats.bytes -= s->bytes;
 	r->stats.servers--;
@@ -451,27 +450,6 @@ static struct rec_call *call_new(uint64_t ts_ns, const char *method, const char 
 	return c;
 }
 
-/* Removes and returns the pending request with this id, or NULL. */
-static struct rec_call *pending_take(struct recorder *r, struct rec_server *s, const char *id)
-{
-	struct rec_call **pp;
-
-	if (!id)
-		return NULL;
-	for (pp = &s->pending; *pp; pp = &(*pp)->next) {
-		struct rec_call *c = *pp;
-		if (strcmp(c->id, id))
-			continue;
-		*pp = c->next;
-		c->next = NULL;
-		s->npending--;
-		s->bytes -= c->cost;
-		r->stats.bytes -= c->cost;
-		return c;
-	}
-	return NULL;
-}
-
 static void server_add_call(struct recorder *r, struct rec_server *s, struct rec_call **list, unsigned *n,
 			    struct rec_call *c)
 {
@@ -514,10 +492,6 @@ static void recorder_on_message(struct recorder *r, struct rec_server *s, const 
 	if (it)
 		server_push(r, s, &s->frames[dir], it, r->opts.frames);
 
-	if (m->direction == DIR_CLIENT_TO_SERVER && !strcmp(kind, "request"))
-		server_add_call(r, s, &s->pending, &s->npending, call_new(ev->ts_ns, m->method, m->id, target));
-	else if (m->direction == DIR_SERVER_TO_CLIENT && (!strcmp(kind, "result") || !strcmp(kind, "error")))
-		free(pending_take(r, s, m->id));
 }
 
 static void recorder_on_call(struct recorder *r, struct rec_server *s, const struct sonde_event *ev)
@@ -525,8 +499,6 @@ static void recorder_on_call(struct recorder *r, struct rec_server *s, const str
 	const struct ev_call *c = &ev->call;
 	struct rec_call *orphan;
 
-	if (c->direction == DIR_CLIENT_TO_SERVER)
-		free(pending_take(r, s, c->id));
 	if (c->status != CALL_ORPHANED)
 		return;
 	orphan = call_new(ev->ts_ns, c->method, c->id, c->tool);
@@ -742,30 +714,26 @@ static json_t *report_exit(const struct recorder *r, const struct sonde_event *e
 	return e;
 }
 
-static json_t *call_json(const struct rec_call *c, uint64_t death_ns, bool orphaned)
+/* A call in flight at death, as the pipeline orphaned it: its age is the pipeline's. */
+static json_t *call_json(const struct rec_call *c)
 {
 	json_t *j = json_object();
-	uint64_t age = orphaned ? c->age_ns : death_ns - c->ts_ns;
 
 	json_object_set_new(j, "method", json_string(c->method));
 	json_object_set_new(j, "id", json_string(c->id));
 	json_object_set_new(j, "tool", json_str_or_null(c->tool));
-	json_object_set_new(j, "age_s", json_real((double)age / 1e9));
-	json_object_set_new(j, "orphaned", json_boolean(orphaned));
+	json_object_set_new(j, "age_s", json_real((double)c->age_ns / 1e9));
+	json_object_set_new(j, "orphaned", json_true());
 	return j;
 }
 
-static json_t *report_pending(const struct rec_server *s, uint64_t death_ns)
+static json_t *report_pending(const struct rec_server *s)
 {
 	json_t *a = json_array();
 	const struct rec_call *c;
 
 	for (c = s->orphans; c; c = c->next)
-		json_array_append_new(a, call_json(c, death_ns, true));
-	/* Requests the recorder saw unanswered that the pipeline did not orphan (a lost response,
-	 * or a pipeline that does not orphan): shown, marked as such. */
-	for (c = s->pending; c; c = c->next)
-		json_array_append_new(a, call_json(c, death_ns, false));
+		json_array_append_new(a, call_json(c));
 	return a;
 }
 
@@ -958,7 +926,7 @@ static json_t *report_build(const struct recorder *r, const struct rec_server *s
 	report_headline(rep, headline, sizeof(headline));
 	json_object_set_new(exit, "headline", json_string(headline));
 	report_describe_exit(exit, how, sizeof(how));
-	json_object_set_new(rep, "pending_calls", report_pending(s, ev->ts_ns));
+	json_object_set_new(rep, "pending_calls", report_pending(s));
 	json_object_set_new(rep, "frames", report_frames(r, s, ev->ts_ns));
 	json_object_set_new(rep, "stderr", report_stderr(s));
 	events = queue_json(&s->events, ev->ts_ns, true);

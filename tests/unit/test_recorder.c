@@ -354,26 +354,6 @@ static void test_exit_code_traceback(void **state)
 
 /* A request the pipeline never orphaned (its exit says 0 pending) still shows, marked as
  * seen by the recorder only; an answered one does not. */
-static void test_pending_tracked_by_recorder(void **state)
-{
-	struct fixture *f = fixture_new(NULL);
-	json_t *r, *p;
-
-	(void)state;
-	feed_tool_request(f, T0, "1", "echo", "a");
-	feed_tool_request(f, T0 + SEC, "2", "get-sum", "b");
-	feed_call(f, T0 + SEC + 5, "1", "echo", CALL_OK, 5);
-	feed_exit(f, T0 + 3 * SEC, -1, SIGKILL, false, 0);
-	r = read_report(f->seen.report_path);
-	p = json_object_get(r, "pending_calls");
-	assert_int_equal(json_array_size(p), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(p, 0), "tool")), "get-sum");
-	assert_false(json_is_true(json_object_get(json_array_get(p, 0), "orphaned")));
-	assert_float_equal(json_real_value(json_object_get(json_array_get(p, 0), "age_s")), 2.0, 1e-9);
-	json_decref(r);
-	fixture_free(f);
-}
-
 static void tweak_frames8(struct recorder_opts *o)
 {
 	o->frames = 8;
@@ -703,7 +683,6 @@ int main(void)
 		cmocka_unit_test(test_helper_exit_writes_no_report),
 		cmocka_unit_test(test_normal_shutdown_no_report),
 		cmocka_unit_test(test_exit_code_traceback),
-		cmocka_unit_test(test_pending_tracked_by_recorder),
 		cmocka_unit_test(test_frames_bounded_newest_kept),
 		cmocka_unit_test(test_capture_values),
 		cmocka_unit_test(test_stderr_tail_bounded),
