@@ -74,15 +74,34 @@ struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_e
 	return s;
 }
 
-static void pending_free(struct session *s, struct pending_call *pc)
+/* The identity every event carries says how many calls are pending and since when, so
+ * sinks need no table of their own. The hash keeps insertion order: its head is the oldest. */
+static void pending_publish(struct session *s)
+{
+	s->id.pending_calls = s->npending;
+	s->id.oldest_pending_ns = s->pending ? s->pending->ts_ns : 0;
+}
+
+static void pending_unlink(struct session *s, struct pending_call *pc)
 {
 	HASH_DEL(s->pending, pc);
 	s->npending--;
+	pending_publish(s);
+}
+
+static void pending_call_free(struct pending_call *pc)
+{
 	free(pc->method);
 	free(pc->tool);
 	json_decref(pc->arguments);
 	json_decref(pc->violations);
 	free(pc);
+}
+
+static void pending_free(struct session *s, struct pending_call *pc)
+{
+	pending_unlink(s, pc);
+	pending_call_free(pc);
 }
 
 void session_free(struct session *s)
@@ -375,6 +394,7 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	}
 	HASH_ADD_STR(s->pending, key, pc);
 	s->npending++;
+	pending_publish(s);
 }
 
 static void session_learn_initialize(struct session *s, const json_t *result, uint64_t ts_ns)
@@ -436,8 +456,9 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	}
 	if (status == CALL_OK || status == CALL_TOOL_ERROR || status == CALL_ERROR)
 		latency_add(s, pc->tool ? pc->tool : pc->method, ev.call.duration_ns);
+	pending_unlink(s, pc); /* sinks see the count without this call */
 	session_emit(s, &ev);
-	pending_free(s, pc);
+	pending_call_free(pc);
 }
 
 static void session_on_response(struct session *s, enum call_direction dir, const struct rpc_msg *m,
@@ -518,11 +539,14 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 	ev.message.bytes = f->wire_len;
 	ev.message.root = s->env.opts->capture_values ? rpc_msg_root(m) : NULL;
 	ev.message.target = m->name ? m->name : m->uri;
+	/* A request is pending once its message is told, responses complete calls after it:
+	 * sinks always see the pending count as of the event. */
+	if (m->kind == RPC_REQUEST)
+		session_on_request(s, dir, m, f);
 	session_emit(s, &ev);
 
 	switch (m->kind) {
 	case RPC_REQUEST:
-		session_on_request(s, dir, m, f);
 		break;
 	case RPC_NOTIFICATION:
 		session_on_notification(s, dir, m, f);

@@ -25,7 +25,6 @@
 #define PROTOCOL_VERSIONS_MAX 16 /* distinct mcp.protocol.version values */
 #define SMALL_LABELS_MAX 16      /* transports, loss reasons, exit reasons: ours, but bounded anyway */
 #define SESSIONS_MAX 4096        /* processes with pending-call and catalog state */
-#define PENDING_MAX 65536        /* pending requests tracked per process */
 #define IDENTITY_WAIT_NS (10ull * 1000000000ull) /* how long traffic waits for serverInfo.name */
 
 /* OpenTelemetry's advice (0.01 .. 300 s) with finer buckets below 10 ms: local tools
@@ -77,12 +76,6 @@ static const char *const spec_methods[] = {
 
 static const char *const violation_kinds[] = { "missing_required", "wrong_type", "not_in_enum", "unknown_property" };
 
-struct mpending {
-	UT_hash_handle hh;
-	uint64_t ts_ns;
-	char key[RPC_ID_MAX + 4]; /* direction digit, ':', id text */
-};
-
 /* Traffic of a process whose name is not known yet (before its initialize result), held
  * so that it is counted under serverInfo.name rather than under "node" or "python3". */
 #define NKINDS 5
@@ -103,8 +96,8 @@ struct mprocess {
 	char name[METRICS_LABEL_MAX + 1];  /* the identity's name at the last event */
 	uint64_t first_seen_ns;
 	struct tool_catalog *tools;
-	struct mpending *pending;
-	unsigned npending;
+	unsigned npending;          /* the session's count, as of its last event */
+	uint64_t oldest_pending_ns;
 	struct deferred deferred;
 };
 
@@ -225,7 +218,7 @@ static void register_families(struct sink_metrics *m)
 	m->labels_folded = metrics_counter(r, "mcpsonde_label_values_folded",
 					   "Other label values labelled _other because of a cardinality cap.", L("label"));
 	m->dropped = metrics_counter(r, "mcpsonde_metrics_dropped",
-				     "State the metrics sink did not keep: series past a family's cap, processes, pending requests.",
+				     "State the metrics sink did not keep: series past a family's cap, processes.",
 				     L("what"));
 	m->events = metrics_counter(r, "mcpsonde_events", "Events seen by the metrics sink, by type.", L("type"));
 	m->scrapes = metrics_counter(r, "mcpsonde_metrics_scrapes", "Requests served on /metrics.", NULL);
@@ -363,57 +356,10 @@ static struct mprocess *process_get(struct sink_metrics *m, const struct session
 
 static void process_free(struct sink_metrics *m, struct mprocess *p)
 {
-	struct mpending *e, *tmp;
-
-	HASH_ITER(hh, p->pending, e, tmp) {
-		HASH_DEL(p->pending, e);
-		free(e);
-	}
 	HASH_DEL(m->processes, p);
 	m->nprocesses--;
 	tools_free(p->tools);
 	free(p);
-}
-
-static void pending_key(char *key, size_t len, enum call_direction d, const char *id)
-{
-	snprintf(key, len, "%d:%s", (int)d, id ? id : "");
-}
-
-static void pending_add(struct sink_metrics *m, struct mprocess *p, enum call_direction d, const char *id,
-			uint64_t ts_ns)
-{
-	struct mpending *e;
-	char key[RPC_ID_MAX + 4];
-
-	pending_key(key, sizeof(key), d, id);
-	HASH_FIND_STR(p->pending, key, e);
-	if (e) { /* an id reused before its answer: the session forgets the old call too */
-		e->ts_ns = ts_ns;
-		return;
-	}
-	if (p->npending >= PENDING_MAX || !(e = calloc(1, sizeof(*e)))) {
-		metrics_counter_add(m->dropped, V("pending"), 1);
-		return;
-	}
-	memcpy(e->key, key, sizeof(key));
-	e->ts_ns = ts_ns;
-	HASH_ADD_STR(p->pending, key, e);
-	p->npending++;
-}
-
-static void pending_remove(struct mprocess *p, enum call_direction d, const char *id)
-{
-	struct mpending *e;
-	char key[RPC_ID_MAX + 4];
-
-	pending_key(key, sizeof(key), d, id);
-	HASH_FIND_STR(p->pending, key, e);
-	if (!e)
-		return;
-	HASH_DEL(p->pending, e);
-	free(e);
-	p->npending--;
 }
 
 /* ---- events ---------------------------------------------------------------------- */
@@ -429,8 +375,6 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 	const char *error_type = "";
 	char code[32];
 
-	if (p)
-		pending_remove(p, c->direction, c->id);
 	switch (c->status) {
 	case CALL_CANCELLED:
 	case CALL_ORPHANED:
@@ -596,7 +540,6 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_metrics *m = (struct sink_metrics *)s;
 	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID;
-	bool is_request = ev->type == EV_MESSAGE && ev->message.kind && strcmp(ev->message.kind, "request") == 0;
 	struct mserver *srv;
 	struct mprocess *p;
 
@@ -616,11 +559,10 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 	if (p) {
 		metrics_label_sanitize(session_identity_name(ev->session), p->name);
 		p->first_seen_ns = ev->session->first_seen_ns;
-		if (traffic && identity_pending(ev) && defer(p, ev)) {
-			if (is_request)
-				pending_add(m, p, ev->message.direction, ev->message.id, ev->ts_ns);
+		p->npending = ev->session->pending_calls;
+		p->oldest_pending_ns = ev->session->oldest_pending_ns;
+		if (traffic && identity_pending(ev) && defer(p, ev))
 			return;
-		}
 		flush_deferred(m, p);
 	}
 	if (!(srv = server_get(m, session_identity_name(ev->session))))
@@ -640,8 +582,6 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		break;
 	case EV_MESSAGE:
 		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
-		if (p && is_request)
-			pending_add(m, p, ev->message.direction, ev->message.id, ev->ts_ns);
 		break;
 	case EV_INVALID:
 		count_invalid(m, srv, ev->invalid.json, 1, (double)ev->invalid.bytes);
@@ -709,8 +649,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 	HASH_ITER(hh, m->processes, p, tmp) {
 		struct mserver *srv;
 		const char *name;
-		uint64_t oldest = 0;
-		struct mpending *e, *etmp;
+		uint64_t oldest = p->oldest_pending_ns;
 		double age;
 
 		name = label_folder_admit(m->servers, p->name[0] ? p->name : "unknown", NULL);
@@ -718,9 +657,6 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		if (!srv)
 			continue; /* its name is not known yet (or it never produced a labelled event) */
 		metrics_gauge_add(m->pending, V(srv->name), p->npending);
-		HASH_ITER(hh, p->pending, e, etmp)
-			if (!oldest || e->ts_ns < oldest)
-				oldest = e->ts_ns;
 		age = oldest && m->now_ns > oldest ? (double)(m->now_ns - oldest) / 1e9 : 0;
 		if (age >= metrics_value(m->pending_age, V(srv->name)))
 			metrics_gauge_set(m->pending_age, V(srv->name), age);

@@ -60,6 +60,8 @@ struct session_identity {
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
+	unsigned pending_calls;     /* requests (either direction) pending as of this event */
+	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
 	bool on_channel;           /* its stdin is the client's channel: a server (or its wrapper),
 				    * not a helper it spawned with pipes of its own */
 };

@@ -556,6 +556,41 @@ static void test_schema_violations_on_calls(void **state)
 	fixture_free(f);
 }
 
+struct pending_probe {
+	struct sink base;
+	unsigned seen[16];
+	int n;
+};
+
+static void pending_probe_on_event(struct sink *s, const struct sonde_event *ev)
+{
+	struct pending_probe *pp = (struct pending_probe *)s;
+
+	if ((ev->type == EV_CALL || (ev->type == EV_MESSAGE && strcmp(ev->message.kind, "request") == 0)) && pp->n < 16)
+		pp->seen[pp->n++] = ev->session->pending_calls;
+}
+
+/* Sinks learn the pending count from the identity each event carries, current as of that
+ * event: a request's message counts it, its call event no longer does. */
+static void test_pending_count_as_of_each_event(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct pending_probe probe = { .base = { .on_event = pending_probe_on_event } };
+	(void)state;
+
+	sinks_add(&f->sinks, &probe.base);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
+	assert_int_equal(probe.n, 4);
+	assert_int_equal(probe.seen[0], 1);
+	assert_int_equal(probe.seen[1], 2);
+	assert_int_equal(probe.seen[2], 1);
+	assert_int_equal(probe.seen[3], 0);
+	fixture_free(f);
+}
+
 static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len, uint32_t flags)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
@@ -629,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
 		cmocka_unit_test(test_schema_violations_on_calls),
 		cmocka_unit_test(test_helper_stdio_is_not_mcp),
+		cmocka_unit_test(test_pending_count_as_of_each_event),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
