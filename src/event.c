@@ -152,15 +152,24 @@ static void event_call_json(json_t *o, const struct ev_call *c, const struct eve
 	}
 }
 
-static json_t *json_signal_name(int sig)
+const char *event_signal_name(int sig, char *buf, size_t len)
 {
 	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev)
+		snprintf(buf, len, "SIG%s", abbrev);
+	else
+		snprintf(buf, len, "signal %d", sig);
+	return buf;
+}
+
+static json_t *json_signal_name(int sig)
+{
 	char name[32];
 
-	if (!abbrev)
+	if (!sigabbrev_np(sig))
 		return json_integer(sig);
-	snprintf(name, sizeof(name), "SIG%s", abbrev);
-	return json_string(name);
+	return json_string(event_signal_name(sig, name, sizeof(name)));
 }
 
 static void event_exit_json(json_t *o, const struct ev_exit *x)

@@ -100,6 +100,24 @@ int proc_sample(pid_t pid, struct proc_sample *out)
 	return 0;
 }
 
+char *proc_cgroup(pid_t pid, uint64_t start_ticks)
+{
+	struct proc_sample ps;
+	char buf[4096], *out, *p;
+	ssize_t n;
+
+	if (!start_ticks || proc_sample(pid, &ps) < 0 || ps.start_ticks != start_ticks)
+		return NULL;
+	n = proc_read_file(pid, "cgroup", buf, sizeof(buf));
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	if (n <= 0 || !(out = strdup(buf)))
+		return NULL;
+	for (p = out; (p = strchr(p, '\n'));)
+		*p = ';';
+	return out;
+}
+
 void proc_fd_link(pid_t pid, int fd, char *buf, size_t len)
 {
 	char path[64];

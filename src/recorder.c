@@ -235,35 +235,6 @@ static void server_forget(struct recorder *r, struct rec_server *s)
 	free(s);
 }
 
-/* /proc/PID/cgroup, lines joined by "; ": read while the process lives, for its report.
- * Only when /proc's process is this server (start_ticks match): never another process's
- * cgroup after PID reuse, or a local process's while replaying a capture. */
-static char *server_read_cgroup(uint32_t pid, uint64_t start_ticks)
-{
-	struct proc_sample ps;
-	char path[64], buf[4096], *out = NULL, *p;
-	size_t n;
-	FILE *f;
-
-	if (!start_ticks || proc_sample((pid_t)pid, &ps) < 0 || ps.start_ticks != start_ticks)
-		return NULL;
-	snprintf(path, sizeof(path), "/proc/%u/cgroup", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	while (n && buf[n - 1] == '\n')
-		buf[--n] = '\0';
-	if (!n)
-		return NULL;
-	out = strdup(buf);
-	for (p = out; p && (p = strchr(p, '\n'));)
-		*p = ';';
-	return out;
-}
-
 static struct rec_server *server_find(struct recorder *r, const struct sonde_event *ev)
 {
 	uint32_t pid = ev->session ? ev->session->pid : ev->pid;
@@ -306,7 +277,9 @@ static struct rec_server *server_get(struct recorder *r, const struct sonde_even
 	s->pid = pid;
 	s->start_ticks = ev->session ? ev->session->start_ticks : 0;
 	s->first_ts = ev->ts_ns;
-	s->cgroup = server_read_cgroup(pid, s->start_ticks);
+	/* Read while it lives, for its report; proc_cgroup checks start_ticks, so never another
+	 * process's after PID reuse, or a local one's while replaying a capture. */
+	s->cgroup = proc_cgroup((pid_t)pid, s->start_ticks);
 	s->bytes = sizeof(*s) + (s->cgroup ? strlen(s->cgroup) + 1 : 0);
 	b = server_bucket(pid);
 	s->hnext = r->buckets[b];

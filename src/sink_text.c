@@ -88,8 +88,10 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		break;
 	case EV_EXIT: {
 		const struct ev_exit *x = &ev->exit;
+		char sig[32];
+
 		if (x->signal)
-			fprintf(out, "exit: killed by SIG%s%s", sigabbrev_np(x->signal) ? sigabbrev_np(x->signal) : "?",
+			fprintf(out, "exit: killed by %s%s", event_signal_name(x->signal, sig, sizeof(sig)),
 				x->core_dumped ? " (core dumped)" : "");
 		else
 			fprintf(out, "exit: code %d", x->exit_code);

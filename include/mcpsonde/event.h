@@ -199,6 +199,8 @@ const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
 /* The JSON object of an event, as written to JSONL. Caller owns the reference. */
 json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts);
+/* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
+const char *event_signal_name(int sig, char *buf, size_t len);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len);
 

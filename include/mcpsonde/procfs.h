@@ -31,6 +31,9 @@ int proc_sample(pid_t pid, struct proc_sample *out);
  * attached process links to ("socket:[123]"); MSD_PROC_ON_CHANNEL is set when pid's fd 0
  * links to the same. */
 struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channel);
+/* /proc/PID/cgroup, one line per hierarchy joined by ';' (malloc'd), when the process
+ * running as pid is still the one started at start_ticks; NULL otherwise. */
+char *proc_cgroup(pid_t pid, uint64_t start_ticks);
 /* readlink of /proc/PID/fd/FD into buf; "" when unreadable. */
 void proc_fd_link(pid_t pid, int fd, char *buf, size_t len);
 /* Calls fn for every live descendant of pid (children, grandchildren...), not pid itself. */
