@@ -11,7 +11,9 @@
  *   frame never needs a copy and the tail does not depend on how the line was chunked.
  * - wire_len counts every byte of the partial line, whatever was kept of it.
  * - While resync is set, bytes up to and including the next newline are dropped: after a gap
- *   the bytes that follow are the end of a line whose beginning was lost. */
+ *   the bytes that follow are the end of a line whose beginning was lost.
+ * - Once a line is cut, its head (buf) is closed and its tail window holds only bytes from
+ *   after the cut: head and tail are each contiguous, never spliced across the cut. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,7 @@ static void framer_clear_line(struct framer *fr)
 	fr->len = 0;
 	fr->wire_len = 0;
 	fr->oversized = false;
+	fr->cut = false;
 	free(fr->tail);
 	fr->tail = NULL;
 	fr->tail_len = 0;
@@ -53,12 +56,6 @@ void framer_gap(struct framer *fr)
 {
 	framer_drop_line(fr);
 	fr->resync = true;
-}
-
-void framer_reset(struct framer *fr)
-{
-	framer_drop_line(fr);
-	fr->resync = false;
 }
 
 size_t framer_pending(const struct framer *fr)
@@ -152,7 +149,7 @@ static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t t
 			goto fail;
 	}
 	edge = framer_edge(fr);
-	if (fr->len < edge) {
+	if (fr->len < edge && !fr->cut) {
 		size_t c = edge - fr->len < n ? edge - fr->len : n;
 
 		memcpy(fr->buf + fr->len, p, c);
@@ -195,24 +192,45 @@ static void framer_emit(struct framer *fr, const char *p, size_t n, uint64_t ts_
 static void framer_emit_oversized(struct framer *fr, uint64_t ts_last, frame_fn fn, void *ctx)
 {
 	const char *end = fr->tail + fr->tail_len;
+	size_t have = fr->tail_len;
 	struct frame f = {
 		.data = fr->buf,
 		.len = fr->len,
-		.tail_len = framer_edge(fr),
 		.wire_len = fr->wire_len,
 		.ts_first_ns = fr->ts_first_ns,
 		.ts_last_ns = ts_last > fr->ts_first_ns ? ts_last : fr->ts_first_ns,
 		.oversized = true,
 	};
 
-	if (end[-1] == '\r') {
+	if (have && end[-1] == '\r') {
 		f.wire_len--;
 		end--;
+		have--;
 	}
+	/* Only a cut line can have less than edge bytes after its head. */
+	f.tail_len = have < framer_edge(fr) ? have : framer_edge(fr);
 	f.tail = end - f.tail_len;
 	fr->stats.oversized++;
 	fr->stats.frames++;
 	fn(ctx, &f);
+}
+
+void framer_cut(struct framer *fr, uint64_t len, uint64_t ts_ns)
+{
+	if (fr->resync) {
+		/* The line was already lost: the cut is part of what is skipped. */
+		fr->stats.discarded_bytes += len;
+		return;
+	}
+	if (fr->wire_len == 0)
+		fr->ts_first_ns = ts_ns;
+	if (!fr->oversized && !framer_enter_oversized(fr)) {
+		framer_gap(fr);
+		return;
+	}
+	fr->wire_len += len;
+	fr->tail_len = 0;
+	fr->cut = true;
 }
 
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx)

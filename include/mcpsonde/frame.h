@@ -3,8 +3,11 @@
  * Bytes go in, complete lines come out with a trailing "\r" stripped. A line longer than the
  * cap is never buffered whole: its head and tail are kept (the TS SDK puts "id" at the end of
  * a response) and the frame is flagged oversized. After a gap the partial line is discarded
- * and framing resumes after the next newline. A frame is oversized exactly when the line,
- * "\r" stripped, is longer than max_frame, however it was chunked. Memory per framer is
+ * and framing resumes after the next newline. A cut (bytes the kernel deliberately did not
+ * copy from the middle of a long syscall) keeps the line: it comes out oversized, its head
+ * from before the cut, its tail from after, wire_len counting the cut bytes. A frame is
+ * oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
+ * chunked, or when it was cut. Memory per framer is
  * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
  * tail window, allocated only while an oversized line is being read). */
 #ifndef MCPSONDE_FRAME_H
@@ -20,7 +23,8 @@
 struct frame {
 	const char *data; /* the whole line, or its first min(max_frame, FRAME_EDGE_BYTES) bytes when oversized */
 	size_t len;
-	const char *tail; /* oversized only: the last bytes of the line, as many as in data */
+	const char *tail; /* oversized only: the last bytes of the line, as many as in data (fewer
+			   * when the line was cut: only bytes after the cut) */
 	size_t tail_len;
 	uint64_t wire_len;    /* bytes of the line on the wire, "\n" and the stripped "\r" excluded */
 	uint64_t ts_first_ns; /* syscall that carried the first byte */
@@ -44,6 +48,7 @@ struct framer {
 	uint64_t wire_len;    /* bytes of the partial line so far */
 	uint64_t ts_first_ns; /* of its first byte */
 	bool oversized;
+	bool cut;    /* the partial line was cut: the head is closed, the tail is after the cut */
 	bool resync; /* after a gap: drop bytes up to and including the next newline */
 	struct framer_stats stats;
 };
@@ -52,9 +57,9 @@ void framer_init(struct framer *fr, size_t max_frame);
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx);
 /* Bytes were lost: drop the partial line and resynchronise at the next newline. */
 void framer_gap(struct framer *fr);
-/* The stream restarted (fd closed and reused): drop the partial line and frame the next byte
- * as the start of a line, without resynchronising. */
-void framer_reset(struct framer *fr);
+/* len bytes of the stream were cut out (ts_ns: when): the partial line goes on across them,
+ * to be delivered as an oversized frame. */
+void framer_cut(struct framer *fr, uint64_t len, uint64_t ts_ns);
 /* Bytes buffered in a partial line (for a stream that ends mid-line). */
 size_t framer_pending(const struct framer *fr);
 void framer_free(struct framer *fr);

@@ -2,7 +2,7 @@
  *
  * The pipeline is fed records in order (from source_live or a capture reader) and a clock
  * (pipeline_tick) so that time-based detection runs the same live and in replay, where the
- * clock is the records' own timestamps. It owns the streams (one per tgid, fd, direction)
+ * clock is the records' own timestamps. It owns the streams (one per process, channel file, role)
  * and the sessions (one per observed process). Single-threaded: the HTTP thread of the
  * metrics sink reads snapshots, never this. */
 #ifndef MCPSONDE_PIPELINE_H
@@ -40,12 +40,15 @@ struct pipeline_stats {
 	uint64_t messages;
 	uint64_t invalid_frames;
 	uint64_t oversized_frames;
-	uint64_t gaps, gap_bytes;
+	uint64_t gaps, gap_bytes;   /* holes nobody announced: records lost on the way */
+	uint64_t cut_bytes;         /* the middle of syscalls too long to copy whole */
+	uint64_t uncaptured_bytes;  /* moved on a channel by splice, sendfile...: not copied */
 	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
+	uint64_t kernel[MSD_CNT__MAX]; /* the kernel's other counters (MSD_REC_STATS) */
 };
 
 struct pipeline;

@@ -1,4 +1,4 @@
-/* test_stream.c -- reassembly by offset: order, reordering, hold overflow, duplicates, resets, skips. */
+/* test_stream.c -- reassembly by offset: order, reordering, hold overflow, duplicates, announced holes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -171,11 +171,12 @@ static void test_duplicates_and_overlap(void **state)
 	assert_int_equal(c.f[1].ts_first, 7);
 	assert_int_equal(st.stats.duplicates, 6 + 3);
 	assert_int_equal(st.stats.bytes, 16);
-	assert_int_equal(st.stats.resets, 0);
 	stream_free(&st);
 }
 
-static void test_reset_at_offset_zero(void **state)
+/* A stream is never restarted (its offsets belong to one process's channel file): an offset
+ * behind the expected one is old bytes, counted and dropped. */
+static void test_offset_zero_again_is_a_duplicate(void **state)
 {
 	(void)state;
 	struct stream st;
@@ -183,19 +184,13 @@ static void test_reset_at_offset_zero(void **state)
 
 	stream_init(&st, 1 << 20);
 	feed_at(&st, 0, "{\"a\":1}\n{\"half", &c);
-	feed_at(&st, 40, "ignored\n", &c); /* held, from the old stream */
 	feed_at(&st, 0, "{\"new\":1}\n", &c);
-	assert_int_equal(st.stats.resets, 1);
+	feed_at(&st, 14, "\":2}\n", &c);
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	/* The new stream's first line is whole: no resynchronisation after a reset. */
-	assert_string_equal(c.f[1].text, "{\"new\":1}");
-	assert_int_equal(st.next_off, 10);
-	assert_int_equal(st.nheld, 0);
-	/* The old stream's hole before its held record was a gap; its partial line discarded. */
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 40 - 14);
-	assert_int_equal(st.framer.stats.discarded_bytes, 6 + 8);
+	assert_string_equal(c.f[1].text, "{\"half\":2}");
+	assert_int_equal(st.stats.duplicates, 10);
+	assert_int_equal(st.stats.gaps, 0);
 	stream_free(&st);
 }
 
@@ -208,32 +203,33 @@ static void test_zero_length_records_harmless(void **state)
 	stream_init(&st, 1 << 20);
 	stream_feed(&st, 0, "", 0, 1, collect, &c);
 	feed_at(&st, 0, "{\"a\":", &c);
-	stream_feed(&st, 0, "", 0, 2, collect, &c); /* EOF marker at 0: not a reset */
+	stream_feed(&st, 0, "", 0, 2, collect, &c); /* an EOF marker */
 	stream_feed(&st, 5, NULL, 0, 3, collect, &c);
 	stream_feed(&st, 99, NULL, 0, 4, collect, &c);
+	stream_hole(&st, 3, 0, STREAM_HOLE_LOST, 5, collect, &c);
 	feed_at(&st, 5, "1}\n", &c);
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_int_equal(st.stats.resets, 0);
 	assert_int_equal(st.stats.gaps, 0);
 	assert_int_equal(st.nheld, 0);
 	stream_free(&st);
 }
 
-static void test_skip_to(void **state)
+/* Bytes moved without being copied (splice, sendfile): a gap with its own count. */
+static void test_lost_hole(void **state)
 {
 	(void)state;
 	struct stream st;
 	struct collector c = { 0 };
 
 	stream_init(&st, 1 << 20);
-	feed_at(&st, 0, "{\"a\":1}\n{\"big\":\"", &c); /* 16 bytes of a syscall of 116 */
-	stream_skip_to(&st, 116, collect, &c);
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 100);
+	feed_at(&st, 0, "{\"a\":1}\n{\"big\":\"", &c);
+	stream_hole(&st, 16, 100, STREAM_HOLE_LOST, 5, collect, &c);
+	assert_int_equal(st.stats.lost_bytes, 100);
+	assert_int_equal(st.stats.gaps, 0);
 	assert_int_equal(st.next_off, 116);
-	stream_skip_to(&st, 50, collect, &c); /* behind: nothing */
-	assert_int_equal(st.stats.gaps, 1);
+	stream_hole(&st, 16, 100, STREAM_HOLE_LOST, 5, collect, &c); /* announced again: nothing */
+	assert_int_equal(st.stats.lost_bytes, 100);
 	feed_at(&st, 116, "end\"}\n{\"c\":3}\n", &c);
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
@@ -242,27 +238,31 @@ static void test_skip_to(void **state)
 	stream_free(&st);
 }
 
-/* A truncated syscall whose record arrives ahead: its loss waits for the hole to be filled. */
-static void test_skip_to_after_held_record(void **state)
+/* A cut keeps framing: the cut line is one oversized frame, the next line is whole. The cut
+ * is announced by every record of its syscall, the first of them possibly ahead. */
+static void test_cut_hole(void **state)
 {
 	(void)state;
 	struct stream st;
 	struct collector c = { 0 };
 
 	stream_init(&st, 1 << 20);
-	feed_at(&st, 8, "{\"b\":2}\n{\"big", &c); /* syscall [8, 58), 13 bytes captured */
-	stream_skip_to(&st, 58, collect, &c);
-	assert_int_equal(st.stats.gaps, 0);
-	assert_int_equal(st.nheld, 2);
-	feed_at(&st, 58, "\"}\n{\"d\":4}\n", &c);
+	/* The syscall [8, 1000): head [8, 21), cut [21, 990), tail [990, 1000). */
+	stream_hole(&st, 21, 969, STREAM_HOLE_CUT, 50, collect, &c);
+	feed_at(&st, 990, "\"}\n{\"d\":4}\n", &c);
+	stream_hole(&st, 21, 969, STREAM_HOLE_CUT, 50, collect, &c);
+	feed_at(&st, 8, "{\"b\":2}\n{\"big", &c);
+	assert_int_equal(c.n, 0);
 	feed_at(&st, 0, "{\"a\":1}\n", &c); /* the reordered record fills the hole */
-	assert_int_equal(c.n, 3);
+	assert_int_equal(c.n, 4);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
 	assert_string_equal(c.f[1].text, "{\"b\":2}");
-	assert_string_equal(c.f[2].text, "{\"d\":4}");
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 58 - 21);
-	assert_int_equal(st.next_off, 69);
+	assert_string_equal(c.f[2].text, "{\"big"); /* oversized: the head */
+	assert_int_equal(c.f[2].ts_first, 1008);
+	assert_string_equal(c.f[3].text, "{\"d\":4}");
+	assert_int_equal(st.stats.cut_bytes, 969);
+	assert_int_equal(st.stats.gaps, 0);
+	assert_int_equal(st.next_off, 990 + 11);
 	assert_int_equal(st.nheld, 0);
 	stream_free(&st);
 }
@@ -298,10 +298,10 @@ int main(void)
 		cmocka_unit_test(test_hold_overflow_declares_gap),
 		cmocka_unit_test(test_overflow_new_record_first),
 		cmocka_unit_test(test_duplicates_and_overlap),
-		cmocka_unit_test(test_reset_at_offset_zero),
+		cmocka_unit_test(test_offset_zero_again_is_a_duplicate),
 		cmocka_unit_test(test_zero_length_records_harmless),
-		cmocka_unit_test(test_skip_to),
-		cmocka_unit_test(test_skip_to_after_held_record),
+		cmocka_unit_test(test_lost_hole),
+		cmocka_unit_test(test_cut_hole),
 		cmocka_unit_test(test_flush_declares_holes),
 	};
 
