@@ -188,6 +188,14 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 	st->p->stats.frames++;
 	if (f->oversized)
 		st->p->stats.oversized_frames++;
+	if (f->after_gap) {
+		/* The line that follows a gap: kept when it is a whole message (the gap ended at
+		 * a message boundary, as when a whole write's record was lost), dropped when it is
+		 * the end of one whose start was lost. */
+		if (st->role == MSD_ROLE_ERR || rpc_decode(f, pipeline_on_message, &d) < 0)
+			st->p->stats.gap_tails++;
+		return;
+	}
 	if (st->role == MSD_ROLE_ERR) {
 		session_on_stderr(st->sess, f);
 		return;

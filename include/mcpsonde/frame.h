@@ -2,8 +2,10 @@
  *
  * Bytes go in, complete lines come out with a trailing "\r" stripped. A line longer than the
  * cap is never buffered whole: its head and tail are kept (the TS SDK puts "id" at the end of
- * a response) and the frame is flagged oversized. After a gap the partial line is discarded
- * and framing resumes after the next newline. A cut (bytes the kernel deliberately did not
+ * a response) and the frame is flagged oversized. After a gap the partial line is discarded,
+ * and the line that follows the gap is flagged after_gap: it is either the end of a line whose
+ * start was lost or, when the gap ended at a line boundary, a whole line; the caller keeps it
+ * only if it is a whole message. A cut (bytes the kernel deliberately did not
  * copy from the middle of a long syscall) keeps the line: it comes out oversized, its head
  * from before the cut, its tail from after, wire_len counting the cut bytes. A frame is
  * oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
@@ -30,6 +32,8 @@ struct frame {
 	uint64_t ts_first_ns; /* syscall that carried the first byte */
 	uint64_t ts_last_ns;  /* syscall that carried the newline; never before ts_first_ns */
 	bool oversized;
+	bool after_gap;       /* it began right after a gap: maybe only the end of a line (never
+			       * oversized: such a line is dropped, it could not be told whole) */
 };
 
 typedef void (*frame_fn)(void *ctx, const struct frame *f);
@@ -37,7 +41,7 @@ typedef void (*frame_fn)(void *ctx, const struct frame *f);
 struct framer_stats {
 	uint64_t frames;
 	uint64_t oversized;
-	uint64_t discarded_bytes; /* partial lines thrown away at a gap or while resyncing */
+	uint64_t discarded_bytes; /* partial lines thrown away at a gap, or too long to tell after one */
 };
 
 struct framer {
@@ -48,14 +52,15 @@ struct framer {
 	uint64_t wire_len;    /* bytes of the partial line so far */
 	uint64_t ts_first_ns; /* of its first byte */
 	bool oversized;
-	bool cut;    /* the partial line was cut: the head is closed, the tail is after the cut */
-	bool resync; /* after a gap: drop bytes up to and including the next newline */
+	bool cut;     /* the partial line was cut: the head is closed, the tail is after the cut */
+	bool suspect; /* the partial line began right after a gap */
+	bool resync;  /* drop bytes up to and including the next newline: the line is lost */
 	struct framer_stats stats;
 };
 
 void framer_init(struct framer *fr, size_t max_frame);
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx);
-/* Bytes were lost: drop the partial line and resynchronise at the next newline. */
+/* Bytes were lost: drop the partial line; the next one is flagged after_gap. */
 void framer_gap(struct framer *fr);
 /* len bytes of the stream were cut out (ts_ns: when): the partial line goes on across them,
  * to be delivered as an oversized frame. */

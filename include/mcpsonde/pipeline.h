@@ -41,6 +41,7 @@ struct pipeline_stats {
 	uint64_t invalid_frames;
 	uint64_t oversized_frames;
 	uint64_t gaps, gap_bytes;   /* holes nobody announced: records lost on the way */
+	uint64_t gap_tails;         /* lines after a gap that were not whole messages: dropped */
 	uint64_t cut_bytes;         /* the middle of syscalls too long to copy whole */
 	uint64_t uncaptured_bytes;  /* moved on a channel by splice, sendfile...: not copied */
 	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */

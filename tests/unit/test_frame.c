@@ -17,7 +17,7 @@ struct got_frame {
 	char *tail;
 	size_t tail_len;
 	uint64_t wire_len, ts_first, ts_last;
-	bool oversized;
+	bool oversized, after_gap;
 	const char *data_ptr; /* where the framer pointed: tells a zero-copy delivery */
 };
 
@@ -52,6 +52,7 @@ static void collect(void *ctx, const struct frame *f)
 	g->ts_first = f->ts_first_ns;
 	g->ts_last = f->ts_last_ns;
 	g->oversized = f->oversized;
+	g->after_gap = f->after_gap;
 	g->data_ptr = f->data;
 	assert_null(memchr(f->data, '\n', f->len));
 }
@@ -351,12 +352,16 @@ static void test_gap_inside_message(void **state)
 	assert_int_equal(framer_pending(&fr), 0);
 	assert_int_equal(fr.stats.discarded_bytes, 13);
 	feed_str(&fr, "more of c\"}\n{\"d\":4}\n", 2, &c); /* the tail of a line whose start was lost */
-	assert_int_equal(c.n, 2);
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.f[0].data, "{\"a\":1}");
-	assert_string_equal(c.f[1].data, "{\"d\":4}");
-	assert_int_equal(c.f[1].ts_first, 2);
-	assert_int_equal(fr.stats.discarded_bytes, 13 + 12);
-	assert_int_equal(fr.stats.frames, 2);
+	assert_false(c.f[0].after_gap);
+	assert_string_equal(c.f[1].data, "more of c\"}"); /* for the caller to judge */
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].data, "{\"d\":4}");
+	assert_false(c.f[2].after_gap);
+	assert_int_equal(c.f[2].ts_first, 2);
+	assert_int_equal(fr.stats.discarded_bytes, 13);
+	assert_int_equal(fr.stats.frames, 3);
 	assert_false(fr.resync);
 	collector_free(&c);
 	framer_free(&fr);

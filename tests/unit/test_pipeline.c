@@ -266,13 +266,39 @@ static void test_gap_inside_a_message(void **state)
 	assert_non_null(loss);
 	assert_string_equal(str(loss, "reason"), "gap");
 	assert_int_equal(num(loss, "bytes"), 40);
-	/* message 8 started right after the gap: the resync waits for the next newline, so it
-	 * is dropped too; the stream recovers with the following message */
+	/* message 8 started right after the gap (the lost bytes ended a message): it is whole,
+	 * so it is kept, and so is everything after it */
 	f->off[0][MSD_DIR_READ] = strlen(a) + 40 + strlen(b);
 	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"after\"}}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n");
+	assert_int_equal(count(f, "call"), 2);
+	assert_string_equal(str(nth(f, "call", 0), "tool"), "kept");
+	assert_string_equal(str(nth(f, "call", 1), "tool"), "after");
+	assert_int_equal(count(f, "invalid"), 0);
+	fixture_free(f);
+}
+
+/* A gap that ends inside a message: what follows it up to the next newline is the end of a
+ * message whose start was lost. It is dropped without an invalid event; the next is kept. */
+static void test_gap_inside_then_tail_dropped(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *a = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\"}}\n";
+	const char *b = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"y\"}}\n";
+	(void)state;
+
+	feed_at(f, 0, MSD_DIR_READ, 0, 1000, a, 30);
+	/* bytes [30, 50) of message 1 are lost; the rest of it, then message 2, arrive */
+	feed_at(f, 0, MSD_DIR_READ, 50, 2000, a + 50, strlen(a) - 50);
+	feed_at(f, 0, MSD_DIR_READ, strlen(a), 3000, b, strlen(b));
+	pipeline_tick(f->p, 100000000ull);
+	f->off[1][MSD_DIR_WRITE] = 0;
+	server(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n");
 	assert_int_equal(count(f, "call"), 1);
-	assert_string_equal(str(nth(f, "call", 0), "tool"), "after");
+	assert_string_equal(str(nth(f, "call", 0), "tool"), "y");
+	assert_int_equal(count(f, "invalid"), 0);
+	assert_string_equal(str(nth(f, "loss", 0), "reason"), "gap");
+	assert_int_equal(num(nth(f, "loss", 0), "bytes"), 20);
 	fixture_free(f);
 }
 
@@ -732,6 +758,7 @@ int main(void)
 		cmocka_unit_test(test_responses_out_of_order),
 		cmocka_unit_test(test_integer_and_string_ids_differ),
 		cmocka_unit_test(test_gap_inside_a_message),
+		cmocka_unit_test(test_gap_inside_then_tail_dropped),
 		cmocka_unit_test(test_cut_syscall_keeps_the_next_message),
 		cmocka_unit_test(test_dup_of_stdout_is_the_same_stream),
 		cmocka_unit_test(test_uncaptured_transfer_is_a_loss),

@@ -15,6 +15,7 @@
 struct got_frame {
 	char text[128];
 	uint64_t ts_first, ts_last;
+	bool after_gap;
 };
 
 struct collector {
@@ -34,6 +35,7 @@ static void collect(void *ctx, const struct frame *f)
 	g->text[f->len] = '\0';
 	g->ts_first = f->ts_first_ns;
 	g->ts_last = f->ts_last_ns;
+	g->after_gap = f->after_gap;
 }
 
 /* Feeds s at off, with ts_ns = off + 1000 so that a frame's timestamps tell which record
@@ -116,16 +118,20 @@ static void test_hold_overflow_declares_gap(void **state)
 	assert_int_equal(st.stats.gaps, 0);
 	snprintf(rec, sizeof(rec), "{\"n\":%02d}\n", STREAM_HOLD_MAX);
 	feed_at(&st, off, rec, &c);
-	/* The hole is given up: the partial "lost" line goes, and so does the rest of the line that
-	 * follows the hole (framing resumes after the first newline), then all comes through. */
+	/* The hole is given up: the partial "lost" line goes; the line that follows the hole is
+	 * flagged (it could have been the end of the lost one: here it is whole), then all comes
+	 * through. */
 	assert_int_equal(st.stats.gaps, 1);
 	assert_int_equal(st.stats.gap_bytes, 10);
 	assert_int_equal(st.nheld, 0);
-	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX);
+	assert_int_equal(c.n, 2 + STREAM_HOLD_MAX);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_string_equal(c.f[1].text, "{\"n\":01}");
-	assert_string_equal(c.f[STREAM_HOLD_MAX].text, "{\"n\":16}");
-	assert_int_equal(st.framer.stats.discarded_bytes, 8 + strlen(rec));
+	assert_string_equal(c.f[1].text, "{\"n\":00}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"n\":01}");
+	assert_false(c.f[2].after_gap);
+	assert_string_equal(c.f[1 + STREAM_HOLD_MAX].text, "{\"n\":16}");
+	assert_int_equal(st.framer.stats.discarded_bytes, 8);
 	assert_int_equal(st.next_off, off + strlen(rec));
 	assert_int_equal(st.stats.reordered, STREAM_HOLD_MAX);
 	stream_free(&st);
@@ -144,14 +150,19 @@ static void test_overflow_new_record_first(void **state)
 	feed_at(&st, 50, "xx\n{\"m\":1}\n", &c);
 	assert_int_equal(st.stats.gaps, 1);
 	assert_int_equal(st.stats.gap_bytes, 50);
-	assert_int_equal(c.n, 1);
-	assert_string_equal(c.f[0].text, "{\"m\":1}");
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.f[0].text, "xx"); /* the end of a line whose start was lost */
+	assert_true(c.f[0].after_gap);
+	assert_string_equal(c.f[1].text, "{\"m\":1}");
+	assert_false(c.f[1].after_gap);
 	assert_int_equal(st.nheld, STREAM_HOLD_MAX);
-	stream_flush(&st, collect, &c); /* [61, 100) goes, and with it the first held line */
+	stream_flush(&st, collect, &c); /* [61, 100) goes; the first held line follows it */
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 50 + 39);
-	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX - 1);
-	assert_string_equal(c.f[1].text, "{\"n\":00}");
+	assert_int_equal(c.n, 2 + STREAM_HOLD_MAX);
+	assert_string_equal(c.f[2].text, "{\"n\":00}");
+	assert_true(c.f[2].after_gap);
+	assert_false(c.f[3].after_gap);
 	assert_int_equal(st.next_off, 100 + 10 * STREAM_HOLD_MAX);
 	stream_free(&st);
 }
@@ -231,10 +242,13 @@ static void test_lost_hole(void **state)
 	stream_hole(&st, 16, 100, STREAM_HOLE_LOST, 5, collect, &c); /* announced again: nothing */
 	assert_int_equal(st.stats.lost_bytes, 100);
 	feed_at(&st, 116, "end\"}\n{\"c\":3}\n", &c);
-	assert_int_equal(c.n, 2);
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_string_equal(c.f[1].text, "{\"c\":3}");
-	assert_int_equal(st.framer.stats.discarded_bytes, 8 + 6);
+	assert_string_equal(c.f[1].text, "end\"}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"c\":3}");
+	assert_false(c.f[2].after_gap);
+	assert_int_equal(st.framer.stats.discarded_bytes, 8);
 	stream_free(&st);
 }
 
@@ -279,8 +293,14 @@ static void test_flush_declares_holes(void **state)
 	feed_at(&st, 40, "{\"c\":3}\n", &c);
 	assert_int_equal(c.n, 1);
 	stream_flush(&st, collect, &c);
-	assert_int_equal(c.n, 2); /* "b" follows the hole at [8, 20) and [32, 40) eats "c"'s line */
-	assert_string_equal(c.f[1].text, "{\"b\":2}");
+	/* After the hole at [8, 20) the end of a line, then "b"; after [32, 40) "c", whole. */
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.f[1].text, "x\"}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"b\":2}");
+	assert_false(c.f[2].after_gap);
+	assert_string_equal(c.f[3].text, "{\"c\":3}");
+	assert_true(c.f[3].after_gap);
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 12 + 8);
 	assert_int_equal(st.nheld, 0);
