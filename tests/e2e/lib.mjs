@@ -168,13 +168,15 @@ export async function launchSocketpair({ args = [EVERYTHING, 'stdio'], command =
 // execs node, so the pid we hold is the server's. This process holds the other ends of the
 // FIFOs as non-blocking pipe sockets and speaks newline-delimited JSON over them with the
 // SDK's StdioServerTransport(readable, writable), which is just that.
-export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS } = {}) {
+// stderrFile: the shell appends the server's stderr to this file (2>>FILE), as systemd units
+// and launch scripts do.
+export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS, stderrFile } = {}) {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-fifo-'));
 	const inPath = path.join(dir, 'in');
 	const outPath = path.join(dir, 'out');
 	execFileSync('mkfifo', [inPath, outPath]);
 	const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`;
-	const cmd = `exec ${[process.execPath, ...args].map(q).join(' ')} <${q(inPath)} >${q(outPath)}`;
+	const cmd = `exec ${[process.execPath, ...args].map(q).join(' ')} <${q(inPath)} >${q(outPath)}${stderrFile ? ` 2>>${q(stderrFile)}` : ''}`;
 	const sh = spawn('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 	const stderr = collectStream(sh.stderr);
 	const exited = new Promise((r) => sh.once('exit', (code, sig) => r({ code, sig })));
