@@ -18,9 +18,10 @@ if (!metaFile || !rawFile) {
 const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
 const runs = fs.readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
-const CONDITIONS = ['none', 'untracked', 'tracked', 'strace', 'socat'];
+const CONDITIONS = ['none', 'floor', 'untracked', 'tracked', 'strace', 'socat'];
 const COND_TITLE = {
 	none: 'no observer',
+	floor: 'empty programs, same hooks',
 	untracked: 'mcpsonde, not tracked',
 	tracked: 'mcpsonde tracking',
 	strace: 'strace -f, payloads',
@@ -138,6 +139,7 @@ p();
 
 const tracked = main.filter((r) => r.condition === 'tracked' && ok(r) && r.sonde);
 const untracked = main.filter((r) => r.condition === 'untracked' && ok(r) && r.sonde);
+const floor = main.filter((r) => r.condition === 'floor' && ok(r) && r.sonde);
 const problems = [];
 if (tracked.length || untracked.length) {
 	p('## What mcpsonde kept and what it cost');
@@ -145,13 +147,15 @@ if (tracked.length || untracked.length) {
 	p('Tracked runs, all repetitions: calls the workload made, `tools/call` events mcpsonde reported with status ok, ' +
 		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
 		'message, from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
-		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message.');
+		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
+		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves.');
 	p();
-	p('| workload | made | reported | lost | loss events | CPU µs/msg (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF µs/msg | runs/msg |');
-	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+	p('| workload | made | reported | lost | loss events | CPU µs/msg (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run floor | BPF µs/msg | runs/msg |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const w of workloads) {
 		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
 		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
+		const fl = floor.filter((r) => r.workload === w).map(sondeFigures);
 		if (!t.length && !u.length) continue;
 		const made = sum(t.map((f) => f.made));
 		const reported = sum(t.map((f) => f.reported));
@@ -164,6 +168,7 @@ if (tracked.length || untracked.length) {
 			`${fmtNum(median(t.map((f) => f.cpuPerMsgUs)), 2)} (${fmtNum(median(t.map((f) => f.userPerMsgUs)), 2)}) | ` +
 			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
+			`${fmtNum(median(fl.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} |`);
 	}
 	p();

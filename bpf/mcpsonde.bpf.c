@@ -651,9 +651,12 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 
 static __always_inline int data_exit(long ret, __u8 sys, __u8 dir, enum shape shape)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid;
 
-	if (hooks_only || !is_tracked(pid_tgid >> 32))
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_tracked(pid_tgid >> 32))
 		return 0;
 	return data_exit_tracked(ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
 }
@@ -724,12 +727,16 @@ static __always_inline void uncaptured_side(__u32 tgid, __u32 tid, struct msd_pr
 /* Argument in_arg is an fd read from, out_arg one written to (-1: none). */
 static __always_inline int uncaptured_exit(long ret, int in_arg, int out_arg, __u8 sys)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
 	struct msd_proc_state *p;
 	struct pt_regs *regs;
+	__u64 pid_tgid;
+	__u32 tgid;
 
-	if (hooks_only || !is_tracked(tgid) || ret <= 0)
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	if (!is_tracked(tgid) || ret <= 0)
 		return 0;
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
@@ -759,12 +766,16 @@ UNCAPTURED(copy_file_range, MSD_SYS_COPY_FILE_RANGE, 0, 2) /* copy_file_range(fd
  * Reported once per process (a record without a role), counted every time. */
 static __always_inline int uring_used(void)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0;
 	struct msd_proc_state *p;
 	struct capture *c;
+	__u64 pid_tgid;
+	__u32 tgid, zero = 0;
 
-	if (hooks_only || !is_tracked(tgid))
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	if (!is_tracked(tgid))
 		return 0;
 	drop_count(MSD_DROP_UNCAPTURED, 1, 0);
 	p = bpf_map_lookup_elem(&procs, &tgid);
@@ -804,12 +815,16 @@ static __always_inline void rec_hdr_fill(struct msd_rec_hdr *hdr, __u16 kind, __
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = BPF_CORE_READ(parent, tgid), ctgid = BPF_CORE_READ(child, tgid);
 	struct msd_proc_state *pstate, state;
 	struct msd_fork_rec *rec;
+	__u32 ptgid, ctgid;
 
+	if (hooks_only)
+		return 0;
+	ptgid = BPF_CORE_READ(parent, tgid);
+	ctgid = BPF_CORE_READ(child, tgid);
 	/* A new thread shares its parent's tgid and is already covered. */
-	if (hooks_only || ctgid == ptgid || !is_tracked(ptgid))
+	if (ctgid == ptgid || !is_tracked(ptgid))
 		return 0;
 	pstate = bpf_map_lookup_elem(&procs, &ptgid);
 	if (!pstate)
@@ -843,10 +858,13 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct msd_exec_rec *rec;
+	__u32 tgid;
 
-	if (hooks_only || !is_tracked(tgid))
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	if (!is_tracked(tgid))
 		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
@@ -870,12 +888,15 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct msd_proc_state *p;
 	struct msd_exit_rec *rec;
 	struct file *stdin;
+	__u32 tgid;
 
-	if (hooks_only || !is_tracked(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	if (!is_tracked(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 
 	p = bpf_map_lookup_elem(&procs, &tgid);
@@ -904,11 +925,14 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 SEC("tp_btf/mark_victim")
 int BPF_PROG(mark_victim, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct msd_oom_rec *rec;
 	struct mm_struct *mm;
+	__u32 tgid;
 
-	if (hooks_only || !is_tracked(tgid))
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	if (!is_tracked(tgid))
 		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {

@@ -7,8 +7,10 @@
 # 256 B / 4 KiB / 64 KiB / 1 MiB messages, lockstep and 64 in flight; the real
 # server-everything echo tool driven by the official SDK client (bench/sdk-bench.mjs),
 # sequential and 64 in flight.
-# Conditions: none (no observer); untracked (mcpsonde attached to an idle process while the
-# workload runs: what every other process on the node pays); tracked (mcpsonde attached to
+# Conditions: none (no observer); floor (mcpsonde's programs attached to the same hooks but
+# returning at once, build/tools/floor: what the tracepoints themselves cost); untracked
+# (mcpsonde attached to an idle process while the workload runs: what every other process on
+# the node pays); tracked (mcpsonde attached to
 # the server); strace (strace -f on the server, full read/write payloads to a file); socat
 # (a relay between client and server, as a wrapping proxy sits).
 #
@@ -30,6 +32,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SONDE=$REPO/build/mcpsonde
 PUMP=$REPO/build/tools/pump
+FLOOR=$REPO/build/tools/floor
 SDK_BENCH=$REPO/bench/sdk-bench.mjs
 EVERYTHING=$REPO/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
@@ -39,7 +42,7 @@ sdk_time=1
 ramp_time=2
 ramp_rates="10000 25000 50000 75000 100000 150000 200000 300000 400000"
 cpus=0
-conditions="none untracked tracked strace socat"
+conditions="none floor untracked tracked strace socat"
 only=
 do_ramp=1
 do_sdk=1
@@ -107,6 +110,10 @@ want=
 for c in $conditions; do
 	case $c in
 	untracked | tracked) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
+	floor)
+		[ $sonde_ok = 1 ] || { log "skipping floor: $skipped"; continue; }
+		[ -x "$FLOOR" ] || { log "skipping floor: $FLOOR is missing (make bench builds it)"; continue; }
+		;;
 	strace) command -v strace >/dev/null || { log "skipping strace: not installed"; continue; } ;;
 	socat) command -v socat >/dev/null || { log "skipping socat: not installed"; continue; } ;;
 	none) ;;
@@ -180,6 +187,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -c '[:print:]' ' ' | sed 's/
 file_ready() { [ -s "$1" ] || ! alive "$2"; }
 line_ready() { [ "$(tail -c 1 "$1" 2>/dev/null)" = "" ] && [ -s "$1" ] || ! alive "$2"; }
 sonde_ready() { grep -q '^mcpsonde: attached' "$1" 2>/dev/null || ! alive "$2"; }
+floor_ready() { grep -q '^floor: attached' "$1" 2>/dev/null || ! alive "$2"; }
 strace_ready() { grep -q ' attached' "$1" 2>/dev/null || ! alive "$2"; }
 
 # JSON number field of a one-line object (our own outputs: flat, compact).
@@ -308,6 +316,15 @@ run_one() {
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
 			alive "$mpid" || err="mcpsonde exited: $(tail -c 300 "$d/sonde.err")"
 			;;
+		floor)
+			# Its BPF figures and its stop go through mpid, like mcpsonde's.
+			"$FLOOR" 2>"$d/floor.err" &
+			mpid=$!
+			: >"$d/sonde.jsonl"
+			children[$mpid]=1
+			wait_until 60 floor_ready "$d/floor.err" "$mpid" || true
+			alive "$mpid" || err="floor exited: $(tail -c 300 "$d/floor.err")"
+			;;
 		strace)
 			# Full payloads: -s covers the largest syscall (1 MiB), as strings; -f attaches
 			# every thread of the server (Node's too) and follows its children.
@@ -403,7 +420,7 @@ run_one() {
 	else
 		log "$(printf '%-18s %-9s rep %s (%5.1f s): %10.0f msgs/s%s' "$id" "$cond" "$rep" \
 			"$(awk -v ms=$(($(now_ms) - t_run)) 'BEGIN { print ms / 1000 }')" "${mps:-0}" \
-			"$([ "$sonde" = null ] || printf ', mcpsonde reported %s calls' "$(jfield "$sonde" calls)")")"
+			"$([ "$sonde" = null ] || [ "$cond" = floor ] || printf ', mcpsonde reported %s calls' "$(jfield "$sonde" calls)")")"
 	fi
 	[ $keep = 1 ] || rm -rf "$d"
 }
