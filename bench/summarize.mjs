@@ -89,6 +89,7 @@ function sondeFigures(r) {
 		bpfNsPerRun: bpfCnt ? bpfTime / bpfCnt : NaN,
 		bpfUsPerMsg: made ? bpfTime / made / 1e3 : NaN,
 		bpfRunsPerMsg: made ? bpfCnt / made : NaN,
+		ringSlack: s.ring_reserved ? s.ring_unused / s.ring_reserved : NaN,
 		lagMs: s.lag_ms,
 	};
 }
@@ -148,10 +149,11 @@ if (tracked.length || untracked.length) {
 		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
 		'message, from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
 		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
-		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves.');
+		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves. ' +
+		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records).');
 	p();
-	p('| workload | made | reported | lost | loss events | CPU µs/msg (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run floor | BPF µs/msg | runs/msg |');
-	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+	p('| workload | made | reported | lost | loss events | CPU µs/msg (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const w of workloads) {
 		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
 		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
@@ -169,7 +171,8 @@ if (tracked.length || untracked.length) {
 			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(fl.map((f) => f.bpfNsPerRun)), 0)} | ` +
-			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} |`);
+			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} | ` +
+			`${fmtNum(median(t.map((f) => f.ringSlack * 100)), 1)} % |`);
 	}
 	p();
 	const progs = new Map();

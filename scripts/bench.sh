@@ -262,8 +262,13 @@ sonde_json() {
 		END { for (r in n) { printf "%s{\"reason\":\"%s\",\"events\":%d,\"records\":%.0f,\"bytes\":%.0f}", sep, r, n[r], recs[r], bytes[r]; sep = "," } }' || true)
 	read -r c0 u0 s0 <<<"$cpu0"
 	read -r c1 u1 s1 <<<"$cpu1"
-	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"exit":%s}' \
-		"${calls:-0}" "${ok:-0}" "${oversized:-0}" "$loss" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${hwm:-0}" "$bpf" "$lag_ms" "$rc"
+	# Ring buffer bytes reserved for data records, and how many of them the records left
+	# unused (size classes), from the line mcpsonde prints when it stops.
+	read -r unused reserved < <(sed -nE 's/.*ring: [0-9]+ records, ([0-9]+) of ([0-9]+) bytes reserved unused.*/\1 \2/p' \
+		"${jsonl%.jsonl}.err" 2>/dev/null) || true
+	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"ring_reserved":%s,"ring_unused":%s,"exit":%s}' \
+		"${calls:-0}" "${ok:-0}" "${oversized:-0}" "$loss" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${hwm:-0}" "$bpf" "$lag_ms" \
+		"${reserved:-0}" "${unused:-0}" "$rc"
 }
 
 stop_child() { # SIGINT, then SIGKILL after 10 s; its exit status in $reaped

@@ -381,7 +381,7 @@ static void live_track(void *ctx, pid_t pid)
 {
 	struct live_ctx *c = ctx;
 
-	if (source_live_track(c->src, pid, c->attaching) < 0)
+	if (source_live_track(c->src, pid, proc_start_ns(pid), c->attaching) < 0)
 		return;
 	live_add(&c->live, pid);
 	live_identify(c, pid, clock_mono_ns());
@@ -429,8 +429,10 @@ static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 	struct live_ctx *c = ctx;
 	uint64_t now = clock_mono_ns();
 
+	/* The scan yields writes to the out-file only: stdout, whichever fd the write used, as
+	 * the pipeline names the stream in its own events. */
 	if (now > w->enter_ns && now - w->enter_ns > c->cli->popts.blocked_write_ns)
-		pipeline_blocked_write(c->pipe, w->tgid, w->fd, w->enter_ns, w->count, now);
+		pipeline_blocked_write(c->pipe, w->tgid, 1, w->enter_ns, w->count, now);
 }
 
 /* Forgets PIDs whose exit was never seen (they died before their tracking took effect). */
@@ -542,7 +544,7 @@ static int run_live(struct cli *cli)
 			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
 			goto cleanup;
 		}
-		if ((ret = source_live_track(c.src, cli->pids[i], chan)) < 0) {
+		if ((ret = source_live_track(c.src, cli->pids[i], proc_start_ns(cli->pids[i]), chan)) < 0) {
 			fprintf(stderr, "mcpsonde: cannot track %d: %s\n", (int)cli->pids[i], strerror(-ret));
 			goto cleanup;
 		}

@@ -102,6 +102,16 @@ int proc_sample(pid_t pid, struct proc_sample *out)
 	return 0;
 }
 
+uint64_t proc_start_ns(pid_t pid)
+{
+	struct proc_sample s;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (proc_sample(pid, &s) < 0)
+		return 0;
+	return s.start_ticks * (1000000000ull / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
 char *proc_cgroup(pid_t pid, uint64_t start_ticks)
 {
 	struct proc_sample ps;

@@ -278,9 +278,10 @@ const char *source_live_paths(const struct source_live *src)
 	return names[src->dynptr][src->direct_reads];
 }
 
-int source_live_track(struct source_live *src, pid_t pid, const struct msd_file_id chan[MSD_ROLE__COUNT])
+int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
+		      const struct msd_file_id chan[MSD_ROLE__COUNT])
 {
-	struct msd_proc_state state = { 0 };
+	struct msd_proc_state state = { .start_ns = start_ns };
 	__u64 bit, *word = tracked_word(src, pid, &bit);
 	__u32 tgid = (__u32)pid;
 

@@ -253,7 +253,8 @@ struct msd_file_id {
 struct msd_proc_state {
 	struct msd_file_id chan[MSD_ROLE__COUNT]; /* indexed by role: IN, OUT, ERR ([NONE] unused) */
 	__u64 stream_off[MSD_ROLE__COUNT];        /* next offset of each role's stream */
-	__u64 start_ns; /* start time, boot-based (0: not known, for a process tracked by user space) */
+	__u64 start_ns; /* start time, boot-based: exact when set by the kernel at fork, to the
+			 * clock tick when user space tracked the process (from /proc) */
 	__u32 flags;    /* enum msd_proc_state_flags */
 	__u32 pad;
 };

@@ -29,6 +29,9 @@ int proc_sample(pid_t pid, struct proc_sample *out);
 /* Builds an MSD_REC_PROC record for pid (malloc'd, free() it); NULL when gone.
  * ts_ns is stamped into the header (CLOCK_MONOTONIC). */
 struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns);
+/* When pid started, boot-based ns as the kernel's start_boottime, to the clock tick (/proc
+ * says no more); 0 when gone. */
+uint64_t proc_start_ns(pid_t pid);
 /* The channel of pid as the kernel compares it: the identity (device, inode, kind) of the
  * files that are its fd 0, 1 and 2 now, indexed by role. A closed fd leaves its slot zero.
  * Returns -1 when the process is gone. */

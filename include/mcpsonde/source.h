@@ -29,11 +29,12 @@ struct source_live_opts {
 struct source_live *source_live_open(const struct source_live_opts *opts, char *err, size_t errlen);
 /* How the loaded programs copy and read, for -v: "dynptr, direct reads"... */
 const char *source_live_paths(const struct source_live *src);
-/* Starts tracking pid with the given channel (events.h: the files whose reads are IN and
- * writes OUT and ERR, indexed by role), and, by the kernel, every process it forks from now
- * on with the same channel. A process already tracked keeps its channel and streams.
- * Returns 0, or -errno (-E2BIG: the kernel's process table is full). */
-int source_live_track(struct source_live *src, pid_t pid, const struct msd_file_id chan[MSD_ROLE__COUNT]);
+/* Starts tracking pid, started at start_ns (boot-based), with the given channel (events.h:
+ * the files whose reads are IN and writes OUT and ERR, indexed by role), and, by the kernel,
+ * every process it forks from now on with the same channel. A process already tracked keeps
+ * its channel and streams. Returns 0, or -errno (-E2BIG: the kernel's process table is full). */
+int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
+		      const struct msd_file_id chan[MSD_ROLE__COUNT]);
 /* Stops tracking pid: for a process found gone without its exit having been seen (it died
  * before its tracking took effect). The kernel forgets the others itself when they exit. */
 void source_live_untrack(struct source_live *src, pid_t pid);
