@@ -49,8 +49,14 @@ const volatile bool copy_dynptr = false;
 /* Read kernel objects by direct loads through BTF-typed pointers (bpf_rdonly_cast, 6.2+)
  * rather than one bpf_probe_read_kernel call each. */
 const volatile bool direct_reads = false;
-/* Every program returns at once: the cost of the hooks themselves (the bench's floor). */
-const volatile bool hooks_only = false;
+/* Built with MSD_HOOKS_ONLY, every program returns at once: the cost of the hooks themselves
+ * (the bench's floor, tests/tools/floor.c). A compile-time constant, so that mcpsonde's own
+ * programs carry no trace of it. */
+#ifdef MSD_HOOKS_ONLY
+#define hooks_only 1
+#else
+#define hooks_only 0
+#endif
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u32 off, __u32 size,
@@ -513,14 +519,18 @@ static __always_inline long syscall_arg(struct pt_regs *regs, int n)
 
 /* Entry of a write-type syscall: its entry time and size, for its records and for the
  * blocked-write scan. Reads need nothing at entry: their exit has the registers. */
-static __always_inline int write_enter(int fd, __u64 ptr, __u64 count, enum shape shape)
+static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, enum shape shape)
 {
 	struct task_struct *task;
 	struct write_stash *st;
-	__u64 vec, nvec;
+	__u64 ptr, count, vec, nvec;
+	int fd;
 
 	if (hooks_only || !is_tracked(bpf_get_current_pid_tgid() >> 32))
 		return 0;
+	fd = ctx->args[0];
+	ptr = ctx->args[1];
+	count = ctx->args[2];
 	task = bpf_get_current_task_btf();
 	st = bpf_task_storage_get(&stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st)
@@ -649,7 +659,9 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 	return 0;
 }
 
-static __always_inline int data_exit(long ret, __u8 sys, __u8 dir, enum shape shape)
+/* The return value is read only once the process is known to be tracked: an untracked one
+ * pays the bitmap load and nothing else. */
+static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys, __u8 dir, enum shape shape)
 {
 	__u64 pid_tgid;
 
@@ -658,26 +670,26 @@ static __always_inline int data_exit(long ret, __u8 sys, __u8 dir, enum shape sh
 	pid_tgid = bpf_get_current_pid_tgid();
 	if (!is_tracked(pid_tgid >> 32))
 		return 0;
-	return data_exit_tracked(ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
+	return data_exit_tracked(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
 }
 
 #define DATA_READ(name, sys, shape)                                  \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                   \
 	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx)    \
 	{                                                            \
-		return data_exit(ctx->ret, sys, MSD_DIR_READ, shape); \
+		return data_exit(ctx, sys, MSD_DIR_READ, shape);      \
 	}
 
 #define DATA_WRITE(name, sys, shape)                                                 \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
 	int sys_enter_##name(struct trace_event_raw_sys_enter *ctx)                  \
 	{                                                                            \
-		return write_enter(ctx->args[0], ctx->args[1], ctx->args[2], shape); \
+		return write_enter(ctx, shape);                                      \
 	}                                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
 	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx)                    \
 	{                                                                            \
-		return data_exit(ctx->ret, sys, MSD_DIR_WRITE, shape);               \
+		return data_exit(ctx, sys, MSD_DIR_WRITE, shape);                    \
 	}
 
 DATA_READ(read, MSD_SYS_READ, SHAPE_BUF)

@@ -1,8 +1,8 @@
 /* floor.c -- what mcpsonde's hooks cost before its programs do anything: the bench's floor.
  *
- * Loads mcpsonde's own BPF programs with hooks_only set, so every one of them returns at its
- * first instruction (the verifier drops the rest as dead code), and attaches them to the very
- * same tracepoints. Nothing is tracked, nothing is copied. Every process on the machine then
+ * Loads mcpsonde's own BPF programs built with MSD_HOOKS_ONLY (build/floor.bpf.o, from
+ * bpf/mcpsonde.bpf.c), so every one of them returns at its first instruction, and attaches
+ * them to the very same tracepoints. Nothing is tracked, nothing is copied. Every process on the machine then
  * pays what enabling those tracepoints costs, and that alone: scripts/bench.sh runs this as
  * its "floor" condition beside "untracked" (mcpsonde attached to an idle process), so that the
  * table shows the kernel's own tracepoint cost beside mcpsonde's.
@@ -17,7 +17,7 @@
 
 #include <bpf/libbpf.h>
 
-#include "mcpsonde.skel.h"
+#include "floor.skel.h"
 
 static volatile sig_atomic_t stop;
 
@@ -34,25 +34,24 @@ static int quiet(enum libbpf_print_level level, const char *fmt, va_list args)
 
 int main(void)
 {
-	struct mcpsonde_bpf *skel;
+	struct floor_bpf *skel;
 	int err;
 
 	libbpf_set_print(quiet);
-	skel = mcpsonde_bpf__open();
+	skel = floor_bpf__open();
 	if (!skel) {
 		fprintf(stderr, "floor: cannot open the BPF object: %s\n", strerror(errno));
 		return 1;
 	}
-	skel->rodata->hooks_only = true;
 	bpf_map__set_max_entries(skel->maps.events, 4096 * 16);
 	/* Not a syscall hook: it fires on OOM kills only, and older kernels cannot load it. */
 	bpf_program__set_autoload(skel->progs.mark_victim, false);
-	err = mcpsonde_bpf__load(skel);
+	err = floor_bpf__load(skel);
 	if (!err)
-		err = mcpsonde_bpf__attach(skel);
+		err = floor_bpf__attach(skel);
 	if (err) {
 		fprintf(stderr, "floor: cannot load or attach the BPF programs: %s\n", strerror(-err));
-		mcpsonde_bpf__destroy(skel);
+		floor_bpf__destroy(skel);
 		return 1;
 	}
 	signal(SIGINT, on_signal);
@@ -60,6 +59,6 @@ int main(void)
 	fprintf(stderr, "floor: attached\n");
 	while (!stop)
 		pause();
-	mcpsonde_bpf__destroy(skel);
+	floor_bpf__destroy(skel);
 	return 0;
 }
