@@ -29,6 +29,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_BLOCKED_WRITE] = "blocked_write",
 	[EV_STDIN_CLOSED] = "stdin_closed",
 	[EV_REPORT] = "report",
+	[EV_PROTOCOL_ERROR] = "protocol_error",
 };
 
 const char *ev_type_name(enum ev_type t)
@@ -44,6 +45,11 @@ const char *call_status_name(enum call_status s)
 	case CALL_TOOL_ERROR: return "tool_error";
 	case CALL_CANCELLED: return "cancelled";
 	case CALL_ORPHANED: return "orphaned";
+	case CALL_INPUT_REQUIRED: return "input_required";
+	case CALL_TASK: return "task";
+	case CALL_PROBE_FAILED: return "probe_failed";
+	case CALL_LOST: return "lost";
+	case CALL_CLOSED: return "closed";
 	}
 	return "?";
 }
@@ -121,11 +127,21 @@ static void event_call_json(json_t *o, const struct ev_call *c, const struct eve
 	json_object_set_new(o, "id", json_id(c->id));
 	json_set_str(o, "tool", c->tool);
 	json_object_set_new(o, "status", json_string(call_status_name(c->status)));
-	if (c->status == CALL_ERROR) {
+	if (c->status == CALL_ERROR || (c->status == CALL_PROBE_FAILED && c->error_code)) {
 		json_object_set_new(o, "error_code", json_integer(c->error_code));
+		json_set_str(o, "error_name", c->error_name);
 		json_set_str(o, "error_message", c->error_message);
 	}
 	json_object_set_new(o, "duration_ms", json_ms(c->duration_ns));
+	if (c->rounds) {
+		json_object_set_new(o, "rounds", json_integer(c->rounds));
+		json_object_set_new(o, "logical_duration_ms", json_ms(c->logical_ns));
+		json_object_set_new(o, "input_wait_ms", json_ms(c->input_wait_ns));
+	}
+	json_set_str(o, "task_id", c->task_id);
+	json_set_str(o, "task_status", c->task_status);
+	if (c->unknown_tool)
+		json_object_set_new(o, "unknown_tool", json_true());
 	json_object_set_new(o, "request_bytes", json_integer((json_int_t)c->request_bytes));
 	json_object_set_new(o, "response_bytes", json_integer((json_int_t)c->response_bytes));
 	json_object_set_new(o, "direction", json_string(call_direction_name(c->direction)));
@@ -184,6 +200,8 @@ static void event_exit_json(json_t *o, const struct ev_exit *x)
 	json_object_set_new(o, "normal", json_boolean(x->normal));
 	json_set_str(o, "reason", x->reason);
 	json_object_set_new(o, "pending_calls", json_integer(x->pending_calls));
+	if (x->lost_calls)
+		json_object_set_new(o, "lost_calls", json_integer(x->lost_calls));
 }
 
 static void event_session_json(json_t *o, const struct session_identity *id)
@@ -221,6 +239,7 @@ json_t *event_to_json(const struct sonde_event *ev, const struct event_format_op
 		json_set_str(o, "method", ev->notification.method);
 		json_object_set_new(o, "direction", json_string(call_direction_name(ev->notification.direction)));
 		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->notification.bytes));
+		json_set_str(o, "subscription_id", ev->notification.subscription_id);
 		if (opts && opts->capture_values && ev->notification.params)
 			json_object_set(o, "params", (json_t *)ev->notification.params);
 		break;
@@ -255,6 +274,9 @@ json_t *event_to_json(const struct sonde_event *ev, const struct event_format_op
 		break;
 	case EV_TOOLS_LIST:
 		json_object_set_new(o, "count", json_integer(ev->tools.count));
+		json_object_set_new(o, "kept", json_integer(ev->tools.kept));
+		if (ev->tools.truncated)
+			json_object_set_new(o, "truncated", json_true());
 		break;
 	case EV_MESSAGE:
 		json_object_set_new(o, "direction", json_string(call_direction_name(ev->message.direction)));
@@ -282,6 +304,12 @@ json_t *event_to_json(const struct sonde_event *ev, const struct event_format_op
 		json_object_set_new(o, "id", json_id(ev->stall.id));
 		json_set_str(o, "tool", ev->stall.tool);
 		json_object_set_new(o, "pending_ms", json_ms(ev->stall.pending_ns));
+		if (ev->stall.since_progress_ns)
+			json_object_set_new(o, "since_progress_ms", json_ms(ev->stall.since_progress_ns));
+		json_set_str(o, "task_id", ev->stall.task_id);
+		json_set_str(o, "task_status", ev->stall.task_status);
+		if (ev->stall.task_id)
+			json_object_set_new(o, "since_poll_ms", json_ms(ev->stall.since_poll_ns));
 		if (ev->stall.state) {
 			char st[2] = { ev->stall.state, 0 };
 			json_object_set_new(o, "state", json_string(st));
@@ -303,6 +331,13 @@ json_t *event_to_json(const struct sonde_event *ev, const struct event_format_op
 		break;
 	case EV_REPORT:
 		json_set_str(o, "path", ev->report.path);
+		break;
+	case EV_PROTOCOL_ERROR:
+		json_object_set_new(o, "error_code", json_integer(ev->protocol_error.error_code));
+		json_set_str(o, "error_name", ev->protocol_error.error_name);
+		json_set_str(o, "error_message", ev->protocol_error.error_message);
+		json_object_set_new(o, "direction", json_string(call_direction_name(ev->protocol_error.direction)));
+		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->protocol_error.bytes));
 		break;
 	case EV__COUNT:
 		break;

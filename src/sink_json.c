@@ -1,5 +1,5 @@
 /* sink_json.c -- JSONL output: one event per line, flushed per event so that `| jq` and
- * tests see each event as it happens. EV_MESSAGE and EV_TOOLS_LIST are for other sinks. */
+ * tests see each event as it happens. EV_MESSAGE is for other sinks. */
 #include <stdlib.h>
 
 #include "mcpsonde/sink.h"
@@ -18,7 +18,7 @@ static void sink_json_on_event(struct sink *s, const struct sonde_event *ev)
 	json_t *o;
 	size_t n;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+	if (ev->type == EV_MESSAGE)
 		return;
 	o = event_to_json(ev, &j->opts);
 	n = json_dumpb(o, j->buf, j->cap, EVENT_JSON_FLAGS);

@@ -33,11 +33,17 @@ static void text_call(FILE *out, const struct ev_call *c)
 	fprintf(out, "%s%s%s%s #%s %s", c->direction == DIR_SERVER_TO_CLIENT ? "(to client) " : "",
 		c->method ? c->method : "?", c->tool ? " " : "", c->tool ? c->tool : "", c->id,
 		call_status_name(c->status));
-	if (c->status == CALL_ERROR)
-		fprintf(out, " %lld%s%s", c->error_code, c->error_message ? " " : "",
-			c->error_message ? c->error_message : "");
-	fprintf(out, " %.3f ms  %" PRIu64 " B -> %" PRIu64 " B%s\n", (double)c->duration_ns / 1e6,
-		c->request_bytes, c->response_bytes, c->oversized ? " (oversized)" : "");
+	if (c->status == CALL_ERROR || (c->status == CALL_PROBE_FAILED && c->error_code))
+		fprintf(out, " %lld%s%s%s%s", c->error_code, c->error_name ? " " : "", c->error_name ? c->error_name : "",
+			c->error_message ? " " : "", c->error_message ? c->error_message : "");
+	if (c->task_id)
+		fprintf(out, " task %s %s", c->task_id, c->task_status ? c->task_status : "");
+	fprintf(out, " %.3f ms  %" PRIu64 " B -> %" PRIu64 " B%s%s", (double)c->duration_ns / 1e6, c->request_bytes,
+		c->response_bytes, c->oversized ? " (oversized)" : "", c->unknown_tool ? " (unknown tool)" : "");
+	if (c->rounds)
+		fprintf(out, "  [%u rounds, %.3f ms in all, %.3f ms waiting for input]", c->rounds,
+			(double)c->logical_ns / 1e6, (double)c->input_wait_ns / 1e6);
+	fputc('\n', out);
 	if (c->schema_violations && json_array_size(c->schema_violations)) {
 		char *v = json_dumps(c->schema_violations, JSON_COMPACT);
 		fprintf(out, "    schema violations: %s\n", v ? v : "?");
@@ -65,7 +71,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_text *t = (struct sink_text *)s;
 	FILE *out = t->out;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+	if (ev->type == EV_MESSAGE || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated))
 		return;
 	text_prefix(out, ev);
 	switch (ev->type) {
@@ -110,12 +116,18 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		break;
 	}
 	case EV_STALL:
-		fprintf(out, "STALL: %s%s%s #%s pending %.1f s, state %c, cpu %.1f ms, %u threads%s%s\n",
+		fprintf(out, "STALL: %s%s%s #%s pending %.1f s, state %c, cpu %.1f ms, %u threads%s%s",
 			ev->stall.method ? ev->stall.method : "?", ev->stall.tool ? " " : "",
 			ev->stall.tool ? ev->stall.tool : "", ev->stall.id ? ev->stall.id : "",
 			(double)ev->stall.pending_ns / 1e9, ev->stall.state ? ev->stall.state : '?',
 			(double)ev->stall.cpu_ns / 1e6, ev->stall.threads,
 			ev->stall.wchan && ev->stall.wchan[0] ? ", wchan " : "", ev->stall.wchan ? ev->stall.wchan : "");
+		if (ev->stall.since_progress_ns)
+			fprintf(out, ", last progress %.1f s ago", (double)ev->stall.since_progress_ns / 1e9);
+		if (ev->stall.task_id)
+			fprintf(out, ", task %s %s, last poll %.1f s ago", ev->stall.task_id,
+				ev->stall.task_status ? ev->stall.task_status : "", (double)ev->stall.since_poll_ns / 1e9);
+		fputc('\n', out);
 		break;
 	case EV_BLOCKED_WRITE:
 		fprintf(out, "BLOCKED WRITE on fd %d for %.1f s (%" PRIu64 " B): the client is not reading\n",
@@ -131,8 +143,17 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	case EV_REPORT:
 		fprintf(out, "report written: %s\n", ev->report.path);
 		break;
-	case EV_MESSAGE:
+	case EV_PROTOCOL_ERROR:
+		fprintf(out, "PROTOCOL ERROR %s: %lld %s %s\n",
+			ev->protocol_error.direction == DIR_SERVER_TO_CLIENT ? "from the server" : "from the client",
+			ev->protocol_error.error_code, ev->protocol_error.error_name ? ev->protocol_error.error_name : "",
+			ev->protocol_error.error_message ? ev->protocol_error.error_message : "");
+		break;
 	case EV_TOOLS_LIST:
+		fprintf(out, "tools/list: %u tools, %u in the catalog: drift and argument checks cover those only\n",
+			ev->tools.count, ev->tools.kept);
+		break;
+	case EV_MESSAGE:
 	case EV__COUNT:
 		break;
 	}
