@@ -180,7 +180,9 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_stderr(st->sess, f);
 		return;
 	}
-	if (rpc_decode(f, pipeline_on_message, &d) < 0)
+	/* A line framed from a '{' after a gap that is not JSON was the tail of a lost message:
+	 * part of the loss already reported, not garbage the process wrote. */
+	if (rpc_decode(f, pipeline_on_message, &d) < 0 && !f->after_gap)
 		session_on_invalid(st->sess, st->fd, f, false);
 }
 
