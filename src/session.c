@@ -87,6 +87,7 @@ struct session {
 	uint64_t requests, probes; /* client requests: server/discover, and all the others */
 	unsigned identity_gen, announced_gen;
 	uint64_t announce_due_ns;  /* identity learned from a request: announced with its answer */
+	bool probe_refused;        /* the answer was a refused server/discover: initialize comes next */
 	unsigned stall_tokens;
 	uint64_t stall_refill_ns;
 	uint64_t stalls_suppressed; /* since the last report */
@@ -369,13 +370,17 @@ static void session_announce(struct session *s, uint64_t ts_ns)
 
 /* One session event per change of identity. A client request tells who the client is (and,
  * in 2026-07-28, the protocol) but its answer tells who the server is: the announcement
- * waits for the answer (ANNOUNCE_WAIT_NS at most, see session_tick). */
+ * waits for the answer (ANNOUNCE_WAIT_NS at most, see session_tick). A legacy server's refusal
+ * of server/discover names nobody: the initialize that follows will. */
 static void session_maybe_announce(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 				   uint64_t ts_ns)
 {
+	bool refused = s->probe_refused;
+
+	s->probe_refused = false;
 	if (s->announced && s->identity_gen == s->announced_gen)
 		return;
-	if (dir == DIR_CLIENT_TO_SERVER && m->kind == RPC_REQUEST && !s->id.server_name) {
+	if ((dir == DIR_CLIENT_TO_SERVER && m->kind == RPC_REQUEST && !s->id.server_name) || refused) {
 		if (!s->announce_due_ns)
 			s->announce_due_ns = ts_ns;
 		return;
@@ -815,7 +820,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 	else if (m->kind == RPC_RESULT && m->result_type && strcmp(m->result_type, "input_required") == 0)
 		status = CALL_INPUT_REQUIRED;
 	else if (pc->table == PT_QUIET && m->kind == RPC_ERROR && strcmp(pc->method, "server/discover") == 0)
-		status = CALL_PROBE_FAILED;
+		status = CALL_PROBE_FAILED, s->probe_refused = true;
 	if (pc->task_id) { /* the poll is reported first, then what it says of the task */
 		enum task_news news = strcmp(pc->method, "tasks/result") == 0 ? NEWS_RESULT : NEWS_POLL;
 		char task_id[RPC_NAME_MAX];

@@ -89,6 +89,7 @@ struct deferred {
 	double messages[NKINDS][2], message_bytes[2];
 	double stderr_lines, stderr_bytes;
 	double invalid[2], invalid_bytes;
+	double probes_failed; /* a client's server/discover comes before initialize */
 };
 
 /* One observed process. Keyed by its identity's address, which the pipeline keeps stable
@@ -537,6 +538,11 @@ static bool defer(struct mprocess *p, const struct sonde_event *ev)
 		d->invalid[ev->invalid.json ? 1 : 0]++;
 		d->invalid_bytes += (double)ev->invalid.bytes;
 		break;
+	case EV_CALL:
+		if (ev->call.status != CALL_PROBE_FAILED)
+			return false;
+		d->probes_failed++;
+		break;
 	default:
 		return false;
 	}
@@ -586,13 +592,16 @@ static void flush_deferred(struct sink_metrics *m, struct mprocess *p)
 	count_stderr(m, srv, d->stderr_lines, d->stderr_bytes);
 	count_invalid(m, srv, false, d->invalid[0], d->invalid_bytes);
 	count_invalid(m, srv, true, d->invalid[1], 0);
+	if (d->probes_failed)
+		metrics_counter_add(m->probes, V(srv->name, "failed"), d->probes_failed);
 	memset(d, 0, sizeof(*d));
 }
 
 static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_metrics *m = (struct sink_metrics *)s;
-	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID;
+	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID ||
+		       (ev->type == EV_CALL && ev->call.status == CALL_PROBE_FAILED);
 	struct mserver *srv;
 	struct mprocess *p;
 
