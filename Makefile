@@ -67,6 +67,11 @@ $(OUTPUT)/tools/%: tests/tools/%.c | $(OUTPUT)/tools
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
 
+# The e2e tests' view of attribution: linked with the module itself.
+$(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o | $(OUTPUT)/tools
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ -ljansson -o $@
+
 unit: $(UNIT_BINS)
 
 # Installs what is missing (idempotent), builds, then runs every test.
