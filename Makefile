@@ -80,6 +80,22 @@ test: setup
 	$(Q)$(MAKE) --no-print-directory all unit $(TOOL_BINS) image
 	$(Q)tests/run.sh
 
+# The binary, the systemd unit (pointing at the installed binary), the Prometheus rules and
+# the Grafana dashboard. PREFIX=/usr/local puts mcpsonde where `sudo mcpsonde` finds it.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/mcpsonde
+
+install: $(OUTPUT)/mcpsonde
+	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/mcpsonde)
+	$(Q)install -D -m 0755 $(OUTPUT)/mcpsonde $(DESTDIR)$(BINDIR)/mcpsonde
+	$(Q)install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' deploy/systemd/mcpsonde.service > $(DESTDIR)$(UNITDIR)/mcpsonde.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/mcpsonde.service
+	$(Q)install -D -m 0644 deploy/prometheus/mcpsonde-rules.yml $(DESTDIR)$(DATADIR)/prometheus/mcpsonde-rules.yml
+	$(Q)install -D -m 0644 deploy/grafana/mcpsonde.json $(DESTDIR)$(DATADIR)/grafana/mcpsonde.json
+
 # build/image/mcpsonde-image.tar, offline, from this machine's Debian packages.
 image: $(OUTPUT)/mcpsonde
 	$(call msg,IMAGE,$(OUTPUT)/image/mcpsonde-image.tar)
