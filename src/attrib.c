@@ -457,7 +457,7 @@ enum read_result { READ_OK, READ_MISSING, READ_INVALID };
 /* Reads a regular file whole into a malloc'd buffer of at most max bytes. Non-blocking open
  * and a type check, so that a FIFO or device planted where a state file should be costs
  * nothing; larger than max is INVALID (parsing a cut JSON document would mislead). */
-static enum read_result read_bounded(int dirfd, const char *path, size_t max, char **out, size_t *outlen)
+static enum read_result read_bounded(const char *path, size_t max, char **out, size_t *outlen)
 {
 	struct stat st;
 	size_t len = 0, cap;
@@ -465,7 +465,7 @@ static enum read_result read_bounded(int dirfd, const char *path, size_t max, ch
 	int fd;
 
 	*out = NULL;
-	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return errno == ENOENT || errno == ENOTDIR || errno == ESRCH ? READ_MISSING : READ_INVALID;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -514,7 +514,7 @@ static enum read_result read_proc(struct attrib *a, pid_t pid, const char *name,
 	char path[4200];
 
 	snprintf(path, sizeof(path), "%s/proc/%d/%s", a->root, (int)pid, name);
-	return read_bounded(AT_FDCWD, path, PROC_FILE_MAX, out, len);
+	return read_bounded(path, PROC_FILE_MAX, out, len);
 }
 
 /* Field 4 (ppid) and 22 (start time) of /proc/PID/stat, and comm. */
@@ -601,13 +601,13 @@ static enum meta_result meta_worse(enum meta_result a, enum meta_result b)
 	return a == META_INVALID || b == META_INVALID ? META_INVALID : META_MISSING;
 }
 
-static enum meta_result try_file(int dirfd, const char *path, const char *id,
+static enum meta_result try_file(const char *path, const char *id,
 				 int (*parse)(const char *, size_t, const char *, struct attrib_record *),
 				 struct attrib_record *rec)
 {
 	char *buf;
 	size_t len;
-	enum read_result r = read_bounded(dirfd, path, STATE_FILE_MAX, &buf, &len);
+	enum read_result r = read_bounded(path, STATE_FILE_MAX, &buf, &len);
 	int rc;
 
 	if (r != READ_OK)
@@ -684,11 +684,11 @@ static enum meta_result from_state_roots(struct attrib *a, const struct attrib_c
 			if (k > 0 && strcmp(namespaces[k], namespaces[0]) == 0)
 				continue;
 			format_root(path, sizeof(path), a->root, state_roots[i].fmt, namespaces[k], cg->container_id);
-			r = try_file(AT_FDCWD, path, cg->container_id, state_roots[i].oci ? parse_oci : parse_docker, rec);
+			r = try_file(path, cg->container_id, state_roots[i].oci ? parse_oci : parse_docker, rec);
 			if (r == META_FOUND) {
 				if (state_roots[i].storage) {
 					format_root(path, sizeof(path), a->root, state_roots[i].storage, "", cg->container_id);
-					try_file(AT_FDCWD, path, cg->container_id, attrib_parse_storage_containers, rec);
+					try_file(path, cg->container_id, attrib_parse_storage_containers, rec);
 				}
 				return r;
 			}
@@ -726,7 +726,7 @@ static enum meta_result from_ancestors(struct attrib *a, pid_t pid, const char *
 			return META_MISSING;
 		if (depth > 0 && strncmp(comm, "containerd-shim", 15) == 0) {
 			snprintf(path, sizeof(path), "%s/proc/%d/cwd/../%s/config.json", a->root, (int)cur, id);
-			return try_file(AT_FDCWD, path, id, parse_oci, rec);
+			return try_file(path, id, parse_oci, rec);
 		}
 		if (depth > 0 && strcmp(comm, "conmon") == 0) {
 			char *cmd;
@@ -743,12 +743,12 @@ static enum meta_result from_ancestors(struct attrib *a, pid_t pid, const char *
 				return META_INVALID;
 			}
 			snprintf(path, sizeof(path), "%s/proc/%d/root%s/config.json", a->root, (int)cur, bundle);
-			r = try_file(AT_FDCWD, path, id, parse_oci, rec);
+			r = try_file(path, id, parse_oci, rec);
 			/* containers/storage: <root>/<driver>-containers/<id>/userdata is the bundle. */
 			snprintf(path, sizeof(path), "%s/proc/%d/root%s/../../containers.json", a->root, (int)cur, bundle);
 			free(cmd);
 			if (r == META_FOUND)
-				try_file(AT_FDCWD, path, id, attrib_parse_storage_containers, rec);
+				try_file(path, id, attrib_parse_storage_containers, rec);
 			return r;
 		}
 		cur = ppid;
