@@ -428,14 +428,22 @@ static void skim_task_member(struct skim *k, const struct span *key)
 		skim_value(k, NULL);
 }
 
-/* result.result of a completed task (tasks/get, 2026-07-28): the tool's own result. */
-static void skim_task_result_member(struct skim *k, const struct span *key)
+/* Consumes a value: true when it is the literal true. */
+static bool skim_true(struct skim *k)
 {
 	struct span v;
 
 	skim_value(k, &v);
-	if (key_is(key, "isError") && v.len == 4 && memcmp(v.s, "true", 4) == 0)
-		k->m->task_is_error = true;
+	return !k->bad && v.len == 4 && memcmp(v.s, "true", 4) == 0;
+}
+
+/* result.result of a completed task (tasks/get, 2026-07-28): the tool's own result. */
+static void skim_task_result_member(struct skim *k, const struct span *key)
+{
+	if (key_is(key, "isError"))
+		k->m->task_is_error = skim_true(k);
+	else
+		skim_value(k, NULL);
 }
 
 /* result.error of a failed task. */
@@ -485,7 +493,6 @@ static void skim_content(struct skim *k)
 static void skim_result_member(struct skim *k, const struct span *key)
 {
 	struct rpc_msg *m = k->m;
-	struct span v;
 
 	if (key_is(key, "resultType")) {
 		skim_string_member(k, &m->result_type);
@@ -502,10 +509,10 @@ static void skim_result_member(struct skim *k, const struct span *key)
 		skim_object(k, skim_task_error_member);
 	} else if (key_is(key, "content")) {
 		skim_content(k);
+	} else if (key_is(key, "isError")) {
+		m->is_error = skim_true(k);
 	} else if (!skim_task_field(k, key)) {
-		skim_value(k, &v);
-		if (key_is(key, "isError") && v.len == 4 && memcmp(v.s, "true", 4) == 0)
-			m->is_error = true;
+		skim_value(k, NULL);
 	}
 }
 

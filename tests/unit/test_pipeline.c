@@ -40,20 +40,26 @@ struct fixture {
 	uint64_t ts;
 };
 
-static struct fixture *fixture_new(size_t max_frame)
+static struct fixture *fixture_with(const struct pipeline_opts *o)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->sink.base.on_event = collect_on_event;
+	f->sink.events = json_array();
+	sinks_add(&f->sinks, &f->sink.base);
+	f->p = pipeline_new(o, &f->sinks);
+	f->ts = 1000000000ull;
+	return f;
+}
+
+static struct fixture *fixture_new(size_t max_frame)
+{
 	struct pipeline_opts o;
 
 	pipeline_opts_default(&o);
 	if (max_frame)
 		o.max_frame = max_frame;
-	f->sink.base.on_event = collect_on_event;
-	f->sink.events = json_array();
-	sinks_add(&f->sinks, &f->sink.base);
-	f->p = pipeline_new(&o, &f->sinks);
-	f->ts = 1000000000ull;
-	return f;
+	return fixture_with(&o);
 }
 
 static void fixture_free(struct fixture *f)
@@ -669,17 +675,11 @@ static void test_helper_stdio_is_not_mcp(void **state)
 
 static struct fixture *fixture_stall(uint64_t stall_ms)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
 	struct pipeline_opts o;
 
 	pipeline_opts_default(&o);
 	o.stall_ns = stall_ms * 1000000ull;
-	f->sink.base.on_event = collect_on_event;
-	f->sink.events = json_array();
-	sinks_add(&f->sinks, &f->sink.base);
-	f->p = pipeline_new(&o, &f->sinks);
-	f->ts = 1000000000ull;
-	return f;
+	return fixture_with(&o);
 }
 
 /* Advances the clock and runs the session ticks. */
