@@ -40,7 +40,9 @@ static void text_call(FILE *out, const struct ev_call *c)
 		fprintf(out, " task %s %s", c->task_id, c->task_status ? c->task_status : "");
 	fprintf(out, " %.3f ms  %" PRIu64 " B -> %" PRIu64 " B%s%s", (double)c->duration_ns / 1e6, c->request_bytes,
 		c->response_bytes, c->oversized ? " (oversized)" : "", c->unknown_tool ? " (unknown tool)" : "");
-	if (c->rounds)
+	if (c->rounds && c->task_id)
+		fprintf(out, "  [task of %u exchanges]", c->rounds);
+	else if (c->rounds)
 		fprintf(out, "  [%u rounds, %.3f ms in all, %.3f ms waiting for input]", c->rounds,
 			(double)c->logical_ns / 1e6, (double)c->input_wait_ns / 1e6);
 	fputc('\n', out);
