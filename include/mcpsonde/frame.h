@@ -5,10 +5,10 @@
  * a response) and the frame is flagged oversized. After a gap the partial line is discarded
  * and framing resumes after the next newline, unless the bytes after the gap begin with '{':
  * a lost record ends where a syscall ended, and writers write whole messages, so that is
- * most likely a message's start (the frame says after_gap: it may be a line's tail). A frame is oversized exactly when the line,
- * "\r" stripped, is longer than max_frame, however it was chunked. Memory per framer is
- * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
- * tail window, allocated only while an oversized line is being read). */
+ * most likely a message's start (the frame says after_gap: it may be a line's tail). A frame
+ * is oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
+ * chunked. Memory per framer is bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame,
+ * FRAME_EDGE_BYTES) + 1) (the tail window, allocated only while an oversized line is read). */
 #ifndef MCPSONDE_FRAME_H
 #define MCPSONDE_FRAME_H
 
