@@ -8,9 +8,10 @@
 #   tests/data/golden.msd     the capture
 #   tests/data/golden.jsonl   `replay --json`
 #   tests/data/golden.txt     `replay` (text, TZ=UTC)
+#   tests/data/golden-values.jsonl  `replay --json --capture-values`
 # tests/unit/test_golden.c replays the capture and compares both outputs byte for byte. Run this
 # when the capture format changes (the record ABI), or when the output is meant to change, and
-# commit the three files together after reading the diff of the two outputs.
+# commit the four files together after reading the diff of the two outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,5 +66,6 @@ rec_pid=''
 install -m 0644 "$tmp/golden.msd" tests/data/golden.msd
 TZ=UTC build/mcpsonde replay tests/data/golden.msd --json >tests/data/golden.jsonl
 TZ=UTC build/mcpsonde replay tests/data/golden.msd >tests/data/golden.txt
-echo "record-golden.sh: tests/data/golden.{msd,jsonl,txt} rewritten:"
-wc -l tests/data/golden.jsonl tests/data/golden.txt
+TZ=UTC build/mcpsonde replay tests/data/golden.msd --json --capture-values >tests/data/golden-values.jsonl
+echo "record-golden.sh: tests/data/golden.{msd,jsonl,txt} and golden-values.jsonl rewritten:"
+wc -l tests/data/golden.jsonl tests/data/golden.txt tests/data/golden-values.jsonl

@@ -1,5 +1,5 @@
 /* test_golden.c -- `mcpsonde replay` of a recorded real session gives the committed output,
- * byte for byte, as JSONL and as text.
+ * byte for byte, as JSONL (with and without --capture-values) and as text.
  *
  * tests/data/golden.msd is server-everything driven by the SDK client (see
  * scripts/record-golden.sh, which re-records it and rewrites the expected outputs). Runs the
@@ -87,6 +87,13 @@ static void test_golden_jsonl(void **state)
 	replay_matches("--json", "tests/data/golden.jsonl");
 }
 
+/* Arguments, results and params embedded whole: the values path of the renderer. */
+static void test_golden_values(void **state)
+{
+	(void)state;
+	replay_matches("--json --capture-values", "tests/data/golden-values.jsonl");
+}
+
 static void test_golden_text(void **state)
 {
 	(void)state;
@@ -97,6 +104,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_golden_jsonl),
+		cmocka_unit_test(test_golden_values),
 		cmocka_unit_test(test_golden_text),
 	};
 
