@@ -564,6 +564,8 @@ static int run_live(struct cli *cli)
 					pipeline_tick(c.pipe, clock_mono_ns());
 			}
 		}
+		/* Out before waiting again: one write per drain, and nothing held back while idle. */
+		sinks_flush(&sinks);
 		/* Every watched process is gone. With --metrics, serve on until stopped: the last
 		 * exits and pending counts must still be there for the next scrape. */
 		if (c.live.n == 0 && !cli->metrics_listen)

@@ -2,7 +2,7 @@
  *
  * One struct for every type; only the member of the union named by type is meaningful.
  * Pointers inside an event are borrowed for the duration of the sink callback: a sink that
- * keeps anything copies it. event_to_json() is the one JSON rendering of an event, shared by
+ * keeps anything copies it. event_render() is the one JSON rendering of an event, shared by
  * the JSONL sink, the flight recorder and reports. */
 #ifndef MCPSONDE_EVENT_H
 #define MCPSONDE_EVENT_H
@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "jsonw.h"
 
 enum ev_type {
 	EV_CALL,          /* a request completed, failed, was cancelled, or was orphaned */
@@ -190,15 +192,16 @@ struct event_format_opts {
 	bool capture_values; /* arguments and results in full; otherwise arg_keys only */
 };
 
-/* How event JSON is written: 15 significant digits print a millisecond value rounded to the
- * microsecond exactly (jansson's default 17 prints 0.493 as 0.49299999999999999). */
+/* How JSON documents built with jansson (reports) are written, as jsonw writes events:
+ * 15 significant digits print a millisecond value rounded to the microsecond exactly
+ * (jansson's default 17 prints 0.493 as 0.49299999999999999). */
 #define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
-/* The JSON object of an event, as written to JSONL. Caller owns the reference. */
-json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts);
+/* Appends the JSON object of an event, as written to JSONL (compact, no newline). */
+void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */

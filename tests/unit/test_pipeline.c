@@ -1,7 +1,7 @@
 /* test_pipeline.c -- crafted record sequences through the whole user-space pipeline.
  *
  * Each test feeds kernel-shaped records (msd_data_rec, msd_exit_rec...) into a pipeline and
- * checks the events a sink receives, rendered by event_to_json as the JSONL sink would. */
+ * checks the events a sink receives, rendered by event_render as the JSONL sink would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,16 +18,23 @@
 
 struct collect {
 	struct sink base;
-	json_t *events; /* array of event_to_json objects, EV_MESSAGE excluded */
+	json_t *events; /* array of event_render objects, EV_MESSAGE excluded */
 };
 
 static void collect_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct collect *c = (struct collect *)s;
 	struct event_format_opts fo = { .capture_values = false };
+	struct outbuf out = { 0 };
+	json_t *o;
 
-	if (ev->type != EV_MESSAGE && ev->type != EV_TOOLS_LIST)
-		json_array_append_new(c->events, event_to_json(ev, &fo));
+	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+		return;
+	event_render(&out, ev, &fo);
+	o = json_loadb(out.data, out.len, 0, NULL);
+	assert_non_null(o); /* every rendering is valid JSON */
+	json_array_append_new(c->events, o);
+	outbuf_free(&out);
 }
 
 struct fixture {
