@@ -481,8 +481,11 @@ static void recorder_on_stderr(struct recorder *r, struct rec_server *s, const s
 
 	s->stderr_lines++;
 	s->stderr_bytes += ev->stderr_line.bytes ? ev->stderr_line.bytes : len;
-	if (len > max) /* a line longer than the whole tail: its end is what matters */
+	if (len > max) { /* a line longer than the whole tail: its end is what matters */
 		line += len - max;
+		while ((*line & 0xc0) == 0x80) /* from a character's start */
+			line++;
+	}
 	it = item_new(ev, "stderr", line, NULL, 0);
 	if (!it)
 		return;

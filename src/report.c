@@ -18,6 +18,7 @@
 
 #include "mcpsonde/event.h"
 #include "mcpsonde/report.h"
+#include "mcpsonde/utf8.h"
 
 #define REPORT_READ_MAX (256u << 20) /* a file inflating past this is not one of ours */
 #define REPORT_CMDLINE_TRIM 1024
@@ -133,9 +134,12 @@ static bool report_halve_stderr(json_t *r)
 		return false;
 	n = strlen(tail);
 	cut = tail + n / 2;
-	/* Keep whole lines: start after the next newline when there is one. */
+	/* Keep whole lines: start after the next newline when there is one, else at a
+	 * character's start (the tail must stay valid UTF-8). */
 	if (strchr(cut, '\n') && strchr(cut, '\n')[1])
 		cut = strchr(cut, '\n') + 1;
+	while ((*cut & 0xc0) == 0x80)
+		cut++;
 	/* tail_bytes first: setting "tail" frees the string cut points into. */
 	json_object_set_new(err, "tail_bytes", json_integer((json_int_t)strlen(cut)));
 	json_object_set_new(err, "tail", json_string(cut));
@@ -150,7 +154,7 @@ static bool report_trim_cmdline(json_t *r)
 
 	if (!cmd || strlen(cmd) <= REPORT_CMDLINE_TRIM)
 		return false;
-	cut = strndup(cmd, REPORT_CMDLINE_TRIM);
+	cut = strndup(cmd, utf8_cut(cmd, strlen(cmd), REPORT_CMDLINE_TRIM));
 	if (!cut)
 		return false;
 	json_object_set_new(proc, "cmdline", json_string(cut));
