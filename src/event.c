@@ -173,6 +173,8 @@ static void render_call(struct jsonw *w, const struct ev_call *c, const struct e
 	}
 	if (c->oversized)
 		jsonw_member_bool(w, "oversized", true);
+	if (c->secret)
+		jsonw_member_bool(w, "secret", true);
 	if (opts && opts->capture_values) {
 		if (c->arguments) {
 			jsonw_key(w, "arguments");

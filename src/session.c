@@ -12,8 +12,10 @@
 #include <uthash.h>
 
 #include "mcpsonde/procfs.h"
+#include "mcpsonde/scrub.h"
 #include "mcpsonde/session.h"
 #include "mcpsonde/tools.h"
+#include "mcpsonde/utf8.h"
 
 #define LATENCY_BUCKETS 48 /* bucket i holds durations < 2^i microseconds */
 #define LATENCY_TOOLS_MAX 256
@@ -32,6 +34,7 @@ struct pending_call {
 	uint64_t cpu_base_ns; /* process CPU when first seen pending at a tick */
 	bool cpu_sampled;
 	bool stalled;
+	bool secret;       /* its request held a secret-looking value */
 	UT_hash_handle hh;
 };
 
@@ -222,7 +225,8 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 			cmd[i] = ' ';
 	cmd[n] = '\0';
 	free(s->id.cmdline);
-	s->id.cmdline = cmd;
+	s->id.cmdline = scrub_strdup(s->env.opts->redact, cmd, n);
+	free(cmd);
 }
 
 void session_on_exec(struct session *s, const struct msd_exec_rec *rec)
@@ -348,6 +352,17 @@ static void session_learn_meta(struct session *s, const json_t *params, uint64_t
 	session_announce(s, ts_ns);
 }
 
+/* Whether a request or its response carries a secret-looking value: what flags the call.
+ * initialize and the catalogs (tools/list, prompts/list...) describe the server: not a call's data. */
+static bool frame_has_secret(const char *method, const struct frame *f)
+{
+	size_t n = strlen(method);
+
+	if (strcmp(method, "initialize") == 0 || (n >= 5 && strcmp(method + n - 5, "/list") == 0))
+		return false;
+	return scrub_json_secret(f->data, f->len) || (f->oversized && scrub_json_secret(f->tail, f->tail_len));
+}
+
 static void session_on_request(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 			       const struct frame *f)
 {
@@ -370,6 +385,7 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	pc->method = strdup(m->method);
 	pc->ts_ns = dir == DIR_CLIENT_TO_SERVER ? f->ts_last_ns : f->ts_first_ns;
 	pc->request_bytes = f->wire_len;
+	pc->secret = frame_has_secret(m->method, f);
 	if (dir == DIR_CLIENT_TO_SERVER && m->has_meta)
 		session_learn_meta(s, message_params(m), f->ts_last_ns);
 	if (strcmp(m->method, "tools/call") == 0) {
@@ -434,6 +450,7 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 			     const struct rpc_msg *m, uint64_t ts_ns, uint64_t response_bytes)
 {
 	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
+	char message[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 	const json_t *result = NULL;
 
 	if (m && s->env.opts->capture_values)
@@ -449,9 +466,14 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	ev.call.arguments = pc->arguments;
 	ev.call.result = result;
 	ev.call.schema_violations = pc->violations;
+	ev.call.secret = pc->secret;
 	if (m) {
 		ev.call.error_code = m->error_code;
-		ev.call.error_message = m->error_message;
+		if (m->error_message) {
+			scrub_text(s->env.opts->redact, m->error_message, strlen(m->error_message), message,
+				   sizeof(message), NULL);
+			ev.call.error_message = message;
+		}
 		ev.call.oversized = m->oversized;
 	}
 	if (status == CALL_OK || status == CALL_TOOL_ERROR || status == CALL_ERROR)
@@ -482,6 +504,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		return;
 	}
 	status = m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK;
+	pc->secret = pc->secret || frame_has_secret(pc->method, f);
 	if (m->kind == RPC_RESULT && req_dir == DIR_CLIENT_TO_SERVER) {
 		if (strcmp(pc->method, "initialize") == 0)
 			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);
@@ -521,6 +544,7 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 {
 	enum call_direction dir = rdir == MSD_DIR_READ ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
 	struct sonde_event ev = { .type = EV_MESSAGE, .ts_ns = rdir == MSD_DIR_READ ? f->ts_last_ns : f->ts_first_ns };
+	char uri[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 
 	if (m->kind == RPC_INVALID) {
 		session_on_invalid(s, rdir == MSD_DIR_READ ? 0 : 1, f, true);
@@ -538,7 +562,11 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 	ev.message.id = m->id;
 	ev.message.bytes = f->wire_len;
 	ev.message.root = s->env.opts->capture_values ? rpc_msg_root(m) : NULL;
-	ev.message.target = m->name ? m->name : m->uri;
+	ev.message.target = m->name;
+	if (!m->name && m->uri) { /* a URI can carry credentials: user:password@, ?token= */
+		scrub_text(s->env.opts->redact, m->uri, strlen(m->uri), uri, sizeof(uri), NULL);
+		ev.message.target = uri;
+	}
 	/* A request is pending once its message is told, responses complete calls after it:
 	 * sinks always see the pending count as of the event. */
 	if (m->kind == RPC_REQUEST)
@@ -576,9 +604,11 @@ static void printable_copy(char *dst, size_t dstlen, const char *src, size_t n)
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
 {
 	struct sonde_event ev = { .type = EV_INVALID, .ts_ns = f->ts_last_ns };
-	char preview[PREVIEW_BYTES + 1];
+	char printable[PREVIEW_BYTES + 1], preview[SCRUB_OUT_MAX(PREVIEW_BYTES)];
+	size_t n = utf8_cut(f->data, f->len, PREVIEW_BYTES);
 
-	printable_copy(preview, sizeof(preview), f->data, f->len < PREVIEW_BYTES ? f->len : PREVIEW_BYTES);
+	printable_copy(printable, sizeof(printable), f->data, n);
+	scrub_text(s->env.opts->redact, printable, strlen(printable), preview, sizeof(preview), NULL);
 	s->env.stats->invalid_frames++;
 	ev.invalid.fd = fd;
 	ev.invalid.bytes = f->wire_len;
@@ -590,16 +620,14 @@ void session_on_invalid(struct session *s, int fd, const struct frame *f, bool j
 void session_on_stderr(struct session *s, const struct frame *f)
 {
 	struct sonde_event ev = { .type = EV_STDERR, .ts_ns = f->ts_last_ns };
-	size_t n = f->len < STDERR_LINE_MAX ? f->len : STDERR_LINE_MAX;
-	char *line = malloc(n + 1);
+	char printable[STDERR_LINE_MAX + 1], line[SCRUB_OUT_MAX(STDERR_LINE_MAX)];
+	size_t n = utf8_cut(f->data, f->len, STDERR_LINE_MAX);
 
-	if (!line)
-		return;
-	printable_copy(line, n + 1, f->data, n);
+	printable_copy(printable, n + 1, f->data, n);
+	scrub_text(s->env.opts->redact, printable, strlen(printable), line, sizeof(line), NULL);
 	ev.stderr_line.line = line;
 	ev.stderr_line.bytes = f->wire_len;
 	session_emit(s, &ev);
-	free(line);
 }
 
 /* --- silences and exits -------------------------------------------------------------- */

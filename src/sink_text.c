@@ -116,6 +116,8 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 	outbuf_put(b, " B", 2);
 	if (c->oversized)
 		outbuf_puts(b, " (oversized)");
+	if (c->secret)
+		outbuf_puts(b, " (secret-looking value)");
 	outbuf_putc(b, '\n');
 	if (c->schema_violations && json_array_size(c->schema_violations)) {
 		outbuf_puts(b, "    schema violations: ");

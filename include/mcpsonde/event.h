@@ -49,7 +49,7 @@ struct session_identity {
 	uint32_t pid;
 	uint64_t start_ticks;      /* with pid, identifies the process across PID reuse */
 	char comm[16];
-	char *cmdline;             /* arguments joined by spaces, NULL if unknown */
+	char *cmdline;             /* arguments joined by spaces, scrubbed; NULL if unknown */
 	char *exe;
 	char *program;             /* what the process runs: an npm package or script, from cmdline */
 	char *server_name;         /* serverInfo.name */
@@ -78,7 +78,7 @@ struct ev_call {
 	const char *tool;      /* tools/call (also prompts/get name, resources/read uri): NULL otherwise */
 	enum call_status status;
 	long long error_code;  /* CALL_ERROR */
-	const char *error_message;
+	const char *error_message; /* scrubbed (scrub.h), like every free text in an event */
 	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death */
 	uint64_t request_bytes, response_bytes;
 	enum call_direction direction;
@@ -86,6 +86,7 @@ struct ev_call {
 	const json_t *result;    /* result or error object, NULL when unknown (oversized, orphaned) */
 	json_t *schema_violations; /* array, or NULL */
 	bool oversized;
+	bool secret;           /* its arguments or result held a secret-looking value (scrub.h) */
 };
 
 struct ev_notification {
@@ -98,12 +99,12 @@ struct ev_notification {
 struct ev_invalid {
 	int fd;
 	uint64_t bytes;
-	const char *preview;   /* first bytes, made printable */
+	const char *preview;   /* first bytes, made printable, scrubbed */
 	bool json;             /* valid JSON but not JSON-RPC */
 };
 
 struct ev_stderr {
-	const char *line;
+	const char *line;      /* made printable, scrubbed */
 	uint64_t bytes;        /* on the wire, may exceed strlen(line) when cut */
 };
 
@@ -138,7 +139,7 @@ struct ev_message {
 	const char *method;
 	const char *id;
 	uint64_t bytes;
-	const char *target;    /* params.name (tools/call, prompts/get) or params.uri, if any */
+	const char *target;    /* params.name (tools/call, prompts/get) or params.uri (scrubbed), if any */
 	const json_t *root;    /* the message, with --capture-values only (parsing costs) */
 };
 
