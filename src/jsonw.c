@@ -203,9 +203,9 @@ static size_t json_escape_at(struct outbuf *o, const unsigned char *p, size_t n)
 		outbuf_put(o, UTF8_REPLACEMENT, 3);
 		return 1;
 	}
-	if (cp <= 0x9f) { /* C1 control */
-		esc[4] = hexu[cp >> 4];
-		esc[5] = hexu[cp & 15];
+	if (utf8_is_layout_control(cp)) { /* C1 controls, separators, bidi overrides */
+		for (int k = 0; k < 4; k++)
+			esc[2 + k] = hexu[(cp >> (12 - 4 * k)) & 15];
 		outbuf_put(o, esc, 6);
 	} else {
 		outbuf_put(o, p, len);

@@ -76,10 +76,7 @@ size_t utf8_sanitize(const char *s, size_t n, char *out, size_t cap)
 	return o;
 }
 
-/* Code points that are valid but act on a terminal or on how text is laid out: C1 controls
- * (8-bit CSI and friends), the line and paragraph separators, and the bidirectional
- * embeddings, overrides and isolates (text that reads differently than it is). */
-static bool utf8_is_layout_control(uint32_t cp)
+bool utf8_is_layout_control(uint32_t cp)
 {
 	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }

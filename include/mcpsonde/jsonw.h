@@ -8,8 +8,9 @@
  * Output is byte for byte what jansson's json_dumpb(JSON_COMPACT | JSON_REAL_PRECISION(15))
  * writes for the same values, with two differences that make it total: a string that is not
  * valid UTF-8 is written with each invalid byte replaced by U+FFFD (jansson refuses such a
- * string, and the member silently disappears), and DEL and the C1 controls are escaped
- * (\u007F..\u009F), like the C0 controls, so that JSONL shown on a terminal stays inert.
+ * string, and the member silently disappears), and DEL, the C1 controls, the line and
+ * paragraph separators and the bidirectional overrides are escaped (\u007F, \u009B,
+ * \u202E...) like the C0 controls, so that JSONL shown on a terminal stays inert.
  *
  * Invariants: whatever the input bytes, what is written is valid UTF-8 and, once every
  * opened container is closed, valid JSON. Keys given to jsonw_key and the jsonw_member_*

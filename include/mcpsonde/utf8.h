@@ -11,6 +11,7 @@
 #ifndef MCPSONDE_UTF8_H
 #define MCPSONDE_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,10 @@
  * (a bad lead or continuation byte, an overlong form, a surrogate, beyond U+10FFFF, or a
  * sequence cut by n). *cp gets the code point when cp is not NULL. */
 size_t utf8_seq_len(const unsigned char *p, size_t n, uint32_t *cp);
+/* C1 controls (8-bit CSI and friends), the line and paragraph separators, and the
+ * bidirectional embeddings, overrides and isolates: valid characters that act on a terminal
+ * or on how text is laid out (text that reads differently than it is). */
+bool utf8_is_layout_control(uint32_t cp);
 /* The longest prefix of s[0..n) of at most max bytes that does not end inside a valid
  * sequence. */
 size_t utf8_cut(const char *s, size_t n, size_t max);
