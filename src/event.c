@@ -303,6 +303,9 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		jsonw_member_int(&w, "bytes", (long long)ev->invalid.bytes);
 		jsonw_member_str(&w, "preview", ev->invalid.preview);
 		jsonw_member_bool(&w, "json", ev->invalid.json);
+		jsonw_member_int(&w, "frames", (long long)ev->invalid.frames);
+		if (ev->invalid.coalesced)
+			jsonw_member_bool(&w, "coalesced", true);
 		break;
 	case EV_STDERR:
 		jsonw_member_str(&w, "line", ev->stderr_line.line);

@@ -540,6 +540,8 @@ static void format_event_summary(const struct sonde_event *ev, char *buf, size_t
 		break;
 	case EV_INVALID:
 		report_format_bytes((double)ev->invalid.bytes, a, sizeof(a));
+		if (ev->invalid.coalesced)
+			summary_append(buf, len, "%llu more frames ", (unsigned long long)ev->invalid.frames);
 		summary_append(buf, len, "%s on fd %d (%s): %s", ev->invalid.json ? "JSON that is not JSON-RPC" :
 										    "not JSON-RPC",
 			       ev->invalid.fd, a, ev->invalid.preview ? ev->invalid.preview : "");

@@ -20,6 +20,7 @@
 #define LATENCY_BUCKETS 48 /* bucket i holds durations < 2^i microseconds */
 #define LATENCY_TOOLS_MAX 256
 #define PREVIEW_BYTES 120
+#define INVALID_INTERVAL_NS 1000000000ull /* invalid frames of a stream: one summary per second */
 #define STDERR_LINE_MAX 4096
 
 struct pending_call {
@@ -45,6 +46,15 @@ struct latency {
 	UT_hash_handle hh;
 };
 
+/* Invalid frames of one stream (and kind: JSON or not) in a burst. The first frame of a
+ * burst is reported at once; the next ones are held and told as one summary per interval;
+ * an interval without any ends the burst. */
+struct invalid_burst {
+	uint64_t since_ns;  /* start of the current interval; 0: no burst */
+	uint64_t frames, bytes, last_ns; /* held in this interval */
+	char preview[PREVIEW_BYTES + 1]; /* of the first frame held, printable */
+};
+
 struct session {
 	struct session_identity id;
 	struct session_env env;
@@ -58,6 +68,7 @@ struct session {
 	bool linger_reported;
 	bool oom_killed;
 	bool announced;
+	struct invalid_burst invalid[2][2]; /* [client->server, server->client][json] */
 };
 
 /* --- identity ---------------------------------------------------------------------- */
@@ -601,20 +612,73 @@ static void printable_copy(char *dst, size_t dstlen, const char *src, size_t n)
 	dst[j] = '\0';
 }
 
-void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
+static void invalid_emit(struct session *s, int fd, bool json, uint64_t ts_ns, const char *printable, uint64_t frames,
+			 uint64_t bytes, bool coalesced)
 {
-	struct sonde_event ev = { .type = EV_INVALID, .ts_ns = f->ts_last_ns };
-	char printable[PREVIEW_BYTES + 1], preview[SCRUB_OUT_MAX(PREVIEW_BYTES)];
-	size_t n = utf8_cut(f->data, f->len, PREVIEW_BYTES);
+	struct sonde_event ev = { .type = EV_INVALID, .ts_ns = ts_ns };
+	char preview[SCRUB_OUT_MAX(PREVIEW_BYTES)];
 
-	printable_copy(printable, sizeof(printable), f->data, n);
 	scrub_text(s->env.opts->redact, printable, strlen(printable), preview, sizeof(preview), NULL);
-	s->env.stats->invalid_frames++;
 	ev.invalid.fd = fd;
-	ev.invalid.bytes = f->wire_len;
+	ev.invalid.bytes = bytes;
 	ev.invalid.preview = preview;
 	ev.invalid.json = json;
+	ev.invalid.frames = frames;
+	ev.invalid.coalesced = coalesced;
 	session_emit(s, &ev);
+}
+
+/* Closes the intervals of a burst that ended by now: their held frames are told. */
+static void invalid_advance(struct session *s, int fd, bool json, uint64_t now_ns)
+{
+	struct invalid_burst *b = &s->invalid[fd != 0][json];
+
+	while (b->since_ns && now_ns >= b->since_ns + INVALID_INTERVAL_NS) {
+		if (!b->frames) {
+			b->since_ns = 0; /* a quiet interval: the burst is over */
+			break;
+		}
+		invalid_emit(s, fd, json, b->last_ns, b->preview, b->frames, b->bytes, true);
+		b->frames = b->bytes = 0;
+		b->since_ns += INVALID_INTERVAL_NS;
+	}
+}
+
+/* Everything held is told now (the process exits, the capture ends). */
+static void invalid_flush(struct session *s)
+{
+	for (int fd = 0; fd < 2; fd++)
+		for (int json = 0; json < 2; json++) {
+			struct invalid_burst *b = &s->invalid[fd][json];
+			if (b->frames)
+				invalid_emit(s, fd, json, b->last_ns, b->preview, b->frames, b->bytes, true);
+			b->frames = b->bytes = 0;
+			b->since_ns = 0;
+		}
+}
+
+/* Every frame counts (stats, and the frames of the events); the output stays proportional
+ * to what there is to tell: at most one immediate event per burst and one summary per
+ * stream and interval, whatever the flood. */
+void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
+{
+	struct invalid_burst *b = &s->invalid[fd != 0][json];
+	char printable[PREVIEW_BYTES + 1];
+	size_t n = utf8_cut(f->data, f->len, PREVIEW_BYTES);
+
+	s->env.stats->invalid_frames++;
+	invalid_advance(s, fd, json, f->ts_last_ns);
+	if (!b->since_ns) {
+		b->since_ns = f->ts_last_ns;
+		printable_copy(printable, sizeof(printable), f->data, n);
+		invalid_emit(s, fd, json, f->ts_last_ns, printable, 1, f->wire_len, false);
+		return;
+	}
+	if (!b->frames)
+		printable_copy(b->preview, sizeof(b->preview), f->data, n);
+	b->frames++;
+	b->bytes += f->wire_len;
+	b->last_ns = f->ts_last_ns;
 }
 
 void session_on_stderr(struct session *s, const struct frame *f)
@@ -628,6 +692,11 @@ void session_on_stderr(struct session *s, const struct frame *f)
 	ev.stderr_line.line = line;
 	ev.stderr_line.bytes = f->wire_len;
 	session_emit(s, &ev);
+}
+
+void session_finish(struct session *s)
+{
+	invalid_flush(s);
 }
 
 /* --- silences and exits -------------------------------------------------------------- */
@@ -681,6 +750,10 @@ void session_tick(struct session *s, uint64_t now_ns, bool live)
 	bool sampled = false;
 	struct pending_call *pc, *tmp;
 
+	for (int fd = 0; fd < 2; fd++)
+		for (int json = 0; json < 2; json++)
+			invalid_advance(s, fd, json, now_ns);
+
 	if (s->stdin_closed_ns && !s->linger_reported && o->stdin_linger_ns &&
 	    now_ns - s->stdin_closed_ns > o->stdin_linger_ns) {
 		struct sonde_event ev = { .type = EV_STDIN_CLOSED, .ts_ns = now_ns };
@@ -726,6 +799,7 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 	unsigned pending = s->npending;
 
 	copy_comm(s->id.comm, rec->comm);
+	invalid_flush(s);
 	HASH_ITER(hh, s->pending, pc, tmp)
 		session_complete(s, pc, CALL_ORPHANED, NULL, rec->hdr.ts_ns, 0);
 

@@ -490,7 +490,7 @@ static bool defer(struct mprocess *p, const struct sonde_event *ev)
 		d->stderr_bytes += (double)ev->stderr_line.bytes;
 		break;
 	case EV_INVALID:
-		d->invalid[ev->invalid.json ? 1 : 0]++;
+		d->invalid[ev->invalid.json ? 1 : 0] += (double)ev->invalid.frames;
 		d->invalid_bytes += (double)ev->invalid.bytes;
 		break;
 	default:
@@ -593,7 +593,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
 		break;
 	case EV_INVALID:
-		count_invalid(m, srv, ev->invalid.json, 1, (double)ev->invalid.bytes);
+		count_invalid(m, srv, ev->invalid.json, (double)ev->invalid.frames, (double)ev->invalid.bytes);
 		break;
 	case EV_STDERR:
 		count_stderr(m, srv, 1, (double)ev->stderr_line.bytes);

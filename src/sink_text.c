@@ -205,7 +205,11 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		text_session(b, ev->session);
 		break;
 	case EV_INVALID:
-		outbuf_printf(b, "INVALID frame on fd %d (%" PRIu64 " B): ", ev->invalid.fd, ev->invalid.bytes);
+		if (ev->invalid.coalesced)
+			outbuf_printf(b, "INVALID frames on fd %d: %" PRIu64 " more (%" PRIu64 " B), the first of them: ",
+				      ev->invalid.fd, ev->invalid.frames, ev->invalid.bytes);
+		else
+			outbuf_printf(b, "INVALID frame on fd %d (%" PRIu64 " B): ", ev->invalid.fd, ev->invalid.bytes);
 		outbuf_put_safe(b, ev->invalid.preview);
 		outbuf_putc(b, '\n');
 		break;

@@ -98,9 +98,11 @@ struct ev_notification {
 
 struct ev_invalid {
 	int fd;
-	uint64_t bytes;
-	const char *preview;   /* first bytes, made printable, scrubbed */
+	uint64_t frames;       /* frames this event stands for: 1, or a burst's summary */
+	uint64_t bytes;        /* of all of them */
+	const char *preview;   /* first bytes of the first, made printable, scrubbed */
 	bool json;             /* valid JSON but not JSON-RPC */
+	bool coalesced;        /* a summary of frames held back since the burst's first */
 };
 
 struct ev_stderr {
