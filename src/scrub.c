@@ -96,6 +96,21 @@ static bool secret_name_excluded(const char *s, size_t n)
 	       ENDS(s, n, "synctoken") || ENDS(s, n, "maxtoken");
 }
 
+/* The members every JSON-RPC message and MCP result is made of: none names a secret. */
+static bool common_key(const unsigned char *w, size_t len)
+{
+#define IS(lit) (len == sizeof(lit) - 1 && !memcmp(w, lit, sizeof(lit) - 1))
+	switch (len) {
+	case 2: return IS("id");
+	case 4: return IS("name") || IS("type") || IS("text") || IS("code") || IS("data");
+	case 6: return IS("method") || IS("params") || IS("result");
+	case 7: return IS("jsonrpc") || IS("content") || IS("message") || IS("isError");
+	case 9: return IS("arguments");
+	}
+	return false;
+#undef IS
+}
+
 /* Whether a token names a secret: API_KEY, --api-key, apiKey, db.password, X-Auth-Token...
  * Every JSON key of every message comes here: the common case (no) is decided on the last
  * letter and one pass. */
@@ -105,7 +120,7 @@ static bool secret_name(const unsigned char *w, size_t len)
 	size_t n = 0;
 	bool named = false;
 
-	if (len > NAME_MAX_LEN)
+	if (len > NAME_MAX_LEN || common_key(w, len))
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if (ascii_lower(w[i]) || ascii_digit(w[i]))
@@ -197,7 +212,7 @@ static size_t known_format(const unsigned char *p, size_t n)
 		size_t k;
 		int (*cls)(int);
 		size_t min;   /* characters of cls after the prefix */
-	} formats[] = {
+	} formats[] = { /* grouped by first letter: the switch below says where each group is */
 		FORMAT("AKIA", is_upper_digit, 16), FORMAT("ASIA", is_upper_digit, 16), /* AWS access key ids */
 		FORMAT("AIza", is_b64url, 30),                                       /* Google */
 		FORMAT("ghp_", isalnum, 30), FORMAT("gho_", isalnum, 30), FORMAT("ghu_", isalnum, 30),
@@ -210,14 +225,20 @@ static size_t known_format(const unsigned char *p, size_t n)
 		FORMAT("xoxr-", is_slack, 10), FORMAT("xoxs-", is_slack, 10), FORMAT("xapp-", is_slack, 10),
 	};
 #undef FORMAT
+	_Static_assert(sizeof(formats) / sizeof(formats[0]) == 21, "the groups below index this table");
+	size_t first, last; /* the formats starting with p[0] */
 
 	if (n < 10)
 		return 0;
 	switch (p[0]) {
-	case 'A': case 'e': case 'g': case 'n': case 'r': case 's': case 'x':
-		break;
-	default:
-		return 0;
+	case 'A': first = 0, last = 3; break;
+	case 'e': first = last = 0; break;
+	case 'g': first = 3, last = 9; break;
+	case 'n': first = 9, last = 10; break;
+	case 'r': first = 10, last = 12; break;
+	case 's': first = 12, last = 15; break;
+	case 'x': first = 15, last = 21; break;
+	default: return 0;
 	}
 	if (!memcmp(p, "eyJ", 3)) { /* a JWT: three base64url parts, the first two JSON */
 		size_t a = count_class(p, n, 0, is_b64url), b, c;
@@ -230,9 +251,9 @@ static size_t known_format(const unsigned char *p, size_t n)
 		}
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+	for (size_t i = first; i < last; i++) {
 		size_t k = formats[i].k, body, j = 1;
-		if (p[0] != formats[i].prefix[0] || n < k + formats[i].min)
+		if (n < k + formats[i].min)
 			continue;
 		while (j < k && p[j] == (unsigned char)formats[i].prefix[j])
 			j++;
@@ -266,7 +287,12 @@ static bool high_entropy(const unsigned char *p, size_t n)
 	double h = 0;
 	size_t i;
 
+	uint64_t head;
+
 	if (n < ENTROPY_MIN_LEN || n > ENTROPY_MAX_LEN)
+		return false;
+	memcpy(&head, p, sizeof(head));
+	if (head == p[0] * 0x0101010101010101ull) /* a run of one character (padding, xxxx) */
 		return false;
 	/* Cheap first: a random token changes class within its first characters already. */
 	for (i = 1; i < ENTROPY_MIN_LEN; i++)
