@@ -213,6 +213,15 @@ static size_t json_escape_at(struct outbuf *o, const unsigned char *p, size_t n)
 	return len;
 }
 
+/* Whether any of 8 bytes needs a look: below 0x20, '"', '\\', DEL, or non-ASCII. */
+static inline bool json_word_special(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	uint64_t quote = x ^ (ones * '"'), bslash = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+
+	return (((x - ones * 0x20) | (quote - ones) | (bslash - ones) | (del - ones) | x) & high) != 0;
+}
+
 static void json_put_string(struct outbuf *o, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -223,6 +232,8 @@ static void json_put_string(struct outbuf *o, const char *s, size_t n)
 	o->data[o->len++] = '"';
 	while (i < n) {
 		size_t j = i;
+		for (uint64_t x; j + 8 <= n && (memcpy(&x, p + j, 8), !json_word_special(x));)
+			j += 8;
 		while (j < n && json_plain[p[j]])
 			j++;
 		if (j > i) {
