@@ -3,8 +3,9 @@
  * One scanner serves both uses: it walks the text token by token (a token is a run of
  * letters, digits and _ - + /), decides for each token whether it names a secret, is one, or
  * opens a credential, and either writes the text with those values replaced by SCRUB_MARK
- * (out set) or stops at the first one (out NULL: scrub_json_secret). Text between masks is
- * copied in one piece at the next mask or at the end.
+ * (out set) or stops at the first one (out NULL). Text between masks is copied in one piece
+ * at the next mask or at the end. scrub_json_secret reads a message from string to string:
+ * keys are checked as names, and each value string goes through the scanner.
  *
  * Names are compared after folding case and dropping everything but letters and digits, so
  * API_KEY, api-key, apiKey and --api-key are one name. A name must be followed by = or : (or
