@@ -97,7 +97,7 @@ struct session {
 	uint64_t stdin_closed_ns;
 	uint64_t last_blocked_enter_ns;
 	uint64_t gaps[2];          /* capture gaps in what the process read (MSD_DIR_READ) and wrote */
-	uint64_t requests, probes; /* client requests: server/discover, and all the others */
+	uint64_t requests, probes; /* client requests: all but server/discover, and server/discover */
 	unsigned identity_gen, announced_gen;
 	uint64_t announce_due_ns;  /* identity learned from a request: announced with its answer */
 	bool probe_refused;        /* the answer was a refused server/discover: initialize comes next */
@@ -390,12 +390,14 @@ static void session_announce(struct session *s, uint64_t ts_ns)
 static void session_maybe_announce(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 				   uint64_t ts_ns)
 {
-	bool refused = s->probe_refused;
+	bool request = dir == DIR_CLIENT_TO_SERVER && m->kind == RPC_REQUEST;
+	bool wait = (request && !s->id.server_name) || s->probe_refused;
 
-	s->probe_refused = false;
+	if (request)
+		s->probe_refused = false; /* the request after the refusal waits for its own answer */
 	if (s->announced && s->identity_gen == s->announced_gen)
 		return;
-	if ((dir == DIR_CLIENT_TO_SERVER && m->kind == RPC_REQUEST && !s->id.server_name) || refused) {
+	if (wait) {
 		if (!s->announce_due_ns)
 			s->announce_due_ns = ts_ns;
 		return;
@@ -847,7 +849,6 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		else if (strcmp(pc->method, "tools/list") == 0)
 			session_learn_tools(s, m, ts);
 	}
-	session_maybe_announce(s, dir, m, ts); /* who the server is, before what it answered */
 	task = m->kind == RPC_RESULT && m->task_id && !pc->task_id &&
 	       ((m->result_type && strcmp(m->result_type, "task") == 0) || m->task_nested);
 	if (task)
@@ -856,6 +857,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		status = CALL_INPUT_REQUIRED;
 	else if (pc->table == PT_QUIET && m->kind == RPC_ERROR && strcmp(pc->method, "server/discover") == 0)
 		status = CALL_PROBE_FAILED, s->probe_refused = true;
+	session_maybe_announce(s, dir, m, ts); /* who the server is, before what it answered */
 	if (pc->task_id) { /* the poll is reported first, then what it says of the task */
 		enum task_news news = strcmp(pc->method, "tasks/result") == 0 ? NEWS_RESULT : NEWS_POLL;
 		char task_id[RPC_NAME_MAX];

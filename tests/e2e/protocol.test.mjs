@@ -245,7 +245,9 @@ test('the v2 client against server-everything (SDK 1.x): the server/discover pro
 		assertDurationsWithinRtt(pairs);
 		const probe = pairs[0][1];
 		assert.deepEqual([probe.status, probe.error_code, probe.error_name], ['probe_failed', -32601, 'method_not_found']);
-		const session = events.filter((e) => e.type === 'session').at(-1);
+		const sessions = events.filter((e) => e.type === 'session');
+		assert.equal(sessions.length, 1, JSON.stringify(sessions));
+		const session = sessions[0];
 		assert.equal(session.server_info.name, server);
 		assert.equal(session.protocol_version, '2025-11-25');
 		assert.equal(pairs.find(([r]) => r.tool === 'no-such-tool')[1].unknown_tool, true);

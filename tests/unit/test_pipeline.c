@@ -895,6 +895,17 @@ static void test_discover_probe_is_not_an_error(void **state)
 	assert_int_equal(num(x, "pending_calls"), 0);
 	assert_int_equal(count(f, "session"), 1);
 	fixture_free(f);
+
+	/* probing in place: the refusal names nobody, the initialize that follows does, once */
+	f = fixture_new(0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"server/discover\",\"params\":{" META "}}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}\n");
+	client(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":{\"name\":\"cli\"}}}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\",\"serverInfo\":{\"name\":\"legacy\"}}}\n");
+	assert_int_equal(count(f, "session"), 1);
+	assert_string_equal(str(json_object_get(nth(f, "session", 0), "server_info"), "name"), "legacy");
+	assert_string_equal(str(nth(f, "session", 0), "protocol_version"), "2025-11-25");
+	fixture_free(f);
 }
 
 /* A server that never answers the probe, with a subscription open and a session going:
