@@ -107,6 +107,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 void pipeline_set_live(struct pipeline *p, bool live)
 {
 	p->live = live;
+	p->env.live = live;
 }
 
 static struct session *session_find(struct pipeline *p, uint32_t tgid)
@@ -235,6 +236,9 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
 		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, ts_ns);
 	}
+	/* Answers may have gone in a gap or uncaptured bytes (a cut message is still seen). */
+	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes))
+		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
 	*seen = *now;
 }
 
@@ -421,6 +425,7 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 		size_t off;
 	} limits[] = {
 		{ "pending_limit", offsetof(struct pipeline_stats, pending_dropped) },
+		{ "logical_call_limit", offsetof(struct pipeline_stats, logical_dropped) },
 		{ "session_limit", offsetof(struct pipeline_stats, sessions_dropped) },
 		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
 	};
@@ -475,10 +480,13 @@ void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t 
 
 void pipeline_finish(struct pipeline *p, uint64_t now_ns)
 {
+	struct psession *ps, *ptmp;
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
 		pstream_flush(p, st, now_ns);
+	HASH_ITER(hh, p->sessions, ps, ptmp)
+		session_finish(ps->s);
 	pipeline_report_limits(p, now_ns);
 }
 

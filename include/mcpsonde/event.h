@@ -2,7 +2,7 @@
  *
  * One struct for every type; only the member of the union named by type is meaningful.
  * Pointers inside an event are borrowed for the duration of the sink callback: a sink that
- * keeps anything copies it. event_to_json() is the one JSON rendering of an event, shared by
+ * keeps anything copies it. event_render() is the one JSON rendering of an event, shared by
  * the JSONL sink, the flight recorder and reports. */
 #ifndef MCPSONDE_EVENT_H
 #define MCPSONDE_EVENT_H
@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "jsonw.h"
 
 enum ev_type {
 	EV_CALL,          /* a request completed, failed, was cancelled, or was orphaned */
@@ -26,6 +28,7 @@ enum ev_type {
 	EV_BLOCKED_WRITE, /* a write by the server blocked longer than a threshold */
 	EV_STDIN_CLOSED,  /* the client closed the server's stdin (read returned 0) */
 	EV_REPORT,        /* a post-mortem report was written */
+	EV_PROTOCOL_ERROR,/* an error response without id: the peer could not parse a request */
 	EV__COUNT,
 };
 
@@ -35,6 +38,11 @@ enum call_status {
 	CALL_TOOL_ERROR, /* result.isError == true */
 	CALL_CANCELLED,  /* notifications/cancelled for it */
 	CALL_ORPHANED,   /* its process exited with it pending */
+	CALL_INPUT_REQUIRED, /* answered resultType "input_required": the client retries (MRTR) */
+	CALL_TASK,       /* answered with a task: the outcome comes with a later call event */
+	CALL_PROBE_FAILED, /* server/discover answered with an error, or never: a legacy server */
+	CALL_LOST,       /* its request or its answer was lost in a capture gap */
+	CALL_CLOSED,     /* a long-lived request (subscriptions/listen) open at a normal shutdown */
 };
 
 enum call_direction {
@@ -47,7 +55,7 @@ struct session_identity {
 	uint32_t pid;
 	uint64_t start_ticks;      /* with pid, identifies the process across PID reuse */
 	char comm[16];
-	char *cmdline;             /* arguments joined by spaces, NULL if unknown */
+	char *cmdline;             /* arguments joined by spaces, scrubbed; NULL if unknown */
 	char *exe;
 	char *program;             /* what the process runs: an npm package or script, from cmdline */
 	char *server_name;         /* serverInfo.name */
@@ -60,7 +68,8 @@ struct session_identity {
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
-	unsigned pending_calls;     /* requests (either direction) pending as of this event */
+	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
+				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
 };
 
@@ -74,14 +83,24 @@ struct ev_call {
 	const char *tool;      /* tools/call (also prompts/get name, resources/read uri): NULL otherwise */
 	enum call_status status;
 	long long error_code;  /* CALL_ERROR */
-	const char *error_message;
-	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death */
+	const char *error_message; /* scrubbed (scrub.h), like every free text in an event */
+	const char *error_name; /* the code's name ("method_not_found"), NULL when it has none */
+	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death;
+				* the call a task completes: tools/call read -> terminal answer write */
 	uint64_t request_bytes, response_bytes;
 	enum call_direction direction;
 	const json_t *arguments; /* tools/call arguments object, or NULL */
 	const json_t *result;    /* result or error object, NULL when unknown (oversized, orphaned) */
 	json_t *schema_violations; /* array, or NULL */
 	bool oversized;
+	bool secret;           /* its arguments or result held a secret-looking value (scrub.h) */
+	bool unknown_tool;     /* tools/call of a tool the server does not have */
+	/* The call event that completes a logical call (multi-round-trip, or a task): */
+	unsigned rounds;       /* exchanges of the logical call; 0 for a call of one exchange */
+	uint64_t logical_ns;   /* its first request read -> its final answer written */
+	uint64_t input_wait_ns;/* time between rounds, the client getting input */
+	const char *task_id;   /* CALL_TASK, task polls, and the call a task completes */
+	const char *task_status;
 };
 
 struct ev_notification {
@@ -89,17 +108,20 @@ struct ev_notification {
 	enum call_direction direction;
 	const json_t *params;
 	uint64_t bytes;
+	const char *subscription_id; /* _meta["io.modelcontextprotocol/subscriptionId"], or NULL */
 };
 
 struct ev_invalid {
 	int fd;
-	uint64_t bytes;
-	const char *preview;   /* first bytes, made printable */
+	uint64_t frames;       /* frames this event stands for: 1, or a burst's summary */
+	uint64_t bytes;        /* of all of them */
+	const char *preview;   /* first bytes of the first, made printable, scrubbed */
 	bool json;             /* valid JSON but not JSON-RPC */
+	bool coalesced;        /* a summary of frames held back since the burst's first */
 };
 
 struct ev_stderr {
-	const char *line;
+	const char *line;      /* made printable, scrubbed */
 	uint64_t bytes;        /* on the wire, may exceed strlen(line) when cut */
 };
 
@@ -112,8 +134,9 @@ struct ev_exit {
 	bool normal;           /* a normal shutdown: code 0, or stdin closed then SIGTERM/SIGKILL */
 	bool on_channel;       /* its stdin was still its channel (the kernel's word): a server or
 				* its wrapper, not a helper it spawned with stdio of its own */
-	const char *reason;    /* "exit", "signal", "oom", "shutdown" */
-	unsigned pending_calls;
+	const char *reason;    /* "exit", "signal", "oom", "shutdown", "probe" */
+	unsigned pending_calls;/* orphaned: not the lost ones, nor a probe or a subscription */
+	unsigned lost_calls;   /* pending, but their answer may have been lost in a capture gap */
 	uint32_t raw;
 };
 
@@ -126,8 +149,10 @@ struct ev_loss {
 
 struct ev_tools {
 	json_t *change;        /* EV_TOOLS_CHANGED: {added:[], removed:[], changed:[{name, fields:[]}]} */
-	const json_t *tools;   /* EV_TOOLS_LIST: the tools array */
-	unsigned count;
+	const json_t *tools;   /* EV_TOOLS_LIST: the tools array, as far as it could be read */
+	unsigned count;        /* tools listed (read: a list cut by --max-frame has more) */
+	unsigned kept;         /* tools in the catalog (drift, argument checks): at most TOOLS_MAX */
+	bool truncated;        /* the catalog is partial: the list was cut, or longer than TOOLS_MAX */
 };
 
 struct ev_message {
@@ -136,13 +161,16 @@ struct ev_message {
 	const char *method;
 	const char *id;
 	uint64_t bytes;
-	const char *target;    /* params.name (tools/call, prompts/get) or params.uri, if any */
+	const char *target;    /* params.name (tools/call, prompts/get) or params.uri (scrubbed), if any */
 	const json_t *root;    /* the message, with --capture-values only (parsing costs) */
 };
 
 struct ev_stall {
 	const char *method, *id, *tool;
 	uint64_t pending_ns;
+	uint64_t since_progress_ns; /* since its last progress notification (or task change); 0: none */
+	const char *task_id, *task_status; /* a task whose polls stopped, or whose state stopped moving */
+	uint64_t since_poll_ns;
 	char state;            /* /proc/PID/stat state: R S D T Z ... ; 0 unknown */
 	uint64_t cpu_ns;       /* CPU time the process used during the stall */
 	unsigned threads;
@@ -157,6 +185,14 @@ struct ev_blocked_write {
 
 struct ev_report {
 	const char *path;
+};
+
+struct ev_protocol_error {
+	long long error_code;
+	const char *error_name;
+	const char *error_message;
+	enum call_direction direction; /* server_to_client: the server could not parse a request */
+	uint64_t bytes;
 };
 
 struct ev_stdin_closed {
@@ -183,6 +219,7 @@ struct sonde_event {
 		struct ev_blocked_write blocked_write;
 		struct ev_report report;
 		struct ev_stdin_closed stdin_closed;
+		struct ev_protocol_error protocol_error;
 	};
 };
 
@@ -190,15 +227,16 @@ struct event_format_opts {
 	bool capture_values; /* arguments and results in full; otherwise arg_keys only */
 };
 
-/* How event JSON is written: 15 significant digits print a millisecond value rounded to the
- * microsecond exactly (jansson's default 17 prints 0.493 as 0.49299999999999999). */
+/* How JSON documents built with jansson (reports) are written, as jsonw writes events:
+ * 15 significant digits print a millisecond value rounded to the microsecond exactly
+ * (jansson's default 17 prints 0.493 as 0.49299999999999999). */
 #define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
-/* The JSON object of an event, as written to JSONL. Caller owns the reference. */
-json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts);
+/* Appends the JSON object of an event, as written to JSONL (compact, no newline). */
+void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */

@@ -13,10 +13,11 @@
 #include <stdint.h>
 
 #include "events.h"
+#include "scrub.h"
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
-#define PIPELINE_MAX_PENDING 65536 /* pending calls per session; more are counted and dropped */
+#define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
 
@@ -24,6 +25,7 @@ struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
 	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
 	bool capture_values;
+	enum redact_mode redact;   /* free text: secret-looking values masked (default), dropped, or kept */
 	uint64_t stall_ns;         /* pending-call threshold; 0 disables stall detection */
 	unsigned stall_p99_factor; /* stall when pending > factor * the tool's p99, if larger */
 	uint64_t stdin_linger_ns;  /* server alive this long after stdin closed: reported */
@@ -44,7 +46,8 @@ struct pipeline_stats {
 	uint64_t gap_tails;         /* lines after a gap that were not whole messages: dropped */
 	uint64_t cut_bytes;         /* the middle of syscalls too long to copy whole */
 	uint64_t uncaptured_bytes;  /* moved on a channel by splice, sendfile...: not copied */
-	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */
+	uint64_t pending_dropped;   /* pending calls evicted because a session hit PIPELINE_MAX_PENDING */
+	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
 	uint64_t unmatched_responses;

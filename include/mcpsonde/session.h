@@ -2,11 +2,13 @@
  *
  * Requests are pending, keyed by (direction, id as JSON text), until their response, a
  * notifications/cancelled, or the process's exit (orphaned). There is no time-to-live:
- * a slow call is a stall, reported once, never dropped. The table is bounded
- * (PIPELINE_MAX_PENDING); an insert beyond it is counted in stats.pending_dropped. */
+ * a slow call is a stall, reported once, never dropped; a call whose answer may have been
+ * lost in a capture gap is reported lost. The table is bounded (PIPELINE_MAX_PENDING): a new
+ * request evicts the oldest pending one, counted in stats.pending_dropped. */
 #ifndef MCPSONDE_SESSION_H
 #define MCPSONDE_SESSION_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "event.h"
@@ -22,6 +24,7 @@ struct session_env {
 	struct sink_list *sinks;
 	const struct pipeline_opts *opts;
 	struct pipeline_stats *stats;
+	bool live; /* the processes run on this machine: /proc and their files can be read */
 };
 
 struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_env *env);
@@ -35,8 +38,14 @@ void session_on_fork(struct session *s, const struct msd_fork_rec *rec);
 void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind);
 /* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */
 void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_msg *m, const struct frame *f);
+/* A frame on an MCP stream that is not JSON-RPC. Bursts are coalesced: the first frame is
+ * told at once, the next ones as one EV_INVALID per stream and second (frames, bytes, the
+ * first one's preview), by session_tick, or session_finish, or the exit. */
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json);
 void session_on_stderr(struct session *s, const struct frame *f);
+/* The pipeline lost bytes of what the process read or wrote (ring buffer overflow,
+ * truncation): requests and answers may have gone with them. */
+void session_on_gap(struct session *s, enum msd_dir dir);
 void session_on_stdin_eof(struct session *s, uint64_t ts_ns);
 void session_on_oom(struct session *s, uint64_t ts_ns);
 void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint64_t bytes, uint64_t now_ns);
@@ -44,6 +53,8 @@ void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint
 void session_on_exit(struct session *s, const struct msd_exit_rec *rec);
 /* Stalls, unanswered initialize, a server outliving its closed stdin. */
 void session_tick(struct session *s, uint64_t now_ns, bool live);
+/* The capture ends: what is held back (coalesced invalid frames) is told now. */
+void session_finish(struct session *s);
 /* Emits ev after stamping pid, session and wall-clock time. */
 void session_emit(struct session *s, struct sonde_event *ev);
 
