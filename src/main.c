@@ -71,7 +71,6 @@ struct live_ctx {
 	struct live_set live;
 	const struct msd_file_id *attaching; /* channel of the -p process whose children are walked */
 	struct msd_drop drops[MSD_DROP__MAX];
-	uint64_t counters[MSD_CNT__MAX];
 	bool write_failed;
 };
 
@@ -426,23 +425,6 @@ static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
 	}
 }
 
-static void live_check_counters(struct live_ctx *c, uint64_t now_ns)
-{
-	struct msd_stats_rec st = { .hdr = { .kind = MSD_REC_STATS, .abi = MSD_ABI_VERSION, .size = sizeof(st),
-					     .ts_ns = now_ns } };
-	uint64_t cur[MSD_CNT__MAX];
-	bool changed = false;
-
-	if (source_live_counters(c->src, cur) < 0)
-		return;
-	for (int i = 0; i < MSD_CNT__MAX; i++) {
-		st.delta[i] = cur[i] - c->counters[i];
-		changed |= st.delta[i] != 0;
-		c->counters[i] = cur[i];
-	}
-	if (changed)
-		live_deliver(c, &st.hdr);
-}
 
 static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 {
@@ -469,9 +451,9 @@ static void live_prune(struct live_ctx *c)
 }
 
 /* One line on stderr when attach or record ends: what was seen and what was lost. */
-static void live_report(const struct live_ctx *c)
+static void live_report(struct live_ctx *c)
 {
-	uint64_t lost_records = 0, lost_bytes = 0;
+	uint64_t lost_records = 0, lost_bytes = 0, cnt[MSD_CNT__MAX] = { 0 };
 
 	for (int r = 0; r < MSD_DROP__MAX; r++) {
 		lost_records += c->drops[r].records;
@@ -480,19 +462,22 @@ static void live_report(const struct live_ctx *c)
 	fprintf(stderr, "mcpsonde: detached");
 	if (c->pipe) {
 		const struct pipeline_stats *st = pipeline_stats(c->pipe);
-		fprintf(stderr, ": %llu records, %llu messages, %llu invalid frames, %llu gaps (%llu bytes)",
+		fprintf(stderr, ": %llu records, %llu messages, %llu invalid frames, %llu gaps (%llu bytes, %llu line tails "
+				"dropped), %llu bytes truncated, %llu uncaptured",
 			(unsigned long long)st->records, (unsigned long long)st->messages,
 			(unsigned long long)st->invalid_frames, (unsigned long long)st->gaps,
-			(unsigned long long)st->gap_bytes);
+			(unsigned long long)st->gap_bytes, (unsigned long long)st->gap_tails,
+			(unsigned long long)st->cut_bytes, (unsigned long long)st->uncaptured_bytes);
 	}
 	fprintf(stderr, "; kernel drops: %llu records, %llu bytes", (unsigned long long)lost_records,
 		(unsigned long long)lost_bytes);
 	/* What the kernel did not copy on purpose, and what the copy cost in ring space. */
+	source_live_counters(c->src, cnt);
 	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused\n",
-		(unsigned long long)c->counters[MSD_CNT_NONE_CALLS], (unsigned long long)c->counters[MSD_CNT_NONE_BYTES],
-		(unsigned long long)c->counters[MSD_CNT_DATA_RECORDS],
-		(unsigned long long)(c->counters[MSD_CNT_RING_RESERVED] - c->counters[MSD_CNT_RING_USED]),
-		(unsigned long long)c->counters[MSD_CNT_RING_RESERVED]);
+		(unsigned long long)cnt[MSD_CNT_NONE_CALLS], (unsigned long long)cnt[MSD_CNT_NONE_BYTES],
+		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
+		(unsigned long long)(cnt[MSD_CNT_RING_RESERVED] - cnt[MSD_CNT_RING_USED]),
+		(unsigned long long)cnt[MSD_CNT_RING_RESERVED]);
 }
 
 /* One line per given process that runs in a container: where it runs. */
@@ -634,7 +619,6 @@ static int run_live(struct cli *cli)
 					/* The scan walks every task of the machine in the kernel. */
 					if (c.pipe && cli->popts.blocked_write_ns)
 						source_live_inflight(c.src, live_on_inflight, &c);
-					live_check_counters(&c, now);
 					live_prune(&c);
 					if (c.writer && capture_writer_flush(c.writer) < 0)
 						c.write_failed = true;
@@ -654,7 +638,6 @@ static int run_live(struct cli *cli)
 	}
 	source_live_poll(c.src, live_on_record, &c);
 	live_check_drops(&c, clock_mono_ns());
-	live_check_counters(&c, clock_mono_ns());
 	if (c.pipe)
 		pipeline_finish(c.pipe, clock_mono_ns());
 	live_report(&c);

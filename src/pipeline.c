@@ -405,11 +405,6 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 		if (rec->size >= sizeof(struct msd_loss_rec))
 			pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
 		break;
-	case MSD_REC_STATS:
-		if (rec->size >= sizeof(struct msd_stats_rec))
-			for (int i = 0; i < MSD_CNT__MAX; i++)
-				p->stats.kernel[i] += ((const struct msd_stats_rec *)rec)->delta[i];
-		break;
 	default:
 		break;
 	}

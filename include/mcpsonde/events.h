@@ -43,7 +43,6 @@ enum msd_rec_kind {
 	MSD_REC_USER = 64,
 	MSD_REC_PROC = 64,  /* struct msd_proc_rec: identity read from /proc by user space */
 	MSD_REC_LOSS = 65,  /* struct msd_loss_rec: a kernel drop counter advanced */
-	MSD_REC_STATS = 66, /* struct msd_stats_rec: the kernel's other counters advanced */
 };
 
 enum msd_dir {
@@ -129,7 +128,8 @@ struct msd_drop {
 	__u64 bytes;
 };
 
-/* The kernel's counters that are not losses, per CPU in the "counters" map. */
+/* The kernel's counters that are not losses, per CPU in the "counters" map; user space
+ * prints them when it stops. */
 enum msd_counter {
 	MSD_CNT_NONE_CALLS = 0, /* syscalls of tracked processes on files that are not their channel */
 	MSD_CNT_NONE_BYTES,     /* and the bytes they moved: counted, never copied */
@@ -230,11 +230,6 @@ struct msd_loss_rec {
 	__u32 pad;
 	__u64 records; /* increase since the previous loss record for this reason */
 	__u64 bytes;
-};
-
-struct msd_stats_rec {
-	struct msd_rec_hdr hdr;
-	__u64 delta[MSD_CNT__MAX]; /* increase of each enum msd_counter since the previous one */
 };
 
 /* Map layouts user space reads or writes besides the records (never in capture files). */

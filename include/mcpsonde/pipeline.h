@@ -52,7 +52,6 @@ struct pipeline_stats {
 	uint64_t streams_dropped;
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
-	uint64_t kernel[MSD_CNT__MAX]; /* the kernel's other counters (MSD_REC_STATS) */
 };
 
 struct pipeline;
