@@ -104,6 +104,15 @@ static const char *arg_str(json_t *args, const char *key, const char *dflt)
 	return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
+/* The response line answering id with the text of argument "text", else dflt; *len bytes. */
+static char *text_line(json_t *id, json_t *args, const char *dflt, size_t *len)
+{
+	char *result = text_result(arg_str(args, "text", dflt)), *line = response_line(id, result, len);
+
+	free(result);
+	return line;
+}
+
 /* --- tools ----------------------------------------------------------------------------- */
 
 static void tool_echo(json_t *id, json_t *args)
@@ -138,23 +147,20 @@ static void tool_giant(json_t *id, json_t *args)
 /* The reply in two iovecs, with pwritev2 at the current position (-1). */
 static void tool_pwritev2(json_t *id, json_t *args)
 {
-	char *result = text_result(arg_str(args, "text", "by pwritev2"));
 	size_t len;
-	char *line = response_line(id, result, &len);
+	char *line = text_line(id, args, "by pwritev2", &len);
 	struct iovec iov[2] = { { line, len / 2 }, { line + len / 2, len - len / 2 } };
 
 	if (pwritev2(1, iov, 2, -1, 0) != (ssize_t)len)
 		die("pwritev2");
 	free(line);
-	free(result);
 }
 
 /* The reply through a duplicate of stdout (fd 10 or above), closed after. */
 static void tool_dup(json_t *id, json_t *args)
 {
-	char *result = text_result(arg_str(args, "text", "by a dup of stdout"));
 	size_t len;
-	char *line = response_line(id, result, &len);
+	char *line = text_line(id, args, "by a dup of stdout", &len);
 	int fd = fcntl(1, F_DUPFD, 10);
 
 	if (fd < 0)
@@ -162,22 +168,19 @@ static void tool_dup(json_t *id, json_t *args)
 	write_all(fd, line, len);
 	close(fd);
 	free(line);
-	free(result);
 }
 
 /* The reply with sendmsg on stdout (a socket), in three iovecs. */
 static void tool_sendmsg(json_t *id, json_t *args)
 {
-	char *result = text_result(arg_str(args, "text", "by sendmsg"));
 	size_t len;
-	char *line = response_line(id, result, &len);
+	char *line = text_line(id, args, "by sendmsg", &len);
 	struct iovec iov[3] = { { line, 5 }, { line + 5, len - 10 }, { line + len - 5, 5 } };
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 3 };
 
 	if (sendmsg(1, &m, 0) != (ssize_t)len)
 		die("sendmsg");
 	free(line);
-	free(result);
 }
 
 static void child_line(long long i)
