@@ -195,6 +195,21 @@ static void copy_cut(char *dst, size_t cap, const char *src, size_t n, uint64_t 
 	dst[n] = '\0';
 }
 
+/* Whether word is in s[0..n): for short strings, where memmem's setup costs more than it
+ * saves (header names are looked at on every message). */
+static bool contains(const char *s, size_t n, const char *word)
+{
+	size_t w = strlen(word);
+	const char *p = s, *end = s + n;
+
+	while (w <= (size_t)(end - p) && (p = memchr(p, word[0], (size_t)(end - p) - w + 1))) {
+		if (memcmp(p, word, w) == 0)
+			return true;
+		p++;
+	}
+	return false;
+}
+
 static bool contains_ci(const char *s, size_t n, const char *word)
 {
 	size_t w = strlen(word);
@@ -512,11 +527,12 @@ static struct http_ex *pending_pick(struct http_conn *c, uint64_t ts, bool newes
 
 struct slot_def {
 	const char *name;
+	size_t len;
 	enum hdr_slot slot;
 	size_t off, size;
 };
 
-#define SLOT(n, s, f) { n, s, offsetof(struct http_headers, f), sizeof(((struct http_headers *)0)->f) }
+#define SLOT(n, s, f) { n, sizeof(n) - 1, s, offsetof(struct http_headers, f), sizeof(((struct http_headers *)0)->f) }
 static const struct slot_def kept_headers[] = {
 	SLOT("content-type", SLOT_CONTENT_TYPE, content_type),
 	SLOT("content-encoding", SLOT_CONTENT_ENCODING, content_encoding),
@@ -530,15 +546,18 @@ static const struct slot_def kept_headers[] = {
 };
 #undef SLOT
 
+#define SECRET(n, b) { n, sizeof(n) - 1, b }
 static const struct {
 	const char *name;
+	size_t len;
 	enum http_secret bit;
 } secret_headers[] = {
-	{ "authorization", HTTP_SECRET_AUTHORIZATION },
-	{ "proxy-authorization", HTTP_SECRET_PROXY_AUTHORIZATION },
-	{ "cookie", HTTP_SECRET_COOKIE },
-	{ "set-cookie", HTTP_SECRET_SET_COOKIE },
+	SECRET("authorization", HTTP_SECRET_AUTHORIZATION),
+	SECRET("proxy-authorization", HTTP_SECRET_PROXY_AUTHORIZATION),
+	SECRET("cookie", HTTP_SECRET_COOKIE),
+	SECRET("set-cookie", HTTP_SECRET_SET_COOKIE),
 };
+#undef SECRET
 
 static const struct slot_def *slot_def(enum hdr_slot slot)
 {
@@ -573,14 +592,15 @@ static void header_begin(struct http_side *s)
 		return;
 	}
 	for (size_t i = 0; i < sizeof(secret_headers) / sizeof(secret_headers[0]); i++) {
-		if (!long_name && strlen(secret_headers[i].name) == n && memcmp(s->name, secret_headers[i].name, n) == 0) {
+		if (!long_name && secret_headers[i].len == n && memcmp(s->name, secret_headers[i].name, n) == 0) {
 			h->secrets |= secret_headers[i].bit;
 			s->slot = SLOT_SECRET;
 		}
 	}
-	/* A name too long to read whole may hide a secret word past what was kept. */
-	if (s->slot == SLOT_NONE && (long_name || contains_ci(s->name, n, "token") || contains_ci(s->name, n, "key") ||
-				     contains_ci(s->name, n, "secret"))) {
+	/* Names are kept lowercased. One too long to read whole may hide a secret word past
+	 * what was kept. */
+	if (s->slot == SLOT_NONE &&
+	    (long_name || contains(s->name, n, "token") || contains(s->name, n, "key") || contains(s->name, n, "secret"))) {
 		h->secrets |= HTTP_SECRET_OTHER;
 		s->slot = SLOT_SECRET;
 	}
@@ -589,7 +609,7 @@ static void header_begin(struct http_side *s)
 		return;
 	}
 	for (size_t i = 0; i < sizeof(kept_headers) / sizeof(kept_headers[0]); i++) {
-		if (strlen(kept_headers[i].name) == n && memcmp(s->name, kept_headers[i].name, n) == 0) {
+		if (kept_headers[i].len == n && memcmp(s->name, kept_headers[i].name, n) == 0) {
 			size_t size;
 
 			s->slot = kept_headers[i].slot;
@@ -1179,7 +1199,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 	}
 	for (size_t i = 0; i < n; i++, s->name_len++) {
 		if (s->name_len < HTTP_NAME_MAX)
-			s->name[s->name_len] = (char)tolower((unsigned char)at[i]);
+			s->name[s->name_len] = at[i] >= 'A' && at[i] <= 'Z' ? (char)(at[i] - 'A' + 'a') : at[i];
 	}
 	return 0;
 }
