@@ -19,6 +19,9 @@ packages=(
 	libhttp-parser-dev # the HTTP/1.1 parser of the HTTP transport (src/http.c)
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
+	# Kubernetes tests: a real container runtime driven through the CRI (containerd, runc),
+	# podman (also builds the image), a static libc for the pause binary, systemd-analyze.
+	containerd runc podman libc6-dev systemd
 )
 # Node comes with the machine (or from nodesource, which bundles npm); Debian's own nodejs
 # and npm only when there is no node at all, since Debian's npm conflicts with nodesource's.

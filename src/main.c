@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "mcpsonde/attrib.h"
 #include "mcpsonde/capture.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
@@ -42,9 +43,11 @@ struct cli {
 	const char *output;  /* record: capture file */
 	const char *input;   /* replay: capture file; postmortem: report */
 	const char *metrics_listen; /* NULL: no metrics */
+	const char *host_root;      /* where the host's / is seen (containerized mcpsonde) */
 	bool summary;
 	bool json;
 	bool verbose;
+	bool redact_given;   /* --redact was given: --capture-values does not change it */
 	size_t ringbuf_bytes;
 	struct pipeline_opts popts;
 	struct metrics_opts mopts;
@@ -89,6 +92,8 @@ enum opt_key {
 	OPT_REPORT_FRAMES,
 	OPT_MAX_REPORTS,
 	OPT_MAX_REPORT_SIZE,
+	OPT_REDACT,
+	OPT_HOST_ROOT,
 };
 
 static const char doc[] =
@@ -106,7 +111,8 @@ static const struct argp_option options[] = {
 	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
 	{ "output", 'o', "FILE", 0, "record: capture file to write", 0 },
 	{ "json", 'j', NULL, 0, "JSONL output, one event per line", 0 },
-	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only)", 0 },
+	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only); implies --redact off", 0 },
+	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
 	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
@@ -114,6 +120,7 @@ static const struct argp_option options[] = {
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
 	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
+	{ "host-root", OPT_HOST_ROOT, "DIR", 0, "The host's / is mounted at DIR (in a container): its /proc and runtime state are read there", 0 },
 	{ NULL, 0, NULL, 0, "Metrics:", 1 },
 	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
 	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
@@ -173,7 +180,17 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_CAPTURE_VALUES:
 		cli->popts.capture_values = true;
+		if (!cli->redact_given)
+			cli->popts.redact = REDACT_OFF;
 		break;
+	case OPT_REDACT: {
+		int mode = scrub_parse_mode(arg);
+		if (mode < 0)
+			argp_error(state, "--redact: expected mask, strict or off: %s", arg);
+		cli->popts.redact = (enum redact_mode)mode;
+		cli->redact_given = true;
+		break;
+	}
 	case OPT_MAX_FRAME:
 		if (parse_u64(arg, 4096, 1ull << 30, &v) < 0)
 			argp_error(state, "--max-frame: expected bytes between 4096 and 1 GiB: %s", arg);
@@ -197,6 +214,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	}
 	case OPT_METRICS:
 		cli->metrics_listen = arg;
+		break;
+	case OPT_HOST_ROOT:
+		cli->host_root = arg;
 		break;
 	case OPT_SUMMARY:
 		cli->summary = true;
@@ -448,10 +468,28 @@ static void live_report(const struct live_ctx *c)
 		(unsigned long long)lost_bytes);
 }
 
+/* One line per given process that runs in a container: where it runs. */
+static void live_describe(const struct cli *cli, struct attrib *attrib)
+{
+	for (int i = 0; i < cli->npids; i++) {
+		const struct attrib_record *r = attrib_lookup(attrib, cli->pids[i], 0, clock_mono_ns());
+
+		if (!r || r->role == ATTRIB_ROLE_HOST || !r->container_id[0])
+			continue;
+		fprintf(stderr, "mcpsonde: pid %d runs in", (int)cli->pids[i]);
+		if (r->pod_name[0])
+			fprintf(stderr, " pod %s/%s container %s,", r->k8s_namespace, r->pod_name, r->k8s_container_name);
+		else if (r->container_name[0])
+			fprintf(stderr, " container %s,", r->container_name);
+		fprintf(stderr, " %s container %.12s\n", attrib_runtime_name(r->runtime), r->container_id);
+	}
+}
+
 static int run_live(struct cli *cli)
 {
 	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose };
 	struct live_ctx c = { .cli = cli };
+	struct attrib *attrib = NULL;
 	struct sink_list sinks = { 0 };
 	struct epoll_event ev, events[4];
 	int epfd = -1, tfd = -1, sfd = -1, err = 1, ticks = 0;
@@ -465,6 +503,13 @@ static int run_live(struct cli *cli)
 			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
 			return 1;
 		}
+	{
+		struct attrib_opts ao = { .host_root = cli->host_root };
+		if (!(attrib = attrib_new(&ao, msg, sizeof(msg)))) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			return 1;
+		}
+	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
@@ -526,6 +571,7 @@ static int run_live(struct cli *cli)
 	for (int i = 0; i < c.live.n; i++)
 		fprintf(stderr, " %d", (int)c.live.pids[i]);
 	fprintf(stderr, ")%s\n", cli->cmd == CMD_RECORD ? ", recording" : "");
+	live_describe(cli, attrib);
 
 	while (!stop) {
 		int n = epoll_wait(epfd, events, 4, -1);
@@ -564,6 +610,8 @@ static int run_live(struct cli *cli)
 					pipeline_tick(c.pipe, clock_mono_ns());
 			}
 		}
+		/* Out before waiting again: one write per drain, and nothing held back while idle. */
+		sinks_flush(&sinks);
 		/* Every watched process is gone. With --metrics, serve on until stopped: the last
 		 * exits and pending counts must still be there for the next scrape. */
 		if (c.live.n == 0 && !cli->metrics_listen)
@@ -591,6 +639,7 @@ cleanup:
 	}
 	sinks_close(&sinks);
 	pipeline_free(c.pipe);
+	attrib_free(attrib);
 	return err;
 }
 

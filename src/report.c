@@ -18,6 +18,7 @@
 
 #include "mcpsonde/event.h"
 #include "mcpsonde/report.h"
+#include "mcpsonde/utf8.h"
 
 #define REPORT_READ_MAX (256u << 20) /* a file inflating past this is not one of ours */
 #define REPORT_CMDLINE_TRIM 1024
@@ -133,9 +134,12 @@ static bool report_halve_stderr(json_t *r)
 		return false;
 	n = strlen(tail);
 	cut = tail + n / 2;
-	/* Keep whole lines: start after the next newline when there is one. */
+	/* Keep whole lines: start after the next newline when there is one, else at a
+	 * character's start (the tail must stay valid UTF-8). */
 	if (strchr(cut, '\n') && strchr(cut, '\n')[1])
 		cut = strchr(cut, '\n') + 1;
+	while ((*cut & 0xc0) == 0x80)
+		cut++;
 	/* tail_bytes first: setting "tail" frees the string cut points into. */
 	json_object_set_new(err, "tail_bytes", json_integer((json_int_t)strlen(cut)));
 	json_object_set_new(err, "tail", json_string(cut));
@@ -150,7 +154,7 @@ static bool report_trim_cmdline(json_t *r)
 
 	if (!cmd || strlen(cmd) <= REPORT_CMDLINE_TRIM)
 		return false;
-	cut = strndup(cmd, REPORT_CMDLINE_TRIM);
+	cut = strndup(cmd, utf8_cut(cmd, strlen(cmd), REPORT_CMDLINE_TRIM));
 	if (!cut)
 		return false;
 	json_object_set_new(proc, "cmdline", json_string(cut));
@@ -446,10 +450,22 @@ fail:
 
 /* ---- rendering ---- */
 
+/* Every string of a report came from an observed process or from a file that may have been
+ * tampered with: shown with its terminal controls escaped. Short ones through safe(), long
+ * ones (command lines, stderr) with utf8_fputs_safe. */
+static const char *safe(const char *s, char *buf, size_t len)
+{
+	utf8_escape_controls(s ? s : "", s ? strlen(s) : 0, buf, len);
+	return buf;
+}
+
 static void render_field(FILE *out, const char *label, const char *value)
 {
-	if (value && *value)
-		fprintf(out, "  %-10s %s\n", label, value);
+	if (value && *value) {
+		fprintf(out, "  %-10s ", label);
+		utf8_fputs_safe(value, out);
+		fputc('\n', out);
+	}
 }
 
 static void render_identity(const json_t *r, FILE *out)
@@ -490,10 +506,10 @@ static void render_pending(const json_t *r, FILE *out)
 	fprintf(out, "\nPending at death (%zu):\n", json_array_size(calls) > total ? json_array_size(calls) : total);
 	json_array_foreach (calls, i, c) {
 		const char *tool = jstr(c, "tool");
-		char age[24];
+		char age[24], m[256], t[256], id[256];
 		report_format_duration(jnum(c, "age_s", 0), age, sizeof(age));
-		fprintf(out, "  %-24s %-32s id=%-8s age %s%s\n", jstr(c, "method") ? jstr(c, "method") : "?",
-			tool ? tool : "-", jstr(c, "id") ? jstr(c, "id") : "?", age,
+		fprintf(out, "  %-24s %-32s id=%-8s age %s%s\n", safe(jstr(c, "method") ? jstr(c, "method") : "?", m, sizeof(m)),
+			safe(tool ? tool : "-", t, sizeof(t)), safe(jstr(c, "id") ? jstr(c, "id") : "?", id, sizeof(id)), age,
 			json_is_true(json_object_get(c, "orphaned")) ? "" : " (seen by the recorder only)");
 	}
 }
@@ -506,16 +522,19 @@ static void render_timeline(const json_t *r, FILE *out)
 	if (!json_array_size(tl))
 		return;
 	fprintf(out, "\nTimeline (seconds before death):\n");
-	json_array_foreach (tl, i, e)
-		fprintf(out, "  %9.3f  %-13s %s\n", jnum(e, "t", 0), jstr(e, "kind") ? jstr(e, "kind") : "",
-			jstr(e, "summary") ? jstr(e, "summary") : "");
+	json_array_foreach (tl, i, e) {
+		char kind[64];
+		fprintf(out, "  %9.3f  %-13s ", jnum(e, "t", 0), safe(jstr(e, "kind"), kind, sizeof(kind)));
+		utf8_fputs_safe(jstr(e, "summary"), out);
+		fputc('\n', out);
+	}
 }
 
 static void render_resources(const json_t *r, FILE *out)
 {
 	const json_t *res = json_object_get(r, "resources"), *first, *last, *e;
 	double rss_min = 0, rss_max = 0, span, cpu;
-	char a[24], b[24], c[24], d[24];
+	char a[24], b[24], c[24], d[24], state[32];
 	size_t i, n = json_array_size(res);
 
 	if (!n)
@@ -540,7 +559,7 @@ static void render_resources(const json_t *r, FILE *out)
 	if (span > 0)
 		fprintf(out, "  cpu        %.2f s used (%.0f%% of one core)\n", cpu, 100.0 * cpu / span);
 	fprintf(out, "  threads    %lld, state %s\n", (long long)jnum(last, "threads", 0),
-		jstr(last, "state") ? jstr(last, "state") : "?");
+		safe(jstr(last, "state") ? jstr(last, "state") : "?", state, sizeof(state)));
 }
 
 static void render_health(const json_t *r, FILE *out)
@@ -553,17 +572,21 @@ static void render_health(const json_t *r, FILE *out)
 	fprintf(out, "\nCapture: %s\n", json_is_true(json_object_get(h, "lost")) ? "INCOMPLETE, something was lost" :
 										   "complete, nothing lost");
 	json_object_foreach ((json_t *)by, key, v) {
-		char b[24];
+		char b[24], k[128];
 		report_format_bytes(jnum(v, "bytes", 0), b, sizeof(b));
-		fprintf(out, "  %-22s %lld records, %s\n", key, (long long)jnum(v, "records", 0), b);
+		fprintf(out, "  %-22s %lld records, %s\n", safe(key, k, sizeof(k)), (long long)jnum(v, "records", 0), b);
 	}
-	json_object_foreach ((json_t *)rec, key, v)
+	json_object_foreach ((json_t *)rec, key, v) {
+		char k[128];
 		if (json_is_integer(v) && json_integer_value(v) > 0)
-			fprintf(out, "  recorder %-13s %lld\n", key, (long long)json_integer_value(v));
+			fprintf(out, "  recorder %-13s %lld\n", safe(key, k, sizeof(k)), (long long)json_integer_value(v));
+	}
 	if (json_array_size(trimmed)) {
 		fprintf(out, "  report trimmed to its size cap:");
-		json_array_foreach (trimmed, i, v)
-			fprintf(out, " %s", json_string_value(v));
+		json_array_foreach (trimmed, i, v) {
+			char t[128];
+			fprintf(out, " %s", safe(json_string_value(v), t, sizeof(t)));
+		}
 		fputc('\n', out);
 	}
 }
@@ -582,8 +605,12 @@ static void render_stderr(const json_t *r, FILE *out)
 	fprintf(out, "\nstderr (last %s of %lld lines):\n", b, (long long)jnum(err, "lines_seen", 0));
 	for (p = tail; *p;) {
 		const char *nl = strchr(p, '\n');
-		int n = nl ? (int)(nl - p) : (int)strlen(p);
-		fprintf(out, "  | %.*s\n", n, p);
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char *line = strndup(p, n);
+		fputs("  | ", out);
+		utf8_fputs_safe(line, out);
+		fputc('\n', out);
+		free(line);
 		p += n + (nl ? 1 : 0);
 	}
 }
@@ -593,7 +620,8 @@ void report_render(const json_t *r, FILE *out)
 	char headline[512];
 
 	report_headline(r, headline, sizeof(headline));
-	fprintf(out, "%s\n", headline);
+	utf8_fputs_safe(headline, out);
+	fputc('\n', out);
 	render_identity(r, out);
 	render_pending(r, out);
 	render_timeline(r, out);

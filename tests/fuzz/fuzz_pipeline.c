@@ -4,11 +4,12 @@
  * server->client or stderr; whether to jump the offset, flag truncation, exit the process)
  * and a length byte, followed by that many payload bytes. Seeds that look like JSON-RPC help
  * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
- * sink would) and dropped. A small max_frame makes oversized frames common.
+ * sink would), checked to parse back, and dropped. A small max_frame makes oversized frames common.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/stream.c src/frame.c \
- *       src/rpc.c src/event.c src/sink.c src/tools.c src/procfs.c -ljansson -lm -o build/fuzz_pipeline
+ *       src/rpc.c src/event.c src/jsonw.c src/utf8.c src/scrub.c src/sink.c src/tools.c src/procfs.c -ljansson -lm \
+ *       -o build/fuzz_pipeline
  *   build/fuzz_pipeline -max_total_time=60 -max_len=8192
  */
 #include <stdint.h>
@@ -17,15 +18,20 @@
 
 #include "mcpsonde/pipeline.h"
 
+/* Every rendering must be valid JSON, whatever bytes the events carry. */
 static void render_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct event_format_opts fo = { .capture_values = true };
-	json_t *o = event_to_json(ev, &fo);
-	char *text = json_dumps(o, EVENT_JSON_FLAGS);
+	struct outbuf out = { 0 };
+	json_t *back;
 
 	(void)s;
-	free(text);
-	json_decref(o);
+	event_render(&out, ev, &fo);
+	back = out.failed ? NULL : json_loadb(out.data, out.len, 0, NULL);
+	if (!out.failed && !back)
+		abort();
+	json_decref(back);
+	outbuf_free(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
