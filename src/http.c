@@ -74,6 +74,7 @@ struct pbuf {
 	size_t tail_len;
 	uint64_t wire_len, ts_first, ts_last;
 	bool oversized;
+	bool cut;   /* bytes were cut out: the head is closed, the window holds what came after */
 	bool nomem; /* an allocation failed: the payload is dropped when complete */
 };
 
@@ -91,6 +92,8 @@ struct http_side {
 	uint8_t mode;       /* enum side_mode */
 	http_parser parser;
 	bool synthetic;     /* a made-up head is being fed to enter a chunked body: no callbacks */
+	bool cutting;       /* filler stands for bytes cut out of a body: counted, not decoded */
+	bool in_chunk;      /* inside the data of a chunk (content_length: what is left of it) */
 	bool after_gap;     /* responses: the next one pairs with the newest request */
 	unsigned errors;    /* parse errors since the last complete message */
 	uint64_t ts;        /* the syscall whose bytes are being parsed */
@@ -331,6 +334,7 @@ static void pbuf_clear(struct pbuf *b)
 	b->len = 0;
 	b->wire_len = 0;
 	b->oversized = false;
+	b->cut = false;
 	b->nomem = false;
 }
 
@@ -375,16 +379,37 @@ static void pbuf_window_append(struct pbuf *b, const char *p, size_t n, size_t k
 	b->tail_len += n;
 }
 
+static void pbuf_stamp(struct pbuf *b, size_t n, uint64_t ts)
+{
+	if (b->wire_len == 0)
+		b->ts_first = ts;
+	b->ts_last = ts > b->ts_first ? ts : b->ts_first;
+	b->wire_len += n;
+}
+
+/* Past max (or cut): keep the head in buf, the end in the window. */
+static bool pbuf_enter_oversized(struct pbuf *b, size_t edge, size_t max)
+{
+	b->tail = malloc(2 * edge);
+	if (!b->tail || !pbuf_reserve(b, edge, max)) {
+		b->nomem = true;
+		return false;
+	}
+	b->tail_len = 0;
+	pbuf_window_append(b, b->buf + (b->len > edge ? b->len - edge : 0), b->len > edge ? edge : b->len, edge);
+	if (b->len > edge)
+		b->len = edge;
+	b->oversized = true;
+	return true;
+}
+
 static void pbuf_append(struct pbuf *b, const char *p, size_t n, uint64_t ts, size_t max)
 {
 	size_t edge = pbuf_edge(max);
 
 	if (n == 0)
 		return;
-	if (b->wire_len == 0)
-		b->ts_first = ts;
-	b->ts_last = ts > b->ts_first ? ts : b->ts_first;
-	b->wire_len += n;
+	pbuf_stamp(b, n, ts);
 	if (b->nomem)
 		return;
 	if (!b->oversized) {
@@ -397,25 +422,33 @@ static void pbuf_append(struct pbuf *b, const char *p, size_t n, uint64_t ts, si
 			b->len += n;
 			return;
 		}
-		/* Past max: keep the head in buf, the end in the window. */
-		b->tail = malloc(2 * edge);
-		if (!b->tail || !pbuf_reserve(b, edge, max)) {
-			b->nomem = true;
+		if (!pbuf_enter_oversized(b, edge, max))
 			return;
-		}
-		b->tail_len = 0;
-		pbuf_window_append(b, b->buf + (b->len > edge ? b->len - edge : 0), b->len > edge ? edge : b->len, edge);
-		if (b->len > edge)
-			b->len = edge;
-		b->oversized = true;
 	}
-	if (b->len < edge) {
+	if (b->len < edge && !b->cut) {
 		size_t k = edge - b->len < n ? edge - b->len : n;
 
 		memcpy(b->buf + b->len, p, k);
 		b->len += k;
 	}
 	pbuf_window_append(b, p, n, edge);
+}
+
+/* n bytes were cut out here (not copied by the kernel): the payload goes on across them as
+ * an oversized one, its head from before the cut, its tail from after (as frame.c does). */
+static void pbuf_cut(struct pbuf *b, size_t n, uint64_t ts, size_t max)
+{
+	pbuf_stamp(b, n, ts);
+	if (b->nomem || (!b->oversized && !pbuf_enter_oversized(b, pbuf_edge(max), max)))
+		return;
+	b->tail_len = 0;
+	b->cut = true;
+}
+
+/* The tail handed over: the last edge bytes, or fewer after a cut. */
+static size_t pbuf_tail_len(const struct pbuf *b, size_t max)
+{
+	return b->tail_len < pbuf_edge(max) ? b->tail_len : pbuf_edge(max);
 }
 
 static size_t pbuf_memory(const struct pbuf *b, size_t max)
@@ -427,10 +460,9 @@ static size_t pbuf_memory(const struct pbuf *b, size_t max)
  * (the window may hold more than the tail, depending on how the bytes came). */
 static bool pbuf_has(const struct pbuf *b, size_t max, const char *needle)
 {
-	size_t n = strlen(needle), edge = pbuf_edge(max);
+	size_t n = strlen(needle), t = pbuf_tail_len(b, max);
 
-	return memmem(b->buf, b->len, needle, n) ||
-	       (b->oversized && memmem(b->tail + b->tail_len - edge, edge, needle, n));
+	return memmem(b->buf, b->len, needle, n) || (b->oversized && memmem(b->tail + b->tail_len - t, t, needle, n));
 }
 
 /* ------------------------------------------------------------------ exchanges */
@@ -693,7 +725,7 @@ static void side_deliver(struct http_side *s, enum http_source source, const str
 {
 	struct http_conn *c = s->conn;
 	struct pbuf *b = &s->pb;
-	size_t edge = pbuf_edge(c->opts.max_payload);
+	size_t tail = pbuf_tail_len(b, c->opts.max_payload);
 	struct http_payload pl = {
 		.ex = &s->ex->pub,
 		.dir = s->dir,
@@ -722,8 +754,8 @@ static void side_deliver(struct http_side *s, enum http_source source, const str
 		.oversized = b->oversized,
 	};
 	if (b->oversized) {
-		pl.frame.tail = b->tail + b->tail_len - edge;
-		pl.frame.tail_len = edge;
+		pl.frame.tail = b->tail + b->tail_len - tail;
+		pl.frame.tail_len = tail;
 		c->stats.payloads_oversized++;
 	}
 	c->stats.payloads++;
@@ -969,6 +1001,28 @@ static void body_feed(struct http_side *s, const char *p, size_t n)
 		inflate_feed(s, p, n);
 	else
 		body_sink(s, p, n);
+}
+
+/* n body bytes were cut out (bytes on the wire, before any decoding). */
+static void body_cut(struct http_side *s, size_t n)
+{
+	struct http_conn *c = s->conn;
+
+	c->stats.cut_bytes += n;
+	s->ex->pub.flags |= HTTP_EX_BODY_CUT;
+	if (s->body == BODY_SKIP || s->body == BODY_NONE) {
+		c->stats.skipped_body_bytes += n;
+		return;
+	}
+	if (s->body_dead)
+		return;
+	if (s->z) {
+		/* No inflating across missing bytes. */
+		body_kill(s, HTTP_EX_INFLATE_ERROR);
+		s->z_state = Z_FAILED;
+		return;
+	}
+	pbuf_cut(&s->pb, n, s->ts, c->opts.max_payload);
 }
 
 /* The message's body ended (complete): deliver a JSON body. */
@@ -1328,8 +1382,23 @@ static int on_body(http_parser *p, const char *at, size_t n)
 		ex->resp_body_bytes += n;
 		ex->ts_resp_last = s->ts;
 	}
-	body_feed(s, at, n);
+	if (s->cutting)
+		body_cut(s, n);
+	else
+		body_feed(s, at, n);
 	return conn_ignored(s->conn) ? -1 : 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+	SIDE(p)->in_chunk = p->content_length > 0;
+	return 0;
+}
+
+static int on_chunk_complete(http_parser *p)
+{
+	SIDE(p)->in_chunk = false;
+	return 0;
 }
 
 static int on_message_complete(http_parser *p)
@@ -1372,6 +1441,8 @@ static const http_parser_settings http_settings = {
 	.on_headers_complete = on_headers_complete,
 	.on_body = on_body,
 	.on_message_complete = on_message_complete,
+	.on_chunk_header = on_chunk_header,
+	.on_chunk_complete = on_chunk_complete,
 };
 
 /* ------------------------------------------------------------------ resynchronising */
@@ -1380,6 +1451,7 @@ static void side_parser_init(struct http_side *s, enum http_parser_type type)
 {
 	http_parser_init(&s->parser, type);
 	s->parser.data = s;
+	s->in_chunk = false;
 }
 
 static void side_resync_begin(struct http_side *s, bool line_start)
@@ -1706,6 +1778,48 @@ void http_conn_gap(struct http_conn *c, enum msd_dir dir, uint64_t lost_bytes)
 		s->after_gap = true;
 	s->resume_sse = resume || (!c->opts.from_start && !c->http_seen);
 	side_resync_begin(s, true);
+	conn_settle(c);
+}
+
+/* Whether len bytes can be skipped inside the body being parsed without leaving it: within
+ * the current chunk of a chunked body, the rest of a Content-Length body, any body read to
+ * the close; and for an event stream, only inside a data line. */
+static bool side_cut_fits(const struct http_side *s, uint64_t len)
+{
+	const http_parser *hp = &s->parser;
+
+	if (s->mode != SIDE_PARSE || !s->in_message || !s->head_done || s->informational)
+		return false;
+	if (s->body == BODY_SSE && (s->z || !sse_in_data(&s->sse)))
+		return false;
+	if (hp->flags & F_CHUNKED)
+		return s->in_chunk && hp->content_length >= len;
+	return hp->content_length == ULLONG_MAX || hp->content_length >= len;
+}
+
+void http_conn_cut(struct http_conn *c, enum msd_dir dir, uint64_t len, uint64_t ts_ns)
+{
+	static const char filler[64 * 1024];
+	struct http_side *s = &c->side[dir];
+
+	if (conn_ignored(c) || c->closed || s->mode == SIDE_DONE || len == 0)
+		return;
+	if (!side_cut_fits(s, len)) {
+		c->stats.cuts_as_gaps++;
+		http_conn_gap(c, dir, len);
+		return;
+	}
+	/* http-parser counts the filler off the body without looking at it; on_body sees it as
+	 * cut, not as bytes. */
+	s->ts = ts_ns;
+	s->cutting = true;
+	while (len > 0 && !conn_ignored(c) && s->mode == SIDE_PARSE) {
+		size_t n = len < sizeof(filler) ? (size_t)len : sizeof(filler);
+
+		http_parser_execute(&s->parser, &http_settings, filler, n);
+		len -= n;
+	}
+	s->cutting = false;
 	conn_settle(c);
 }
 

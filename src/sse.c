@@ -32,6 +32,11 @@ static void sse_clear_event(struct sse_parser *s)
 	s->data_lines = 0;
 }
 
+bool sse_in_data(const struct sse_parser *s)
+{
+	return (s->state == SSE_VALUE || s->state == SSE_VALUE_START) && s->field == SSE_F_DATA;
+}
+
 void sse_reset(struct sse_parser *s)
 {
 	if (s->in_event || s->state != SSE_LINE_START)

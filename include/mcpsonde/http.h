@@ -128,6 +128,8 @@ enum http_exchange_flags {
 	HTTP_EX_BOMB = 1 << 6,          /* a body that inflates past the caps: not decoded */
 	HTTP_EX_MIDSTREAM = 1 << 7,     /* found inside an SSE body whose head was not seen */
 	HTTP_EX_TARGET_CUT = 1 << 8,    /* the target was longer than HTTP_TARGET_MAX */
+	HTTP_EX_BODY_CUT = 1 << 9,      /* bytes were cut out of a body: its payload is head and
+					 * tail (a compressed one is lost) */
 };
 
 struct http_exchange {
@@ -171,7 +173,10 @@ enum http_source {
 };
 
 struct http_payload {
-	struct frame frame;             /* the JSON-RPC text and the timestamps of its bytes */
+	struct frame frame;             /* the JSON-RPC text and the timestamps of its bytes; when
+					 * oversized, head and tail of min(max_payload,
+					 * FRAME_EDGE_BYTES) bytes, or fewer (the head even none)
+					 * when bytes were cut out */
 	const struct http_exchange *ex; /* the exchange that carried it */
 	enum msd_dir dir;               /* read or written by the observed process */
 	enum http_source source;
@@ -208,6 +213,8 @@ struct http_stats {
 	uint64_t closed;            /* ... HTTP_END_CLOSED */
 	uint64_t lost;              /* ... HTTP_END_LOST */
 	uint64_t gaps, gap_bytes;
+	uint64_t cut_bytes;         /* bytes cut out of bodies, framed across */
+	uint64_t cuts_as_gaps;      /* cuts that fell where framing cannot go on: taken as gaps */
 	uint64_t resyncs;           /* message boundaries found again after a gap or an error */
 	uint64_t resync_bytes;      /* bytes skipped looking for one */
 	uint64_t parse_errors;
@@ -239,6 +246,11 @@ void http_conn_feed(struct http_conn *c, enum msd_dir dir, const void *data, siz
  * next message boundary it can find (a request or response head, or an SSE event in the
  * chunked event stream it was in), or the connection is given up (HTTP_LOST). */
 void http_conn_gap(struct http_conn *c, enum msd_dir dir, uint64_t lost_bytes);
+/* len bytes of dir were deliberately not copied (the middle of a syscall too long to copy
+ * whole). Inside a body (within one chunk of a chunked one) or an SSE event's data, the
+ * message goes on across them and its payload comes out oversized: the head from before the
+ * cut, the tail from after it (maybe fewer bytes than the head). Anywhere else, a gap. */
+void http_conn_cut(struct http_conn *c, enum msd_dir dir, uint64_t len, uint64_t ts_ns);
 /* dir ended (a read returned 0, a shutdown): a response delimited by the close ends here. */
 void http_conn_eof(struct http_conn *c, enum msd_dir dir, uint64_t ts_ns);
 /* The connection closed: both directions end, and every exchange still open ends

@@ -72,6 +72,9 @@ struct sse_parser {
 
 void sse_init(struct sse_parser *s);
 void sse_feed(struct sse_parser *s, const char *p, size_t n, uint64_t ts_ns, const struct sse_callbacks *cb, void *ctx);
+/* Whether the next byte is inside the value of a data line: bytes missing there (cut out of
+ * a long write) leave the event's framing intact. */
+bool sse_in_data(const struct sse_parser *s);
 /* Bytes were lost: drop the partial event; the next byte starts a line. */
 void sse_reset(struct sse_parser *s);
 /* The stream ended: a partial event is dropped (an event needs its empty line). */
