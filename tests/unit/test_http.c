@@ -129,11 +129,11 @@ static void on_payload(void *ctx, const struct http_payload *p)
 	if (p->frame.oversized)
 		check_forbidden(g, p->frame.tail, p->frame.tail_len);
 	check_forbidden(g, p->ex, sizeof(*p->ex));
-	assert_true(p->frame.len > 0);
+	assert_true(p->frame.len > 0 || (p->frame.oversized && (p->ex->flags & HTTP_EX_BODY_CUT)));
 	assert_true(p->frame.ts_last_ns >= p->frame.ts_first_ns);
-	if (p->frame.oversized)
+	if (p->frame.oversized && !(p->ex->flags & HTTP_EX_BODY_CUT))
 		assert_int_equal(p->frame.len, p->frame.tail_len);
-	else
+	else if (!p->frame.oversized)
 		assert_int_equal(p->frame.len, p->frame.wire_len);
 	fprintf(g->log, "payload %s %s #%llu ev=%s id=%s wire=%llu over=%d ", p->dir == MSD_DIR_READ ? "read" : "write",
 		src_name(p->source), (unsigned long long)p->ex->seq, p->sse_event ? p->sse_event : "-",
@@ -220,7 +220,7 @@ static const struct http_callbacks callbacks = {
 
 /* ------------------------------------------------------------------ scripted streams */
 
-enum op { OP_DATA, OP_GAP, OP_EOF, OP_CLOSE };
+enum op { OP_DATA, OP_GAP, OP_CUT, OP_EOF, OP_CLOSE };
 
 struct step {
 	enum op op;
@@ -233,6 +233,7 @@ struct step {
 #define R(str, t) { OP_DATA, MSD_DIR_READ, (str), 0, (t) }
 #define W(str, t) { OP_DATA, MSD_DIR_WRITE, (str), 0, (t) }
 #define GAP(d) { OP_GAP, (d), NULL, 100, 0 }
+#define CUT(d, n, t) { OP_CUT, (d), NULL, (n), (t) }
 #define CLOSE(t) { OP_CLOSE, MSD_DIR_READ, NULL, 0, (t) }
 
 static size_t step_len(const struct step *st)
@@ -270,6 +271,9 @@ static struct http_stats run(const struct step *steps, size_t n, const struct ht
 			break;
 		case OP_GAP:
 			http_conn_gap(c, s->dir, s->len);
+			break;
+		case OP_CUT:
+			http_conn_cut(c, s->dir, s->len, s->ts);
 			break;
 		case OP_EOF:
 			http_conn_eof(c, s->dir, s->ts);
@@ -1021,6 +1025,114 @@ static void test_bounds(void **state)
 	free(name.p);
 }
 
+/* Bytes cut out of a long write (the kernel copies the ends of a syscall too long to copy
+ * whole): inside a body or an event's data the message goes on across the cut, and its
+ * payload keeps its head from before and its tail from after. */
+static void test_cut_inside_bodies(void **state)
+{
+	(void)state;
+	struct http_opts o = opts();
+	struct buf body = { 0 }, req = { 0 }, ev = { 0 }, resp1 = { 0 }, resp2 = { 0 };
+	size_t cut = 1000, before = 500;
+	struct got g;
+
+	o.max_payload = 64;
+	buf_add(&body, "{\"method\":\"tools/call\",\"params\":{\"x\":\"", 39);
+	while (body.n < 1973)
+		buf_add(&body, "abcdefghij", 10);
+	buf_add(&body, "\"},\"jsonrpc\":\"2.0\",\"id\":42}", 27);
+	buf_printf(&req, "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n", body.n);
+	/* One SSE event of 1700 bytes in one chunk, cut inside its data; the next event follows. */
+	buf_add(&ev, "event: message\nid: big\ndata: {\"result\":\"", 40);
+	while (ev.n < 1650)
+		buf_add(&ev, "0123456789", 10);
+	buf_add(&ev, "\",\"jsonrpc\":\"2.0\",\"id\":42}\n\n", 28);
+	buf_printf(&resp1, SSE_HEAD "%zx\r\n", ev.n);
+	buf_add(&resp1, ev.p, 300);
+	buf_add(&resp2, ev.p + 300 + cut, ev.n - 300 - cut);
+	buf_printf(&resp2, "\r\n35\r\nevent: message\ndata: {\"method\":\"c\",\"jsonrpc\":\"2.0\"}\n\n\r\n0\r\n\r\n");
+	const struct step steps[] = {
+		{ OP_DATA, MSD_DIR_READ, req.p, req.n, 1 },
+		{ OP_DATA, MSD_DIR_READ, body.p, before, 1 },
+		CUT(MSD_DIR_READ, 1000, 2),
+		{ OP_DATA, MSD_DIR_READ, body.p + before + cut, body.n - before - cut, 3 },
+		{ OP_DATA, MSD_DIR_WRITE, resp1.p, resp1.n, 4 },
+		CUT(MSD_DIR_WRITE, 1000, 5),
+		{ OP_DATA, MSD_DIR_WRITE, resp2.p, resp2.n, 6 },
+	};
+	struct http_stats st = run_every_split(steps, 7, &o, &g, no_secrets);
+
+	assert_int_equal(st.cut_bytes, 2000);
+	assert_int_equal(st.cuts_as_gaps, 0);
+	assert_int_equal(g.npl, 3);
+	assert_true(g.pl[0].oversized);
+	assert_int_equal(g.pl[0].wire_len, body.n);
+	assert_memory_equal(g.pl[0].data, body.p, 64);
+	assert_memory_equal(g.pl[0].tail, body.p + body.n - 64, 64);
+	assert_int_equal(g.pl[0].ts_first, 1);
+	assert_int_equal(g.pl[0].ts_last, 3);
+	assert_true(g.pl[1].oversized);
+	assert_int_equal(g.pl[1].wire_len, ev.n - 29 - 2); /* the value of its data line */
+	assert_string_equal(g.pl[1].id, "big");
+	assert_memory_equal(g.pl[1].tail + g.pl[1].tail_len - 24, "\"jsonrpc\":\"2.0\",\"id\":42}", 24);
+	assert_string_equal(g.pl[2].data, "{\"method\":\"c\",\"jsonrpc\":\"2.0\"}");
+	assert_int_equal(g.nends, 1);
+	assert_true(g.ends[0].flags & HTTP_EX_BODY_CUT);
+	assert_int_equal(g.ends[0].resp_body_bytes, ev.n + 0x35); /* chunk data, the cut included */
+	got_free(&g);
+	free(body.p);
+	free(req.p);
+	free(ev.p);
+	free(resp1.p);
+	free(resp2.p);
+}
+
+/* A cut right where an event's data begins: nothing before it, the payload is its tail. */
+static void test_cut_at_data_start(void **state)
+{
+	(void)state;
+	struct http_opts o = opts();
+	struct got g;
+	const struct step steps[] = {
+		R("GET /mcp HTTP/1.1\r\nMcp-Session-Id: s\r\n\r\n", 1),
+		W("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nevent: message\ndata: ", 2),
+		CUT(MSD_DIR_WRITE, 100, 3),
+		W("xyz\",\"jsonrpc\":\"2.0\",\"id\":5}\n\n", 4),
+	};
+
+	o.max_payload = 64;
+	run_every_split(steps, 4, &o, &g, no_secrets);
+	assert_int_equal(g.npl, 1);
+	assert_true(g.pl[0].oversized);
+	assert_int_equal(g.pl[0].len, 0);
+	assert_string_equal(g.pl[0].tail, "xyz\",\"jsonrpc\":\"2.0\",\"id\":5}");
+	assert_int_equal(g.pl[0].wire_len, 128);
+	assert_int_equal(g.pl[0].ts_first, 3);
+	got_free(&g);
+}
+
+/* A cut that leaves the chunk it starts in cannot be framed across: it is a gap, and the
+ * stream resumes at its next event. */
+static void test_cut_across_chunks_is_a_gap(void **state)
+{
+	(void)state;
+	struct http_opts o = opts();
+	struct got g;
+	const struct step steps[] = {
+		R("GET /mcp HTTP/1.1\r\nMcp-Session-Id: s\r\n\r\n", 1),
+		W(SSE_HEAD "35\r\nevent: message\ndata: {\"method\":\"a\",\"jsonrpc", 2),
+		CUT(MSD_DIR_WRITE, 100, 3),
+		W("35\r\nevent: message\ndata: {\"method\":\"c\",\"jsonrpc\":\"2.0\"}\n\n\r\n", 4),
+	};
+	struct http_stats st = run_every_split(steps, 4, &o, &g, no_secrets);
+
+	assert_int_equal(st.cuts_as_gaps, 1);
+	assert_int_equal(st.gaps, 1);
+	assert_int_equal(g.npl, 1);
+	assert_string_equal(g.pl[0].data, "{\"method\":\"c\",\"jsonrpc\":\"2.0\"}");
+	got_free(&g);
+}
+
 /* A gap in the request direction: the request's payload is lost, its response still pairs;
  * parsing resumes at the next request line. */
 static void test_gap_in_request(void **state)
@@ -1661,6 +1773,9 @@ int main(void)
 		cmocka_unit_test(test_secret_headers_never_stored),
 		cmocka_unit_test(test_mcp_headers_and_name),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_cut_inside_bodies),
+		cmocka_unit_test(test_cut_at_data_start),
+		cmocka_unit_test(test_cut_across_chunks_is_a_gap),
 		cmocka_unit_test(test_gap_in_request),
 		cmocka_unit_test(test_gap_in_sse_resumes),
 		cmocka_unit_test(test_gap_then_no_boundary),
