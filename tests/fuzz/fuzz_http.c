@@ -5,13 +5,15 @@
  *   build/fuzz_http -max_total_time=60 -max_len=8192 -dict=tests/fuzz/http.dict tests/fuzz/corpus/http
  *
  * Input: 4 bytes of parameters (whether the connection is seen from its start, the payload
- * cap, a PRNG seed), then records: a control byte (the direction; a gap, an EOF or a close
- * instead of data), a length byte, that many bytes (a gap loses that many). Two passes:
+ * cap, a PRNG seed), then records: a control byte (the direction; a gap, a cut, an EOF or a
+ * close instead of data), a length byte, that many bytes (a gap loses that many, a cut 16
+ * times as many). Two passes:
  *  1. the records as data only, fed whole, then cut at random points: a digest of every
  *     callback (all it carries but timestamps) must not depend on the chunking;
- *  2. everything, gaps, EOFs and closes included: payloads are well-formed frames (head and
- *     tail of equal size when oversized, timestamps in order), memory stays under its bound,
- *     every exchange reported gets exactly one END, and none is left after the close. */
+ *  2. everything, gaps, cuts, EOFs and closes included: payloads are well-formed frames
+ *     (head and tail of equal size when oversized, unless cut; timestamps in order), memory
+ *     stays under its bound, every exchange reported gets exactly one END, and none is left
+ *     after the close. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,10 +63,15 @@ static void on_payload(void *ctx, const struct http_payload *p)
 {
 	struct check *k = ctx;
 	const struct frame *f = &p->frame;
+	size_t edge = k->max_payload < FRAME_EDGE_BYTES ? k->max_payload : FRAME_EDGE_BYTES;
 
-	if (f->len == 0 || f->ts_last_ns < f->ts_first_ns)
+	if ((f->len == 0 && !(f->oversized && (p->ex->flags & HTTP_EX_BODY_CUT))) || f->ts_last_ns < f->ts_first_ns)
 		abort();
-	if (f->oversized ? f->tail_len != f->len || f->wire_len <= k->max_payload
+	/* Oversized: head and tail of edge bytes each, or, when bytes were cut out of the body,
+	 * maybe fewer of either, from before and after the cut. */
+	if (f->oversized ? f->len > edge || f->tail_len > edge ||
+				   !((f->len == edge && f->tail_len == edge && f->wire_len > k->max_payload) ||
+				     ((p->ex->flags & HTTP_EX_BODY_CUT) && f->wire_len >= f->len + f->tail_len))
 			 : f->len != f->wire_len || f->len > k->max_payload)
 		abort();
 	mix(k, "P", 1);
@@ -131,7 +138,7 @@ static uint32_t rng_next(struct rng *r)
 	return (uint32_t)(r->s >> 33);
 }
 
-enum { OP_DATA, OP_GAP, OP_EOF, OP_CLOSE };
+enum { OP_DATA, OP_GAP, OP_CUT, OP_EOF, OP_CLOSE };
 
 static int op_of(uint8_t ctl)
 {
@@ -142,6 +149,8 @@ static int op_of(uint8_t ctl)
 		return OP_EOF;
 	case 0x0a:
 		return OP_GAP;
+	case 0x08:
+		return OP_CUT;
 	default:
 		return OP_DATA;
 	}
@@ -178,6 +187,9 @@ static uint64_t run(const uint8_t *data, size_t size, const struct http_opts *o,
 		switch (op) {
 		case OP_GAP:
 			http_conn_gap(c, dir, len);
+			break;
+		case OP_CUT:
+			http_conn_cut(c, dir, (uint64_t)len * 16, ts);
 			break;
 		case OP_EOF:
 			http_conn_eof(c, dir, ts);
