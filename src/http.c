@@ -16,9 +16,12 @@
  *   event stream, a chunk that begins an SSE line), or done.
  * - A request's exchange is queued when its head is complete; a final response head takes
  *   the oldest queued request whose head started before the response did (pipelining
- *   order; a response never answers a request that came after it). Until then a
- *   response's headers are read into the side's own scratch copy. After a gap in the responses the
- *   newest such request is taken and older ones are lost: the lost bytes answered them.
+ *   order; a response never answers a request that came after it), its headers read until
+ *   then into the side's own scratch copy. After a gap in the responses the newest such
+ *   request is taken and older ones are lost: the lost bytes answered them.
+ * - Nothing depends on how the bytes were chunked: state kept across callbacks is only
+ *   changed by what http-parser has accepted (the role is learnt from a complete head),
+ *   and a payload is judged on what is handed over, not on what happened to be buffered.
  * - An exchange is freed when nothing refers to it: not queued, its request and response
  *   both finished. Every exchange reported (REQUEST or RESPONSE phase) gets one END.
  * - A final verdict (set-aside) frees every buffer at the end of the call that reached it;
@@ -1235,16 +1238,24 @@ static int on_status(http_parser *p, const char *at, size_t n)
 	return conn_ignored(s->conn) || !side_open(s) ? -1 : 0;
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t n)
+/* Whether a header callback has anything to do: not for a made-up head nor for trailers
+ * (not looked at); -1 stops the parser. */
+static int header_cb_wanted(struct http_side *s)
 {
-	struct http_side *s = SIDE(p);
-
 	if (s->synthetic)
 		return 0;
 	if (conn_ignored(s->conn) || !side_open(s))
 		return -1;
-	if (s->head_done)
-		return 0; /* trailers are not looked at */
+	return !s->head_done;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+	struct http_side *s = SIDE(p);
+	int wanted = header_cb_wanted(s);
+
+	if (wanted <= 0)
+		return wanted;
 	if (s->hstate == H_VALUE)
 		header_end(s);
 	if (s->hstate != H_NAME) {
@@ -1261,13 +1272,10 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
 	struct http_side *s = SIDE(p);
+	int wanted = header_cb_wanted(s);
 
-	if (s->synthetic)
-		return 0;
-	if (conn_ignored(s->conn) || !side_open(s))
-		return -1;
-	if (s->head_done)
-		return 0;
+	if (wanted <= 0)
+		return wanted;
 	if (s->hstate == H_NAME) {
 		header_begin(s);
 		s->hstate = H_VALUE;
@@ -1830,7 +1838,7 @@ void http_conn_eof(struct http_conn *c, enum msd_dir dir, uint64_t ts_ns)
 	if (conn_ignored(c) || s->mode == SIDE_DONE)
 		return;
 	s->ts = ts_ns;
-	/* A body delimited by the close ends here; anything else in progress was cut. */
+	/* A body delimited by the close ends here; anything else in progress was cut short. */
 	if (s->mode == SIDE_PARSE && s->in_message)
 		http_parser_execute(&s->parser, &http_settings, NULL, 0);
 	if (!conn_ignored(c) && s->in_message)
