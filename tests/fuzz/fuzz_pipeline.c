@@ -7,7 +7,7 @@
  * sink would), checked to parse back, and dropped. A small max_frame makes oversized frames common.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/stream.c src/frame.c \
+ *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/calls.c src/stream.c src/frame.c \
  *       src/rpc.c src/event.c src/jsonw.c src/utf8.c src/scrub.c src/sink.c src/tools.c src/procfs.c -ljansson -lm \
  *       -o build/fuzz_pipeline
  *   build/fuzz_pipeline -max_total_time=60 -max_len=8192
