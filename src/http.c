@@ -1470,20 +1470,30 @@ static void side_resync_begin(struct http_side *s, bool line_start)
 	s->resync_scanned = 0;
 }
 
-static enum cand cand_prefix(const char *lp, size_t n, const char *pat, enum cand kind)
+/* lp[0..n) against patterns: kind when one matches whole, CAND_MAYBE when lp may still
+ * grow into one, CAND_NO otherwise. */
+static enum cand cand_any(const char *lp, size_t n, const char *const *pats, size_t npats, enum cand kind)
 {
-	size_t len = strlen(pat);
+	enum cand best = CAND_NO;
 
-	if (n > len || memcmp(lp, pat, n) != 0)
-		return CAND_NO;
-	return n == len ? kind : CAND_MAYBE;
+	for (size_t i = 0; i < npats; i++) {
+		size_t len = strlen(pats[i]);
+
+		if (n > len || memcmp(lp, pats[i], n) != 0)
+			continue;
+		if (n == len)
+			return kind;
+		best = CAND_MAYBE;
+	}
+	return best;
 }
+
+#define CAND_ANY(lp, n, pats, kind) cand_any(lp, n, pats, sizeof(pats) / sizeof(pats[0]), kind)
 
 /* A chunk-size line followed by the start of an SSE line: "a7\r\nevent:". */
 static enum cand cand_sse(const char *lp, size_t n)
 {
 	static const char *const fields[] = { "data:", "event:", "id:", "retry:", ":" };
-	enum cand best = CAND_NO;
 	size_t i = 0;
 
 	while (i < n && i <= 8 && isxdigit((unsigned char)lp[i]))
@@ -1496,15 +1506,7 @@ static enum cand cand_sse(const char *lp, size_t n)
 		return memcmp(lp + i, "\r\n", n - i) == 0 ? CAND_MAYBE : CAND_NO;
 	if (memcmp(lp + i, "\r\n", 2) != 0)
 		return CAND_NO;
-	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
-		enum cand k = cand_prefix(lp + i + 2, n - i - 2, fields[f], CAND_SSE);
-
-		if (k == CAND_SSE)
-			return k;
-		if (k == CAND_MAYBE)
-			best = k;
-	}
-	return best;
+	return CAND_ANY(lp + i + 2, n - i - 2, fields, CAND_SSE);
 }
 
 /* Whether a line starting with lp[0..n) is where a message begins, may be, or is not. */
@@ -1513,34 +1515,17 @@ static enum cand cand_match(const struct http_side *s, const char *lp, size_t n)
 	static const char *const methods[] = { "POST ", "GET ", "DELETE ", "PUT ", "HEAD ", "OPTIONS ", "PATCH " };
 	static const char *const versions[] = { "HTTP/1.1 ", "HTTP/1.0 " };
 	enum http_parser_type t = side_type(s);
-	enum cand best = CAND_NO, k;
+	enum cand k[3] = {
+		t != HTTP_RESPONSE ? CAND_ANY(lp, n, methods, CAND_REQUEST) : CAND_NO,
+		t != HTTP_REQUEST ? CAND_ANY(lp, n, versions, CAND_RESPONSE) : CAND_NO,
+		t != HTTP_REQUEST && s->resume_sse ? cand_sse(lp, n) : CAND_NO,
+	};
 
-	if (t != HTTP_RESPONSE) {
-		for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-			k = cand_prefix(lp, n, methods[i], CAND_REQUEST);
-			if (k == CAND_REQUEST)
-				return k;
-			if (k == CAND_MAYBE)
-				best = k;
-		}
+	for (int i = 0; i < 3; i++) {
+		if (k[i] != CAND_NO && k[i] != CAND_MAYBE)
+			return k[i];
 	}
-	if (t != HTTP_REQUEST) {
-		for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-			k = cand_prefix(lp, n, versions[i], CAND_RESPONSE);
-			if (k == CAND_RESPONSE)
-				return k;
-			if (k == CAND_MAYBE)
-				best = k;
-		}
-		if (s->resume_sse) {
-			k = cand_sse(lp, n);
-			if (k == CAND_SSE)
-				return k;
-			if (k == CAND_MAYBE)
-				best = k;
-		}
-	}
-	return best;
+	return k[0] == CAND_MAYBE || k[1] == CAND_MAYBE || k[2] == CAND_MAYBE ? CAND_MAYBE : CAND_NO;
 }
 
 /* Enters the chunked event stream found at a chunk boundary: http-parser is put in a
