@@ -113,7 +113,7 @@ enum http_end {
 	HTTP_END_CLOSED,    /* the connection closed after the response head, before its end
 			     * (an SSE stream closed by either side) */
 	HTTP_END_CANCELLED, /* the connection closed before any response head */
-	HTTP_END_LOST,      /* bytes lost: the exchange could not be followed to its end */
+	HTTP_END_LOST,      /* bytes lost or unparsable: it could not be followed to its end */
 	HTTP_END_ABANDONED, /* the connection was set aside (upgrade, parse error, a bound) */
 };
 
@@ -184,13 +184,13 @@ struct http_payload {
 	const char *sse_id;             /* SSE: the stream's last event id ("" if none) */
 };
 
-/* Callbacks run during http_conn_feed/gap/eof/close; what they are given is valid only
+/* Callbacks run during http_conn_feed/gap/cut/eof/close; what they are given is valid only
  * during the call. A callback must not free the connection. */
 struct http_callbacks {
 	void (*on_payload)(void *ctx, const struct http_payload *p);
 	void (*on_exchange)(void *ctx, const struct http_exchange *ex, enum http_phase phase);
-	/* The verdict changed: called at most twice (HTTP_MCP, then maybe a final one), and
-	 * before the payload or exchange that decided it is reported. */
+	/* The verdict changed: at most twice (HTTP_MCP, then maybe a final one). HTTP_MCP comes
+	 * before the payload, endpoint or exchange that showed it. */
 	void (*on_verdict)(void *ctx, enum http_verdict v);
 };
 
@@ -206,7 +206,8 @@ struct http_opts {
 
 struct http_stats {
 	uint64_t bytes[2];          /* fed, by enum msd_dir */
-	uint64_t ignored_bytes;     /* fed after the connection was set aside */
+	uint64_t ignored_bytes;     /* not parsed because the connection was set aside (with the
+				     * rest of the chunk that decided it) */
 	uint64_t requests, responses;
 	uint64_t unpaired;          /* responses with no request to pair with */
 	uint64_t cancelled;         /* exchanges that ended HTTP_END_CANCELLED */
@@ -249,7 +250,7 @@ void http_conn_gap(struct http_conn *c, enum msd_dir dir, uint64_t lost_bytes);
 /* len bytes of dir were deliberately not copied (the middle of a syscall too long to copy
  * whole). Inside a body (within one chunk of a chunked one) or an SSE event's data, the
  * message goes on across them and its payload comes out oversized: the head from before the
- * cut, the tail from after it (maybe fewer bytes than the head). Anywhere else, a gap. */
+ * cut, the tail from after it (either maybe short). Anywhere else, a gap. */
 void http_conn_cut(struct http_conn *c, enum msd_dir dir, uint64_t len, uint64_t ts_ns);
 /* dir ended (a read returned 0, a shutdown): a response delimited by the close ends here. */
 void http_conn_eof(struct http_conn *c, enum msd_dir dir, uint64_t ts_ns);
