@@ -22,6 +22,9 @@ struct source_live_opts {
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 	bool compat;          /* the paths for older kernels even where better ones exist: records
 			       * reserved in size classes, kernel objects read by helper calls */
+	bool discover;        /* watch --all: the kernel finds processes reading JSON-RPC on their
+			       * stdin and tracks them (events.h). Off, attach pays nothing for it */
+	pid_t self;           /* never discovered: mcpsonde itself */
 };
 
 /* Loads and attaches the BPF programs. On failure returns NULL and writes one line,
@@ -38,6 +41,15 @@ int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
 /* Stops tracking pid: for a process found gone without its exit having been seen (it died
  * before its tracking took effect). The kernel forgets the others itself when they exit. */
 void source_live_untrack(struct source_live *src, pid_t pid);
+/* Writes a verdict about pid's stdin (events.h: EXCLUDED, NOT_MCP, RELAY) where discovery
+ * reads it, so that the kernel no longer looks at its reads; in names that file (NULL: any).
+ * The process is named by a pidfd and checked to be the one started at start_ticks (field 22
+ * of /proc/PID/stat), so a reused PID never gets another's verdict. Returns 0, or -errno
+ * (-ESRCH: gone, or not that process). */
+int source_live_verdict(struct source_live *src, pid_t pid, uint64_t start_ticks, enum msd_verdict_kind verdict,
+			const struct msd_file_id *in);
+/* Entries in the kernel's process table now, and its capacity. */
+int source_live_procs(struct source_live *src, unsigned *entries, unsigned *capacity);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
 /* Delivers every record available now. Returns records delivered, or -errno. */
