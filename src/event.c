@@ -30,6 +30,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_STDIN_CLOSED] = "stdin_closed",
 	[EV_REPORT] = "report",
 	[EV_PROTOCOL_ERROR] = "protocol_error",
+	[EV_UNTRACKED] = "untracked",
 };
 
 const char *ev_type_name(enum ev_type t)
@@ -236,6 +237,21 @@ static void render_exit(struct jsonw *w, const struct ev_exit *x)
 		jsonw_member_int(w, "lost_calls", x->lost_calls);
 }
 
+/* A process other than the server: what names it, and what identifies it. */
+static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_ref *r)
+{
+	if (!r->pid)
+		return;
+	jsonw_key(w, key);
+	jsonw_object_open(w);
+	jsonw_member_int(w, "pid", r->pid);
+	jsonw_member_int(w, "start_ticks", (long long)r->start_ticks);
+	jsonw_member_str(w, "comm", r->comm);
+	if (r->exe[0])
+		jsonw_member_str(w, "exe", r->exe);
+	jsonw_object_close(w);
+}
+
 static void render_session(struct jsonw *w, const struct session_identity *id)
 {
 	jsonw_member_str(w, "protocol_version", id->protocol_version);
@@ -246,6 +262,9 @@ static void render_session(struct jsonw *w, const struct session_identity *id)
 	jsonw_member_str(w, "cmdline", id->cmdline);
 	jsonw_member_str(w, "transport", id->transport);
 	jsonw_member_str(w, "stdio", id->stdio);
+	jsonw_member_str(w, "found", id->discovered ? "discovered" : "attached");
+	render_proc_ref(w, "client_process", &id->client_process);
+	render_proc_ref(w, "relay", &id->relay);
 }
 
 static void render_message(struct jsonw *w, const struct ev_message *m, const struct event_format_opts *opts)
@@ -302,6 +321,8 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 	event_format_time(ev->real_ns, ts, sizeof(ts));
 	jsonw_member_str(&w, "ts", ts);
 	jsonw_member_int(&w, "pid", ev->pid);
+	if (ev->session && ev->session->start_ticks)
+		jsonw_member_int(&w, "start_ticks", (long long)ev->session->start_ticks);
 	jsonw_key(&w, "server");
 	jsonw_string(&w, ev->session ? session_identity_name(ev->session) : NULL);
 
@@ -388,6 +409,9 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		jsonw_member_str(&w, "error_message", ev->protocol_error.error_message);
 		jsonw_member_str(&w, "direction", call_direction_name(ev->protocol_error.direction));
 		jsonw_member_int(&w, "bytes", (long long)ev->protocol_error.bytes);
+		break;
+	case EV_UNTRACKED:
+		jsonw_member_str(&w, "reason", ev->untracked.reason);
 		break;
 	case EV__COUNT:
 		break;

@@ -107,6 +107,7 @@ struct session {
 	bool linger_reported;
 	bool oom_killed;
 	bool announced;
+	bool quiet;                /* session_set_quiet */
 	struct invalid_burst invalid[2][2]; /* [client->server, server->client][json] */
 };
 
@@ -228,8 +229,15 @@ unsigned session_pending(const struct session *s)
 	return pending_total(s);
 }
 
+void session_set_quiet(struct session *s, bool quiet)
+{
+	s->quiet = quiet;
+}
+
 void session_emit(struct session *s, struct sonde_event *ev)
 {
+	if (s->quiet)
+		return;
 	ev->pid = s->id.pid;
 	ev->session = &s->id;
 	ev->real_ns = ev->ts_ns + (uint64_t)s->env.opts->mono_to_real_ns;
@@ -371,6 +379,13 @@ void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind)
 	s->id.stdio = kind == MSD_FD_PIPE ? "pipe" : kind == MSD_FD_SOCKET ? "socket" : kind == MSD_FD_TTY ? "tty" : NULL;
 }
 
+void session_on_discover(struct session *s, uint64_t start_ticks, const char *comm)
+{
+	s->id.start_ticks = start_ticks;
+	s->id.discovered = true;
+	copy_comm(s->id.comm, comm);
+}
+
 static void session_announce(struct session *s, uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_SESSION, .ts_ns = ts_ns };
@@ -379,6 +394,18 @@ static void session_announce(struct session *s, uint64_t ts_ns)
 	s->announced_gen = s->identity_gen;
 	s->announce_due_ns = 0;
 	session_emit(s, &ev);
+}
+
+void session_on_peers(struct session *s, const struct proc_ref *client, const struct proc_ref *relay,
+		      uint64_t ts_ns)
+{
+	if (!memcmp(&s->id.client_process, client, sizeof(*client)) && !memcmp(&s->id.relay, relay, sizeof(*relay)))
+		return;
+	s->id.client_process = *client;
+	s->id.relay = *relay;
+	s->identity_gen++;
+	if (s->announced)
+		session_announce(s, ts_ns);
 }
 
 /* One session event per change of identity. A client request tells who the client is (and,

@@ -146,6 +146,16 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 }
 
 /* Only what is known: attached mid-session, that is the command line alone. */
+/* "comm[pid]" of a process at the other end, when known. */
+static void text_proc_ref(struct outbuf *b, const char *label, const struct proc_ref *r)
+{
+	if (!r->pid)
+		return;
+	outbuf_puts(b, label);
+	outbuf_put_safe(b, r->comm);
+	outbuf_printf(b, "[%u]", r->pid);
+}
+
 static void text_session(struct outbuf *b, const struct session_identity *id)
 {
 	outbuf_puts(b, "session:");
@@ -169,11 +179,13 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 		outbuf_putc(b, ',');
 	}
 	if (!id->initialized_ns)
-		outbuf_puts(b, " attached mid-session,");
+		outbuf_puts(b, id->discovered ? " found mid-session," : " attached mid-session,");
 	outbuf_putc(b, ' ');
 	outbuf_put_safe(b, id->cmdline ? id->cmdline : id->comm);
 	outbuf_puts(b, " over ");
 	outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
+	text_proc_ref(b, ", client ", &id->client_process);
+	text_proc_ref(b, ", via ", &id->relay);
 	outbuf_putc(b, '\n');
 }
 
@@ -217,7 +229,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_text *t = (struct sink_text *)s;
 	struct outbuf *b = &t->buf;
 
-	if (ev->type == EV_MESSAGE || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated))
+	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated))
 		return;
 	text_prefix(t, ev);
 	switch (ev->type) {
@@ -301,6 +313,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 			      ev->tools.count, ev->tools.kept);
 		break;
 	case EV_MESSAGE:
+	case EV_UNTRACKED:
 	case EV__COUNT:
 		break;
 	}

@@ -29,6 +29,8 @@ enum ev_type {
 	EV_STDIN_CLOSED,  /* the client closed the server's stdin (read returned 0) */
 	EV_REPORT,        /* a post-mortem report was written */
 	EV_PROTOCOL_ERROR,/* an error response without id: the peer could not parse a request */
+	EV_UNTRACKED,     /* a process is no longer watched, without an exit (a relay, JSON-RPC that
+			   * is not MCP, or gone unseen): sinks let go of it; not printed */
 	EV__COUNT,
 };
 
@@ -50,6 +52,15 @@ enum call_direction {
 	DIR_SERVER_TO_CLIENT, /* the server wrote it */
 };
 
+/* A process at the other end of a server's stdio: its client, or a relay between them.
+ * pid 0: not known. */
+struct proc_ref {
+	uint32_t pid;
+	uint64_t start_ticks; /* with pid, identifies it */
+	char comm[16];
+	char exe[256];
+};
+
 /* What is known of an observed server process. Owned by the session; stable addresses. */
 struct session_identity {
 	uint32_t pid;
@@ -68,6 +79,10 @@ struct session_identity {
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
+	bool discovered;           /* found by its traffic (watch --all), not given by PID */
+	struct proc_ref client_process; /* who talks to it: the process at the other end of its
+				     * stdin, or beyond the relay when there is one */
+	struct proc_ref relay;     /* a relay between that client and it (socat, a proxy...) */
 	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
 				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
@@ -195,6 +210,10 @@ struct ev_protocol_error {
 	uint64_t bytes;
 };
 
+struct ev_untracked {
+	const char *reason;    /* "relay", "not_mcp", "excluded", "gone" */
+};
+
 struct ev_stdin_closed {
 	bool lingering;        /* false: the client just closed stdin; true: the server outlived it */
 	uint64_t since_ns;     /* lingering: time since stdin was closed */
@@ -220,6 +239,7 @@ struct sonde_event {
 		struct ev_report report;
 		struct ev_stdin_closed stdin_closed;
 		struct ev_protocol_error protocol_error;
+		struct ev_untracked untracked;
 	};
 };
 
