@@ -252,6 +252,21 @@ static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_
 	jsonw_object_close(w);
 }
 
+json_t *proc_ref_json(const struct proc_ref *r)
+{
+	json_t *o;
+
+	if (!r->pid)
+		return NULL;
+	o = json_object();
+	json_object_set_new(o, "pid", json_integer(r->pid));
+	json_object_set_new(o, "start_ticks", json_integer((json_int_t)r->start_ticks));
+	json_object_set_new(o, "comm", json_string(r->comm));
+	if (r->exe[0])
+		json_object_set_new(o, "exe", json_string(r->exe));
+	return o;
+}
+
 static void render_session(struct jsonw *w, const struct session_identity *id)
 {
 	jsonw_member_str(w, "protocol_version", id->protocol_version);

@@ -108,17 +108,6 @@ static json_t *name_version(const char *name, const char *version)
 	return o;
 }
 
-static json_t *proc_ref_json(const struct proc_ref *r)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "pid", json_integer(r->pid));
-	json_object_set_new(o, "start_ticks", json_integer((json_int_t)r->start_ticks));
-	set_str(o, "comm", r->comm);
-	set_str(o, "exe", r->exe);
-	return o;
-}
-
 static struct inv_rec *rec_find(const struct inventory *inv, uint32_t pid, uint64_t start_ticks)
 {
 	struct inv_key k = { .pid = pid, .start_ticks = start_ticks };

@@ -259,6 +259,9 @@ const char *call_direction_name(enum call_direction d);
 void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
+/* A process at the other end as a jansson object {pid, start_ticks, comm, exe} (reports,
+ * the inventory): the members event_render writes for it. NULL when r names nobody. */
+json_t *proc_ref_json(const struct proc_ref *r);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len);
 
