@@ -220,7 +220,10 @@ export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS, st
 		connect: () => client.connect(transport),
 		async close() {
 			await closeQuietly(client);
+			// The spec's stdio shutdown, as the SDK's transport does it: close the server's
+			// stdin, give it time to see the end and exit, only then kill it.
 			writable.destroy();
+			await Promise.race([exited, deadline(2000)]);
 			readable.destroy();
 			killPid(sh.pid);
 			await Promise.race([exited, deadline(3000)]);
