@@ -269,7 +269,8 @@ static void register_families(struct sink_metrics *m)
 					      "(let go).",
 					      L("verdict"));
 		m->clients = metrics_counter(r, "mcpsonde_client_lookups",
-					     "Clients of servers looked for: found, or unknown (nobody holds the other end).",
+					     "Clients of servers looked for: found, or unknown (nobody holds the other end, or the "
+					     "server was gone first).",
 					     L("result"));
 		m->map_entries = metrics_gauge(r, "mcpsonde_bpf_map_entries", "Entries in the kernel's maps.", L("map"));
 		m->map_capacity = metrics_gauge(r, "mcpsonde_bpf_map_capacity",

@@ -202,6 +202,9 @@ static void target_remove(struct targets *t, struct target *tg)
 {
 	if (tg->search == SEARCH_QUEUED)
 		t->queued--;
+	/* gone before its client was found: a lookup that ended without one */
+	if (tg->search == SEARCH_QUEUED || tg->search == SEARCH_SCANNING)
+		t->stats.clients_unknown++;
 	if (tg->where)
 		attrib_record_release(tg->where);
 	if (t->opts.attrib)
@@ -233,6 +236,12 @@ static struct msd_proc_rec *targets_identity(struct target *tg, uint64_t ts_ns, 
 {
 	struct msd_proc_rec *id = proc_identity((pid_t)tg->tgid, tg->start_ticks, ts_ns);
 
+	/* Exiting already (a zombie): its /proc has neither command line nor exe any more, and
+	 * selectors on the command line would judge an empty one. The kernel's is whole. */
+	if (id && d && !id->cmdline_len && d->cmdline_len) {
+		free(id);
+		id = NULL;
+	}
 	if (!id && d && (id = calloc(1, sizeof(*id) + d->cmdline_len))) {
 		id->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION,
 						.size = (uint32_t)(sizeof(*id) + d->cmdline_len), .ts_ns = ts_ns,
