@@ -15,6 +15,7 @@
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -739,6 +740,11 @@ int main(int argc, char **argv)
 	struct cli cli = { 0 };
 	int err;
 
+	/* Large transient buffers (a rendered scrape, the inventory document, a big message) from
+	 * mmap and back to the system when freed: glibc's adaptive threshold would move them into
+	 * the heap after the first free, where, between long-lived small objects, they leave holes
+	 * a daemon's RSS never gives back (the soak test saw 26 MiB of heap for 6 in use). */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	pipeline_opts_default(&cli.popts);
 	metrics_opts_default(&cli.mopts);
 	recorder_opts_default(&cli.ropts);
