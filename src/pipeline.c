@@ -58,6 +58,8 @@ struct pipeline {
 	struct psession *sessions;
 	unsigned nsessions;
 	unsigned nheld; /* streams holding out-of-order records */
+	uint64_t newest_ts_ns; /* the latest record's timestamp */
+	bool behind;           /* records wait upstream (pipeline_set_behind) */
 	uint64_t last_session_tick_ns;
 	struct pipeline_stats reported; /* limit counters already turned into EV_LOSS */
 	bool live;
@@ -71,6 +73,7 @@ static const char *const drop_reason_names[MSD_DROP__MAX] = {
 	[MSD_DROP_EVENT] = "event_lost",
 	[MSD_DROP_PROC_LIMIT] = "proc_limit",
 	[MSD_DROP_UNCAPTURED] = "uncaptured",
+	[MSD_DROP_BACKLOG] = "backlog",
 };
 
 /* The fd each role stands for, in events: stdin, stdout, stderr. */
@@ -242,12 +245,16 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 	*seen = *now;
 }
 
+/* Only held data waits for a timeout: a hole announced ahead (a long syscall's cut) is
+ * reached by the records of its own syscall, which come in order. */
 static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
 {
-	if (st->s.nheld && !st->held_since_ns) {
+	bool waits = stream_holds_data(&st->s);
+
+	if (waits && !st->held_since_ns) {
 		st->held_since_ns = ts_ns;
 		p->nheld++;
-	} else if (!st->s.nheld && st->held_since_ns) {
+	} else if (!waits && st->held_since_ns) {
 		st->held_since_ns = 0;
 		p->nheld--;
 	}
@@ -362,7 +369,7 @@ static void pipeline_flush_process(struct pipeline *p, uint32_t tgid, uint64_t t
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
-		if (st->key.tgid == tgid && st->held_since_ns)
+		if (st->key.tgid == tgid && st->s.nheld)
 			pstream_flush(p, st, ts_ns);
 }
 
@@ -372,6 +379,8 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 	struct session *s;
 
 	p->stats.records++;
+	if (rec->ts_ns > p->newest_ts_ns)
+		p->newest_ts_ns = rec->ts_ns;
 	switch (rec->kind) {
 	case MSD_REC_DATA:
 		if (rec->size >= sizeof(struct msd_data_rec) &&
@@ -447,8 +456,12 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	struct pstream *st, *tmp;
 
 	if (p->nheld) {
+		/* While records wait upstream the missing one may be among them: a held record is
+		 * given up only once records that much newer than it have arrived. */
+		uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
+
 		HASH_ITER(hh, p->streams, st, tmp)
-			if (st->held_since_ns && now_ns - st->held_since_ns > HOLD_TIMEOUT_NS)
+			if (st->held_since_ns && ref > st->held_since_ns && ref - st->held_since_ns > HOLD_TIMEOUT_NS)
 				pstream_flush(p, st, now_ns);
 	}
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS)
@@ -462,6 +475,11 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);
+}
+
+void pipeline_set_behind(struct pipeline *p, bool behind)
+{
+	p->behind = behind;
 }
 
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

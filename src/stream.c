@@ -136,6 +136,14 @@ static void stream_place(struct stream *s, const struct stream_held *h, frame_fn
 	stream_insert(s, h);
 }
 
+bool stream_holds_data(const struct stream *s)
+{
+	for (int i = 0; i < s->nheld; i++)
+		if (s->held[i].data)
+			return true;
+	return false;
+}
+
 void stream_flush(struct stream *s, frame_fn fn, void *ctx)
 {
 	while (s->nheld > 0) {

@@ -61,6 +61,9 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
 /* Live capture: stall events sample /proc (meaningless when replaying a capture). */
 void pipeline_set_live(struct pipeline *p, bool live);
+/* Records are waiting upstream (live: read from the ring buffer, not yet fed): a record held
+ * for a missing one ahead of it is judged against the newest record fed, not the clock. */
+void pipeline_set_behind(struct pipeline *p, bool behind);
 /* A write by tgid on fd entered at enter_ns has not returned by now_ns (the client is not
  * reading). Reported once per blocked write. */
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

@@ -1,7 +1,12 @@
 /* source.h -- where records come from: the live ring buffer, or a capture file.
  *
  * Both kinds hand the same records (events.h) to the same callback, in order, so that
- * everything downstream runs identically live and offline. Only source_live.c knows libbpf. */
+ * everything downstream runs identically live and offline. Only source_live.c knows libbpf.
+ *
+ * Live, a reader thread empties the ring buffer into a bounded backlog (backlog.h) as soon as
+ * records come, and the caller's event loop takes them from there a slice at a time
+ * (source_live_poll with a deadline), so that it serves its signals, timers and metrics
+ * however fast records arrive. */
 #ifndef MCPSONDE_SOURCE_H
 #define MCPSONDE_SOURCE_H
 
@@ -19,6 +24,8 @@ struct source_live;
 
 struct source_live_opts {
 	size_t ringbuf_bytes; /* power of two; 0 selects the default (16 MiB) */
+	size_t backlog_bytes; /* records read from the ring and not yet analysed; 0 selects the
+			       * default (4 times the ring buffer) */
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 	bool compat;          /* the paths for older kernels even where better ones exist: records
 			       * reserved in size classes, kernel objects read by helper calls */
@@ -40,14 +47,26 @@ int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
 void source_live_untrack(struct source_live *src, pid_t pid);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
-/* Delivers every record available now. Returns records delivered, or -errno. */
-int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx);
+/* Delivers records in order until none is waiting, fn returns non-zero, or CLOCK_MONOTONIC
+ * passes deadline_ns (0: no deadline). Returns how many. */
+size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns);
+/* Records read from the ring buffer and waiting for source_live_poll (their bytes): while
+ * there are, the caller should come back without waiting on the fd. */
+size_t source_live_pending(struct source_live *src);
+/* Stops capturing: nothing is tracked any more, and what the ring buffer still holds is
+ * moved into the backlog (or counted as MSD_DROP_BACKLOG where it finds no room) by
+ * deadline_ns at the latest. Records already waiting stay for source_live_poll. */
+void source_live_stop(struct source_live *src, uint64_t deadline_ns);
+/* Drops whatever still waits, counted as MSD_DROP_BACKLOG (mcpsonde stopped before it got
+ * to it). */
+void source_live_abandon(struct source_live *src);
 /* Calls fn for every write to a tracked process's out-file that has entered the kernel and
  * not yet returned. One that stays there is blocked, typically because the peer stopped
  * reading. Walks every task of the machine in the kernel: call it about once a second.
  * Returns how many, or -errno. */
 int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const struct msd_inflight *w), void *ctx);
-/* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open. */
+/* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open; user space's
+ * own (MSD_DROP_BACKLOG) included. */
 int source_live_drops(struct source_live *src, struct msd_drop *out);
 /* The other counters (enum msd_counter) summed over CPUs, MSD_CNT__MAX entries. */
 int source_live_counters(struct source_live *src, uint64_t *out);
