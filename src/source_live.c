@@ -10,10 +10,13 @@
  * so that the kernel, which knows every stream offset, is the one that counts what is lost.
  *
  * Invariants: nothing is pinned and every kernel object (maps, programs, links) lives only as
- * long as this process's file descriptors, so mcpsonde exiting, crashing or being SIGKILLed detaches everything and
+ * long as this process's file descriptors (and those of its detaching child, see
+ * source_live_close), so mcpsonde exiting, crashing or being SIGKILLed detaches everything and
  * the observed processes never notice. Records reach the callback exactly as the kernel wrote
  * them (events.h), in ring buffer order, each once. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -23,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -549,12 +553,100 @@ int source_live_counters(struct source_live *src, uint64_t *out)
 	return 0;
 }
 
+/* Whether fd holds a BPF object or a perf event: what the detaching child keeps. */
+static bool fd_is_bpf(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return !strncmp(target, "anon_inode:bpf", 14) || !strcmp(target, "anon_inode:[perf_event]");
+}
+
+static int fd_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Each syscall tracepoint's removal waits for RCU grace periods under the kernel's
+ * event_mutex: 30-60 ms each, one after the other, 1-2 s for ours. A child holding every BPF
+ * and perf event fd does that after mcpsonde has exited, with nothing tracked any more (the
+ * programs take their untracked path meanwhile); they go when it exits, however it exits. It
+ * holds them all until mcpsonde is gone (the write end of a pipe, which mcpsonde keeps open
+ * until it exits, reads EOF), so that no close of mcpsonde's is ever the last one. It closes
+ * everything else at once, stdout and stderr above all, so that whoever reads mcpsonde's
+ * output sees it end when mcpsonde ends, and a listening socket is free for the next one. */
+static void source_live_detach_in_child(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t nkeep = 0, cap = 0;
+	int *keep = NULL, max = -1, gone[2];
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		if (fd > max)
+			max = fd;
+		if (!fd_is_bpf(fd))
+			continue;
+		if (nkeep == cap) {
+			int *k = realloc(keep, (cap ? 2 * cap : 64) * sizeof(*keep));
+
+			if (!k)
+				break;
+			keep = k;
+			cap = cap ? 2 * cap : 64;
+		}
+		keep[nkeep++] = fd;
+	}
+	closedir(d);
+	qsort(keep, nkeep, sizeof(*keep), fd_cmp);
+	/* The child waits for mcpsonde to be gone (EOF on this pipe) before it lets go. */
+	if (pipe2(gone, O_CLOEXEC) < 0) {
+		free(keep);
+		return;
+	}
+	if (fork() == 0) {
+		/* The parent has threads: async-signal-safe calls only. */
+		size_t next = 0;
+		char c;
+
+		for (int fd = 0; fd <= max; fd++) {
+			if (next < nkeep && keep[next] == fd)
+				next++;
+			else if (fd != gone[0])
+				close(fd);
+		}
+		prctl(PR_SET_NAME, "mcpsonde-detach");
+		while (read(gone[0], &c, 1) < 0 && errno == EINTR)
+			;
+		for (size_t i = 0; i < nkeep; i++)
+			close(keep[i]);
+		_exit(0);
+	}
+	close(gone[0]);
+	free(keep);
+}
+
 void source_live_close(struct source_live *src)
 {
 	if (!src)
 		return;
 	if (src->reader_running)
 		source_live_stop(src, 0);
+	if (src->skel && src->skel->bss) {
+		source_live_untrack_all(src);
+		source_live_detach_in_child();
+	}
 	ring_buffer__free(src->rb);
 	backlog_free(src->backlog);
 	if (src->reader_epfd >= 0)

@@ -70,6 +70,9 @@ int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const st
 int source_live_drops(struct source_live *src, struct msd_drop *out);
 /* The other counters (enum msd_counter) summed over CPUs, MSD_CNT__MAX entries. */
 int source_live_counters(struct source_live *src, uint64_t *out);
+/* Detaches and frees everything. Removing syscall tracepoints takes the kernel 1-2 s (one
+ * RCU grace period after another, under a global lock): a child process holds the programs
+ * while they go, so that this returns at once. The programs track nothing by then. */
 void source_live_close(struct source_live *src);
 
 #endif
