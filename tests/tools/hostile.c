@@ -6,8 +6,9 @@
  * and each tool is one way of misbehaving that real servers have: a response of 100 MB in
  * one write(), replies through pwritev2, a dup of stdout or sendmsg, children that write a
  * line and exit at once, fds closed by close_range then a regular file read, stderr lines,
- * bytes moved by sendfile, io_uring. Every tool answers its call normally afterwards, unless
- * it says otherwise, so a test can check that what follows the hostile part is reported.
+ * bytes moved by sendfile, io_uring, a flood of lines faster than any observer can analyse.
+ * Every tool answers its call normally afterwards, unless it says otherwise, so a test can
+ * check that what follows the hostile part is reported.
  *
  * Adding a mode: write `static void tool_NAME(json_t *id, json_t *args)` that ends with a
  * reply (reply_text() or one of its own), and add a row to tools[] below; tools/list lists
@@ -27,6 +28,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_SIZE 65536
@@ -296,6 +298,40 @@ static void tool_uring(json_t *id, json_t *args)
 	reply_text(id, fd >= 0 ? "io_uring set up" : "io_uring unavailable");
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Lines of {bytes} bytes, each with one write() to fd {fd} (default 2), as fast as the kernel
+ * takes them, for {seconds}: more than any observer can analyse. With stderr on /dev/null
+ * nothing else limits the rate. */
+static void tool_flood(json_t *id, json_t *args)
+{
+	long long bytes = arg_int(args, "bytes", 4096), lines = 0;
+	double until = now_s() + (double)arg_int(args, "seconds", 10);
+	int fd = (int)arg_int(args, "fd", 2);
+	char text[64], *line;
+
+	if (bytes < 16)
+		bytes = 16;
+	if (!(line = malloc((size_t)bytes)))
+		die("malloc");
+	memset(line, 'f', (size_t)bytes - 1);
+	memcpy(line, "flood ", 6);
+	line[bytes - 1] = '\n';
+	do {
+		for (int i = 0; i < 256; i++, lines++)
+			write_all(fd, line, (size_t)bytes);
+	} while (now_s() < until);
+	free(line);
+	snprintf(text, sizeof(text), "%lld lines", lines);
+	reply_text(id, text);
+}
+
 static const struct tool {
 	const char *name;
 	void (*run)(json_t *id, json_t *args);
@@ -311,6 +347,7 @@ static const struct tool {
 	{ "stderr", tool_stderr, "Writes {lines} lines tagged {tag} to stderr" },
 	{ "sendfile", tool_sendfile, "Sends the file {path} to stdout with sendfile, then answers" },
 	{ "uring", tool_uring, "Sets up an io_uring instance" },
+	{ "flood", tool_flood, "Writes lines of {bytes} bytes to fd {fd} (default 2) as fast as it can for {seconds}" },
 };
 
 /* --- protocol ---------------------------------------------------------------------------- */
