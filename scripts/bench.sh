@@ -48,6 +48,7 @@ do_ramp=1
 do_sdk=1
 bpf_stats=1
 keep=0
+sonde_args=
 out=$REPO/bench/results.md
 cmdline="$0 $*"
 
@@ -66,6 +67,7 @@ usage: scripts/bench.sh [options]
   --no-ramp, --no-sdk, --no-bpf-stats
   --out FILE          the Markdown table (default bench/results.md)
   --keep              keep the work directory (raw JSON, mcpsonde and strace output)
+  --sonde-args ARGS   extra options for mcpsonde attach (e.g. "--ringbuf-mb 64"; for development)
 EOF
 }
 
@@ -85,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--no-bpf-stats) bpf_stats=0 ;;
 	--out) out=$2; shift ;;
 	--keep) keep=1 ;;
+	--sonde-args) sonde_args=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -315,7 +318,7 @@ run_one() {
 			else
 				target=$spid
 			fi
-			"$SONDE" attach -p "$target" --json >"$d/sonde.jsonl" 2>"$d/sonde.err" &
+			"$SONDE" attach -p "$target" --json $sonde_args >"$d/sonde.jsonl" 2>"$d/sonde.err" &
 			mpid=$!
 			children[$mpid]=1
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
