@@ -104,6 +104,7 @@ enum opt_key {
 	OPT_REDACT,
 	OPT_HOST_ROOT,
 	OPT_COMPAT,
+	OPT_MEMORY_BUDGET,
 };
 
 static const char doc[] =
@@ -125,6 +126,7 @@ static const struct argp_option options[] = {
 	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
 	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
+	{ "memory-budget", OPT_MEMORY_BUDGET, "MIB", 0, "Bytes of unfinished messages all streams may hold together (default 256)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
 	{ "blocked-write-timeout", OPT_BLOCKED_WRITE, "SEC", 0, "Report writes blocked this long (default 5)", 0 },
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
@@ -211,6 +213,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		if (parse_u64(arg, 1, 1024, &v) < 0 || (v & (v - 1)))
 			argp_error(state, "--ringbuf-mb: expected a power of two between 1 and 1024: %s", arg);
 		cli->ringbuf_bytes = (size_t)v << 20;
+		break;
+	case OPT_MEMORY_BUDGET:
+		if (parse_u64(arg, 4, 1u << 20, &v) < 0)
+			argp_error(state, "--memory-budget: expected MiB between 4 and 1048576: %s", arg);
+		cli->popts.memory_budget = (size_t)v << 20;
 		break;
 	case OPT_STALL:
 	case OPT_BLOCKED_WRITE:

@@ -36,6 +36,7 @@ struct pstream {
 	enum msd_role role;
 	struct stream s;
 	struct stream_stats reported; /* losses already turned into EV_LOSS */
+	struct framer_stats budget_reported; /* the framer's budget_* already turned into EV_LOSS */
 	uint64_t held_since_ns; /* 0 when nothing is held */
 	uint64_t backlog_since_ns; /* MCP out: first short write since the last complete one */
 	uint64_t backlog_bytes;    /* what the latest short write could not move */
@@ -57,6 +58,7 @@ struct pipeline {
 	unsigned nstreams;
 	struct psession *sessions;
 	unsigned nsessions;
+	struct frame_budget budget; /* every stream's buffered bytes together */
 	unsigned nheld; /* streams holding out-of-order records */
 	uint64_t newest_ts_ns; /* the latest record's timestamp */
 	bool behind;           /* records wait upstream (pipeline_set_behind) */
@@ -86,6 +88,7 @@ void pipeline_opts_default(struct pipeline_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->max_frame = PIPELINE_MAX_FRAME_DEFAULT;
+	o->memory_budget = PIPELINE_MEMORY_BUDGET_DEFAULT;
 	o->stall_ns = 30ull * 1000000000ull;
 	o->stall_p99_factor = 10;
 	o->stdin_linger_ns = 10ull * 1000000000ull;
@@ -104,6 +107,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 	p->env.sinks = sinks;
 	p->env.opts = &p->opts;
 	p->env.stats = &p->stats;
+	p->budget.limit = opts->memory_budget ? opts->memory_budget : PIPELINE_MEMORY_BUDGET_DEFAULT;
 	return p;
 }
 
@@ -225,6 +229,8 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 {
 	const struct stream_stats *now = &st->s.stats;
 	struct stream_stats *seen = &st->reported;
+	const struct framer_stats *fr = &st->s.framer.stats;
+	struct framer_stats *fseen = &st->budget_reported;
 
 	if (now->gap_bytes != seen->gap_bytes) {
 		p->stats.gaps += now->gaps - seen->gaps;
@@ -239,10 +245,23 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
 		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, ts_ns);
 	}
-	/* Answers may have gone in a gap or uncaptured bytes (a cut message is still seen). */
-	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes))
+	/* Answers may have gone in a gap, uncaptured bytes or a line given up for the memory
+	 * budget (a cut message is still seen). */
+	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes ||
+					 fr->budget_dropped != fseen->budget_dropped))
 		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
+	if (fr->budget_dropped != fseen->budget_dropped || fr->budget_cut != fseen->budget_cut) {
+		struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
+
+		p->stats.budget_lines += fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut;
+		ev.loss.reason = "memory_budget";
+		ev.loss.records = fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut;
+		ev.loss.bytes = fr->budget_dropped_bytes - fseen->budget_dropped_bytes;
+		ev.loss.fd = role_fd(st->role);
+		session_emit(st->sess, &ev);
+	}
 	*seen = *now;
+	*fseen = *fr;
 }
 
 /* Only held data waits for a timeout: a hole announced ahead (a long syscall's cut) is
@@ -284,6 +303,7 @@ static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec
 	st->sess = sess;
 	st->role = (enum msd_role)d->role;
 	stream_init(&st->s, p->opts.max_frame);
+	framer_set_budget(&st->s.framer, &p->budget);
 	HASH_ADD(hh, p->streams, key, sizeof(st->key), st);
 	p->nstreams++;
 	return st;
@@ -468,10 +488,14 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 		return;
 	p->last_session_tick_ns = now_ns;
 	pipeline_report_limits(p, now_ns);
-	HASH_ITER(hh, p->streams, st, tmp)
+	HASH_ITER(hh, p->streams, st, tmp) {
 		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
 		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
 			session_on_blocked_write(st->sess, role_fd(st->role), st->backlog_since_ns, st->backlog_bytes, now_ns);
+		/* A line given up for another stream's sake: said now, not at this one's next record. */
+		if (st->s.framer.stats.budget_dropped != st->budget_reported.budget_dropped)
+			pipeline_report_gaps(p, st, now_ns);
+	}
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);

@@ -17,12 +17,14 @@
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
+#define PIPELINE_MEMORY_BUDGET_DEFAULT (256u << 20)
 #define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
 
 struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
+	size_t memory_budget;      /* every stream's buffered bytes together (frame_budget, frame.h) */
 	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
 	bool capture_values;
 	enum redact_mode redact;   /* free text: secret-looking values masked (default), dropped, or kept */
@@ -50,6 +52,7 @@ struct pipeline_stats {
 	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
+	uint64_t budget_lines;      /* partial lines given up or cut for the memory budget */
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
 };
