@@ -6,7 +6,8 @@
  * and each tool is one way of misbehaving that real servers have: a response of 100 MB in
  * one write(), replies through pwritev2, a dup of stdout or sendmsg, children that write a
  * line and exit at once, fds closed by close_range then a regular file read, stderr lines,
- * bytes moved by sendfile, io_uring, a flood of lines faster than any observer can analyse.
+ * bytes moved by sendfile, io_uring, a flood of lines faster than any observer can analyse,
+ * children that each hold an unfinished line of many megabytes.
  * Every tool answers its call normally afterwards, unless it says otherwise, so a test can
  * check that what follows the hostile part is reported.
  *
@@ -332,6 +333,68 @@ static void tool_flood(json_t *id, json_t *args)
 	reply_text(id, text);
 }
 
+/* Children held by tool_partial until tool_release: the write end of their gate. */
+static int partial_gate = -1;
+
+/* {children} children, one after the other, each write {bytes} bytes of one line without its
+ * newline to fd {fd} (default 2), 64 KiB per write() with {pace_us} between writes, and wait:
+ * unfinished lines an observer has to hold. The reply comes once every child has written.
+ * tool_release lets them go. */
+static void tool_partial(json_t *id, json_t *args)
+{
+	long long children = arg_int(args, "children", 16), bytes = arg_int(args, "bytes", 15 << 20);
+	long long pace_us = arg_int(args, "pace_us", 0);
+	int fd = (int)arg_int(args, "fd", 2), gate[2];
+	char text[96];
+
+	if (partial_gate >= 0 || pipe(gate) < 0)
+		die("partial: pipe (or children still held)");
+	for (long long i = 0; i < children; i++) {
+		int done[2];
+		pid_t pid;
+		char c;
+
+		if (pipe(done) < 0 || (pid = fork()) < 0)
+			die("partial: fork");
+		if (pid == 0) {
+			static char chunk[65536];
+
+			close(gate[1]);
+			close(done[0]);
+			memset(chunk, 'p', sizeof(chunk));
+			for (long long left = bytes; left > 0; left -= (long long)sizeof(chunk)) {
+				write_all(fd, chunk, left < (long long)sizeof(chunk) ? (size_t)left : sizeof(chunk));
+				if (pace_us)
+					usleep((useconds_t)pace_us);
+			}
+			close(done[1]);
+			while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+				;
+			_exit(0);
+		}
+		close(done[1]);
+		while (read(done[0], &c, 1) < 0 && errno == EINTR) /* EOF: this child has written */
+			;
+		close(done[0]);
+	}
+	close(gate[0]);
+	partial_gate = gate[1];
+	snprintf(text, sizeof(text), "%lld children hold %lld bytes each", children, bytes);
+	reply_text(id, text);
+}
+
+static void tool_release(json_t *id, json_t *args)
+{
+	(void)args;
+	if (partial_gate >= 0) {
+		close(partial_gate);
+		partial_gate = -1;
+		while (wait(NULL) > 0 || errno == EINTR)
+			;
+	}
+	reply_text(id, "released");
+}
+
 static const struct tool {
 	const char *name;
 	void (*run)(json_t *id, json_t *args);
@@ -347,6 +410,8 @@ static const struct tool {
 	{ "stderr", tool_stderr, "Writes {lines} lines tagged {tag} to stderr" },
 	{ "sendfile", tool_sendfile, "Sends the file {path} to stdout with sendfile, then answers" },
 	{ "uring", tool_uring, "Sets up an io_uring instance" },
+	{ "partial", tool_partial, "{children} children one after the other write {bytes} bytes of an unfinished line to fd {fd} (default 2), {pace_us} between 64 KiB writes, and wait" },
+	{ "release", tool_release, "Lets the children of partial go" },
 	{ "flood", tool_flood, "Writes lines of {bytes} bytes to fd {fd} (default 2) as fast as it can for {seconds}" },
 };
 
