@@ -5,12 +5,11 @@
  *   mcpsonde replay FILE [--json]                  the same analysis, offline, no root
  *   mcpsonde postmortem REPORT [--json]            a crash report, for a person
  *
- * The live loop is single-threaded: epoll over the records waiting in the source's backlog,
- * a timerfd (loss counters, blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop
- * cleanly). It takes records a bounded slice at a time, so that however fast they come,
- * signals, timers and metrics are served between slices. (The source's reader thread empties
- * the kernel's ring buffer meanwhile.) Nothing is pinned or left behind: the kernel drops the
- * BPF programs when this process goes, however it goes. */
+ * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
+ * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). It drains the ring a
+ * bounded slice at a time, so that however fast records come, signals, timers and metrics are
+ * served between slices. Nothing is pinned or left behind: the kernel drops the BPF programs
+ * when this process goes, however it goes. */
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
@@ -36,10 +35,9 @@
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
 #define DRAIN_SLICE_NS 20000000ull /* records analysed per turn of the loop, at most this long */
-/* From a stop (SIGINT, or the last process gone) to the end: the reader's last pass over the
- * ring buffer, then the backlog, each by its deadline; what is left is counted as lost. */
-#define STOP_READER_NS 100000000ull
-#define STOP_DRAIN_NS 400000000ull
+/* From a stop (SIGINT, or the last process gone) to the end: what the ring buffer holds is
+ * analysed for at most this long; the rest is counted as lost. */
+#define STOP_DRAIN_NS 500000000ull
 #define LIVE_MAX 4096
 
 enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM };
@@ -609,7 +607,7 @@ static int run_live(struct cli *cli)
 
 	while (!stop) {
 		/* Records still waiting: look at the other fds without waiting, then go on. */
-		int n = epoll_wait(epfd, events, 4, source_live_pending(c.src) ? 0 : -1);
+		int n = epoll_wait(epfd, events, 4, source_live_behind(c.src) ? 0 : -1);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -629,7 +627,7 @@ static int run_live(struct cli *cli)
 					continue;
 				live_check_drops(&c, now);
 				if (c.pipe) {
-					pipeline_set_behind(c.pipe, source_live_pending(c.src) != 0);
+					pipeline_set_behind(c.pipe, source_live_behind(c.src));
 					pipeline_tick(c.pipe, now);
 				}
 				if (++ticks % 10 == 0) {
@@ -641,11 +639,11 @@ static int run_live(struct cli *cli)
 						c.write_failed = true;
 				}
 			}
-			/* The source's fd: the slice below takes what waits. */
+			/* The ring buffer's fd: the slice below takes what waits. */
 		}
 		source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + DRAIN_SLICE_NS);
 		if (c.pipe) {
-			pipeline_set_behind(c.pipe, source_live_pending(c.src) != 0);
+			pipeline_set_behind(c.pipe, source_live_behind(c.src));
 			pipeline_tick(c.pipe, clock_mono_ns());
 		}
 		/* Out before waiting again: one write per drain, and nothing held back while idle. */
@@ -655,13 +653,9 @@ static int run_live(struct cli *cli)
 		if (c.live.n == 0 && !cli->metrics_listen)
 			stop = true;
 	}
-	{
-		uint64_t t = clock_mono_ns();
-
-		source_live_stop(c.src, t + STOP_READER_NS);
-		source_live_poll(c.src, live_on_record, &c, t + STOP_READER_NS + STOP_DRAIN_NS);
-		source_live_abandon(c.src);
-	}
+	source_live_stop(c.src);
+	source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + STOP_DRAIN_NS);
+	source_live_abandon(c.src);
 	live_check_drops(&c, clock_mono_ns());
 	if (c.pipe)
 		pipeline_finish(c.pipe, clock_mono_ns());

@@ -4,10 +4,8 @@
  * get wrong (privileges, BTF, tracefs, kernel age) so that each failure is one readable line;
  * libbpf itself stays quiet unless verbose.
  *
- * A reader thread does nothing but empty the ring buffer into the backlog (backlog.h): the
- * ring has room whenever that thread gets a CPU, whatever the pipeline is busy with; the
- * caller takes records from the backlog in slices. The reader waits when the backlog is full,
- * so that the kernel, which knows every stream offset, is the one that counts what is lost.
+ * The caller drains the ring buffer in slices (source_live_poll with a deadline), so that it
+ * serves its signals, timers and metrics however fast records arrive.
  *
  * Invariants: nothing is pinned and every kernel object (maps, programs, links) lives only as
  * long as this process's file descriptors (and those of its detaching child, see
@@ -17,14 +15,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -37,14 +31,11 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#include "mcpsonde/backlog.h"
 #include "mcpsonde/source.h"
 #include "mcpsonde.skel.h"
 
 #define RINGBUF_DEFAULT_BYTES (16u << 20)
-#define BACKLOG_PER_RING 4 /* default backlog: this many times the ring buffer */
-/* Records below the wakeup threshold (wakeup_bytes) wake nobody: the reader looks this often. */
-#define READER_TICK_MS 100
+#define CLOCK_EVERY 32 /* records between two looks at the clock during a slice */
 
 #define TRACEFS "/sys/kernel/tracing"
 #define DEBUGFS_TRACING "/sys/kernel/debug/tracing"
@@ -59,24 +50,18 @@
 struct source_live {
 	struct mcpsonde_bpf *skel;
 	struct ring_buffer *rb;
-	struct backlog *backlog;
-	size_t rb_bytes;
 	int ncpus;
 	bool dynptr;       /* bpf_probe_read_user_dynptr (6.16+) */
 	bool direct_reads; /* bpf_rdonly_cast (6.2+) */
-	/* The reader thread. */
-	pthread_t reader;
-	bool reader_running;
-	int reader_epfd;  /* the ring buffer's epoll fd and wake_fd */
-	int wake_fd;      /* eventfd: stop */
-	bool stopping;    /* atomic: source_live_stop was called */
-	uint64_t stop_deadline_ns;
-	uint64_t late_bytes; /* reader only: bytes of records counted, not copied, after the deadline */
-	/* Records the backlog could not take (atomic: the reader adds, the caller reads). */
-	uint64_t refused_records, refused_bytes;
-	/* Set for the duration of source_live_poll: the backlog callback has one context. */
-	source_record_fn fn;
+	bool behind;       /* the last slice ended before the ring buffer was empty */
+	/* Records consumed and never analysed: mcpsonde stopped first (MSD_DROP_BACKLOG). */
+	uint64_t unread_records, unread_bytes;
+	/* Set for the duration of source_live_poll: the ring buffer callback has one context. */
+	source_record_fn fn; /* NULL: count the records as unread */
 	void *fn_ctx;
+	size_t delivered;
+	uint64_t deadline_ns;
+	bool stopped;
 };
 
 /* libbpf's print callback is process-wide, hence these two. */
@@ -188,14 +173,7 @@ static uint64_t rec_payload(const struct msd_rec_hdr *rec)
 	return rec->kind == MSD_REC_DATA ? ((const struct msd_data_rec *)rec)->cap_len : 0;
 }
 
-static void source_live_refuse(struct source_live *src, const struct msd_rec_hdr *rec)
-{
-	__atomic_fetch_add(&src->refused_records, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&src->refused_bytes, rec_payload(rec), __ATOMIC_RELAXED);
-}
-
-/* The reader's ring buffer callback: a copy into the backlog. */
-static int source_live_on_ring(void *ctx, void *data, size_t size)
+static int source_live_on_record(void *ctx, void *data, size_t size)
 {
 	struct source_live *src = ctx;
 	const struct msd_rec_hdr *rec = data;
@@ -204,60 +182,17 @@ static int source_live_on_ring(void *ctx, void *data, size_t size)
 	 * else is not a record of ours. */
 	if (size < sizeof(*rec) || rec->size < sizeof(*rec) || rec->size > size)
 		return 0;
-	if (__atomic_load_n(&src->stopping, __ATOMIC_ACQUIRE) && source_live_now_ns() >= src->stop_deadline_ns) {
-		/* Stopping and out of time: counted, not copied. Nothing is tracked any more, so
-		 * the ring holds a bounded amount; the bound is checked anyway. */
-		source_live_refuse(src, rec);
-		src->late_bytes += size;
-		return src->late_bytes > 2 * src->rb_bytes ? -ECANCELED : 0;
+	if (!src->fn) {
+		src->unread_records++;
+		src->unread_bytes += rec_payload(rec);
+		return 0;
 	}
-	if (backlog_put(src->backlog, rec, rec->size) < 0)
-		source_live_refuse(src, rec);
-	return 0;
-}
-
-/* Empties the ring buffer into the backlog whenever the kernel wakes it (wakeup_bytes waiting)
- * and every READER_TICK_MS; once stopping, one last time. */
-static void *source_live_reader(void *arg)
-{
-	struct source_live *src = arg;
-	struct epoll_event ev[2];
-	bool last = false;
-
-	while (!last) {
-		last = __atomic_load_n(&src->stopping, __ATOMIC_ACQUIRE);
-		if (!last && epoll_wait(src->reader_epfd, ev, 2, READER_TICK_MS) < 0 && errno != EINTR)
-			break;
-		ring_buffer__consume(src->rb);
-		backlog_publish(src->backlog);
+	src->delivered++;
+	if (src->fn(src->fn_ctx, rec) ||
+	    (src->deadline_ns && src->delivered % CLOCK_EVERY == 0 && source_live_now_ns() >= src->deadline_ns)) {
+		src->stopped = true;
+		return -ECANCELED; /* libbpf stops consuming only on a negative return */
 	}
-	return NULL;
-}
-
-/* Signals go to the caller's signalfd, never to this thread. */
-static int source_live_start_reader(struct source_live *src)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	sigset_t all, saved;
-	int err;
-
-	src->reader_epfd = epoll_create1(EPOLL_CLOEXEC);
-	src->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (src->reader_epfd < 0 || src->wake_fd < 0)
-		return -errno;
-	ev.data.fd = ring_buffer__epoll_fd(src->rb);
-	if (epoll_ctl(src->reader_epfd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
-		return -errno;
-	ev.data.fd = src->wake_fd;
-	if (epoll_ctl(src->reader_epfd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
-		return -errno;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &saved);
-	err = pthread_create(&src->reader, NULL, source_live_reader, src);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
-	if (err)
-		return -err;
-	src->reader_running = true;
 	return 0;
 }
 
@@ -304,8 +239,6 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	src->reader_epfd = src->wake_fd = -1;
-	src->rb_bytes = rb_bytes;
 	/* kfuncs are declared weak: the programs load without them, and never call one that
 	 * is missing (its branch is dead code for the verifier). */
 	src->dynptr = !opts->compat && kernel_has_kfunc("bpf_probe_read_user_dynptr");
@@ -344,18 +277,9 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		snprintf(err, errlen, "cannot attach the BPF programs: %s", strerror(-ret));
 		goto cleanup;
 	}
-	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.events), source_live_on_ring, src, NULL);
+	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.events), source_live_on_record, src, NULL);
 	if (!src->rb) {
 		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));
-		goto cleanup;
-	}
-	src->backlog = backlog_new(opts->backlog_bytes ? opts->backlog_bytes : BACKLOG_PER_RING * rb_bytes);
-	if (!src->backlog) {
-		snprintf(err, errlen, "out of memory");
-		goto cleanup;
-	}
-	if ((ret = source_live_start_reader(src)) < 0) {
-		snprintf(err, errlen, "cannot start the ring buffer reader: %s", strerror(-ret));
 		goto cleanup;
 	}
 	return src;
@@ -446,27 +370,24 @@ int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const st
 
 int source_live_fd(const struct source_live *src)
 {
-	return backlog_fd(src->backlog);
-}
-
-static int source_live_on_backlog(void *ctx, const void *rec, size_t len)
-{
-	struct source_live *src = ctx;
-
-	(void)len;
-	return src->fn(src->fn_ctx, rec);
+	return ring_buffer__epoll_fd(src->rb);
 }
 
 size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns)
 {
 	src->fn = fn;
 	src->fn_ctx = ctx;
-	return backlog_drain(src->backlog, source_live_on_backlog, src, deadline_ns);
+	src->delivered = 0;
+	src->deadline_ns = deadline_ns;
+	src->stopped = false;
+	ring_buffer__consume(src->rb);
+	src->behind = src->stopped;
+	return src->delivered;
 }
 
-size_t source_live_pending(struct source_live *src)
+bool source_live_behind(const struct source_live *src)
 {
-	return backlog_pending(src->backlog);
+	return src->behind;
 }
 
 /* Clears every tracked bit: from now on the programs take their untracked path. */
@@ -479,39 +400,17 @@ static void source_live_untrack_all(struct source_live *src)
 			__atomic_store_n(&src->skel->bss->tracked_bits[i], 0, __ATOMIC_SEQ_CST);
 }
 
-void source_live_stop(struct source_live *src, uint64_t deadline_ns)
+void source_live_stop(struct source_live *src)
 {
-	uint64_t one = 1;
-
-	if (!src->reader_running)
-		return;
 	source_live_untrack_all(src);
-	src->stop_deadline_ns = deadline_ns;
-	__atomic_store_n(&src->stopping, true, __ATOMIC_RELEASE);
-	/* A reader waiting for room takes none from now on: what does not fit is counted. */
-	backlog_close(src->backlog);
-	/* Were the wakeup lost, the reader would see stopping at its next tick. */
-	if (write(src->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		fprintf(stderr, "mcpsonde: waking the ring buffer reader: %s\n", strerror(errno));
-	pthread_join(src->reader, NULL);
-	src->reader_running = false;
-}
-
-static int source_live_count_payload(void *ctx, const void *rec, size_t len)
-{
-	(void)len;
-	*(uint64_t *)ctx += rec_payload(rec);
-	return 0;
 }
 
 void source_live_abandon(struct source_live *src)
 {
-	uint64_t bytes = 0, n;
-
-	/* Payload bytes, as the kernel counts drops: a data record's header is not payload. */
-	n = backlog_drain(src->backlog, source_live_count_payload, &bytes, 0);
-	__atomic_fetch_add(&src->refused_records, n, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&src->refused_bytes, bytes, __ATOMIC_RELAXED);
+	/* Nothing is tracked any more: what the ring holds is bounded by its size. */
+	src->fn = NULL;
+	ring_buffer__consume(src->rb);
+	src->behind = false;
 }
 
 int source_live_drops(struct source_live *src, struct msd_drop *out)
@@ -522,8 +421,8 @@ int source_live_drops(struct source_live *src, struct msd_drop *out)
 	for (__u32 reason = 0; reason < MSD_DROP__MAX; reason++) {
 		out[reason] = (struct msd_drop){ 0 };
 		if (reason == MSD_DROP_BACKLOG) {
-			out[reason].records = __atomic_load_n(&src->refused_records, __ATOMIC_RELAXED);
-			out[reason].bytes = __atomic_load_n(&src->refused_bytes, __ATOMIC_RELAXED);
+			out[reason].records = src->unread_records;
+			out[reason].bytes = src->unread_bytes;
 			continue;
 		}
 		if (bpf_map_lookup_elem(map_fd, &reason, percpu))
@@ -641,18 +540,11 @@ void source_live_close(struct source_live *src)
 {
 	if (!src)
 		return;
-	if (src->reader_running)
-		source_live_stop(src, 0);
 	if (src->skel && src->skel->bss) {
 		source_live_untrack_all(src);
 		source_live_detach_in_child();
 	}
 	ring_buffer__free(src->rb);
-	backlog_free(src->backlog);
-	if (src->reader_epfd >= 0)
-		close(src->reader_epfd);
-	if (src->wake_fd >= 0)
-		close(src->wake_fd);
 	mcpsonde_bpf__destroy(src->skel);
 	free(src);
 }

@@ -3,10 +3,10 @@
  * Both kinds hand the same records (events.h) to the same callback, in order, so that
  * everything downstream runs identically live and offline. Only source_live.c knows libbpf.
  *
- * Live, a reader thread empties the ring buffer into a bounded backlog (backlog.h) as soon as
- * records come, and the caller's event loop takes them from there a slice at a time
- * (source_live_poll with a deadline), so that it serves its signals, timers and metrics
- * however fast records arrive. */
+ * Live, the caller drains the ring buffer a slice at a time (source_live_poll with a
+ * deadline), so that it serves its signals, timers and metrics however fast records arrive;
+ * the observed processes never wait for it: when the ring is full the kernel drops records
+ * and counts them. */
 #ifndef MCPSONDE_SOURCE_H
 #define MCPSONDE_SOURCE_H
 
@@ -24,8 +24,6 @@ struct source_live;
 
 struct source_live_opts {
 	size_t ringbuf_bytes; /* power of two; 0 selects the default (16 MiB) */
-	size_t backlog_bytes; /* records read from the ring and not yet analysed; 0 selects the
-			       * default (4 times the ring buffer) */
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 	bool compat;          /* the paths for older kernels even where better ones exist: records
 			       * reserved in size classes, kernel objects read by helper calls */
@@ -50,15 +48,14 @@ int source_live_fd(const struct source_live *src);
 /* Delivers records in order until none is waiting, fn returns non-zero, or CLOCK_MONOTONIC
  * passes deadline_ns (0: no deadline). Returns how many. */
 size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns);
-/* Records read from the ring buffer and waiting for source_live_poll (their bytes): while
- * there are, the caller should come back without waiting on the fd. */
-size_t source_live_pending(struct source_live *src);
-/* Stops capturing: nothing is tracked any more, and what the ring buffer still holds is
- * moved into the backlog (or counted as MSD_DROP_BACKLOG where it finds no room) by
- * deadline_ns at the latest. Records already waiting stay for source_live_poll. */
-void source_live_stop(struct source_live *src, uint64_t deadline_ns);
-/* Drops whatever still waits, counted as MSD_DROP_BACKLOG (mcpsonde stopped before it got
- * to it). */
+/* The last poll ended at its deadline with records left: the caller should come back without
+ * waiting on the fd. */
+bool source_live_behind(const struct source_live *src);
+/* Stops capturing: nothing is tracked any more. Records already in the ring buffer stay for
+ * source_live_poll. */
+void source_live_stop(struct source_live *src);
+/* Consumes whatever the ring buffer still holds without analysing it, counted as
+ * MSD_DROP_BACKLOG (mcpsonde stopped before it got to it). Call after source_live_stop. */
 void source_live_abandon(struct source_live *src);
 /* Calls fn for every write to a tracked process's out-file that has entered the kernel and
  * not yet returned. One that stays there is blocked, typically because the peer stopped
