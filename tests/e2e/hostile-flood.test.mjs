@@ -1,5 +1,5 @@
-// A flood (issue 13 item 7): the tracked server writes 4 KiB stderr lines to /dev/null as fast
-// as the kernel takes them, far more than mcpsonde can analyse, so the ring buffer refills
+// A flood (issue 13 item 7): the tracked server and three children write 4 KiB stderr lines to
+// /dev/null as fast as the kernel takes them, far more than mcpsonde can analyse, so the ring buffer refills
 // faster than it drains for as long as the flood lasts. mcpsonde must stay responsive all the
 // same: /metrics is fresh during the flood (its loss counters move from one scrape to the
 // next, so the capture-loss alert can fire while the loss happens), and SIGINT ends mcpsonde
@@ -32,7 +32,7 @@ test('a flood: /metrics fresh with loss counters moving during it, SIGINT honour
 		// saw and lost is read from /metrics and from its detach line.
 		sonde = await spawnSonde(['attach', '-p', String(srv.pid), '--json', '--metrics', `127.0.0.1:${port}`], { stdoutFile: '/dev/null' });
 		let floodDone = false;
-		const flood = srv.call('flood', { seconds: FLOOD_S, bytes: 4096 }, { timeoutMs: (FLOOD_S + 60) * 1000 })
+		const flood = srv.call('flood', { seconds: FLOOD_S, bytes: 4096, procs: 4 }, { timeoutMs: (FLOOD_S + 60) * 1000 })
 			.finally(() => { floodDone = true; });
 		flood.catch(() => {});
 

@@ -26,6 +26,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -308,14 +309,15 @@ static double now_s(void)
 }
 
 /* Lines of {bytes} bytes, each with one write() to fd {fd} (default 2), as fast as the kernel
- * takes them, for {seconds}: more than any observer can analyse. With stderr on /dev/null
- * nothing else limits the rate. */
+ * takes them, for {seconds}, from {procs} processes (this one and children): more than any
+ * observer can analyse. With stderr on /dev/null nothing else limits the rate. */
 static void tool_flood(json_t *id, json_t *args)
 {
-	long long bytes = arg_int(args, "bytes", 4096), lines = 0;
+	long long bytes = arg_int(args, "bytes", 4096), procs = arg_int(args, "procs", 1), lines = 0;
 	double until = now_s() + (double)arg_int(args, "seconds", 10);
 	int fd = (int)arg_int(args, "fd", 2);
 	char text[64], *line;
+	bool child = false;
 
 	if (bytes < 16)
 		bytes = 16;
@@ -324,12 +326,25 @@ static void tool_flood(json_t *id, json_t *args)
 	memset(line, 'f', (size_t)bytes - 1);
 	memcpy(line, "flood ", 6);
 	line[bytes - 1] = '\n';
+	for (long long i = 1; i < procs && !child; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork");
+		/* A child floods only as long as this process lives (a test kills it by pid). */
+		if ((child = pid == 0) && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			die("prctl");
+	}
 	do {
 		for (int i = 0; i < 256; i++, lines++)
 			write_all(fd, line, (size_t)bytes);
 	} while (now_s() < until);
+	if (child)
+		_exit(0);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
 	free(line);
-	snprintf(text, sizeof(text), "%lld lines", lines);
+	snprintf(text, sizeof(text), "%lld lines (this process)", lines);
 	reply_text(id, text);
 }
 
@@ -412,7 +427,7 @@ static const struct tool {
 	{ "uring", tool_uring, "Sets up an io_uring instance" },
 	{ "partial", tool_partial, "{children} children one after the other write {bytes} bytes of an unfinished line to fd {fd} (default 2), {pace_us} between 64 KiB writes, and wait" },
 	{ "release", tool_release, "Lets the children of partial go" },
-	{ "flood", tool_flood, "Writes lines of {bytes} bytes to fd {fd} (default 2) as fast as it can for {seconds}" },
+	{ "flood", tool_flood, "Writes lines of {bytes} bytes to fd {fd} (default 2) as fast as it can for {seconds}, from {procs} processes" },
 };
 
 /* --- protocol ---------------------------------------------------------------------------- */
