@@ -4,8 +4,11 @@
  * (gzdopen starts at the fd's current offset). The header is encoded little-endian field by
  * field; records are stored as the pipeline saw them (host byte order, hdr.size bytes each).
  * The reader never trusts a size before checking it against sizeof(hdr) and CAPTURE_REC_MAX,
- * so a corrupt or hostile file costs one CAPTURE_REC_MAX buffer. A file cut short (the
- * writer was killed) replays every complete record, then reports where it was cut. */
+ * so a corrupt or hostile file costs one CAPTURE_REC_MAX buffer, and hands out only records
+ * that pass record_check(): the first malformed one ends the replay with an error naming its
+ * offset and what is wrong (a file that lies about one length is not trusted for the rest).
+ * A file cut short (the writer was killed) replays every complete record, then reports where
+ * it was cut. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <zlib.h>
 
 #include "mcpsonde/capture.h"
+#include "mcpsonde/record.h"
 
 #define CAPTURE_GZ_BUFFER (256 * 1024)
 #define CAPTURE_HEADER_SIZE 32 /* encoded size of struct capture_header */
@@ -39,7 +43,7 @@ struct capture_reader {
 	bool started;    /* a record was read: the body is known to be gzip */
 	bool unfinished; /* nothing after the header: the writer died before its first flush */
 	bool failed;     /* a corrupt or truncated file: every later next() fails too */
-	char error[160];
+	char error[256];
 };
 
 static void capture_error(char *err, size_t errlen, const char *fmt, ...)
@@ -297,6 +301,7 @@ static int capture_reader_fail(struct capture_reader *r, char *err, size_t errle
 int capture_reader_next(struct capture_reader *r, const struct msd_rec_hdr **rec, char *err, size_t errlen)
 {
 	struct msd_rec_hdr *h = (struct msd_rec_hdr *)r->rec;
+	char why[160];
 	int zerr;
 	bool cut;
 	int got;
@@ -331,6 +336,9 @@ int capture_reader_next(struct capture_reader *r, const struct msd_rec_hdr **rec
 	if ((size_t)got < h->size - sizeof(*h))
 		return capture_reader_fail(r, err, errlen, "truncated record at offset %llu",
 					   (unsigned long long)r->offset);
+	if (record_check(h, why, sizeof(why)) < 0)
+		return capture_reader_fail(r, err, errlen, "corrupt record at offset %llu: %s",
+					   (unsigned long long)r->offset, why);
 	r->offset += h->size;
 	*rec = h;
 	return 1;

@@ -44,6 +44,7 @@ struct pipeline_stats {
 	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
+	uint64_t invalid_records;   /* malformed records (record_check) turned away */
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
 };

@@ -267,30 +267,122 @@ static void write_with_body(const char *path, const void *body, size_t n)
 static void test_invalid_record_size(void **state)
 {
 	struct fixture *fx = *state;
-	struct msd_rec_hdr recs[2] = {
-		{ .kind = MSD_REC_EXIT, .abi = MSD_ABI_VERSION, .size = sizeof(struct msd_rec_hdr) },
-		{ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = 4 },
+	struct {
+		struct msd_exit_rec exit;
+		struct msd_rec_hdr bad;
+	} body = {
+		.exit = { .hdr = { .kind = MSD_REC_EXIT, .abi = MSD_ABI_VERSION, .size = sizeof(struct msd_exit_rec) } },
+		.bad = { .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = 4 },
 	};
 	const struct msd_rec_hdr *rec;
 	struct capture_reader *r;
-	char err[256] = "";
+	char err[256] = "", want[64];
 
-	write_with_body(fx->path, recs, sizeof(recs));
+	_Static_assert(sizeof(body) == sizeof(struct msd_exit_rec) + sizeof(struct msd_rec_hdr), "no padding");
+	write_with_body(fx->path, &body, sizeof(body));
 	r = capture_reader_open(fx->path, err, sizeof(err));
 	assert_non_null(r);
 	assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), 1);
 	assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "record at offset 24 has an invalid size (4 bytes)"));
+	snprintf(want, sizeof(want), "record at offset %zu has an invalid size (4 bytes)", sizeof(struct msd_exit_rec));
+	assert_non_null(strstr(err, want));
 	capture_reader_close(r);
 
-	recs[1].size = 0x7fffffff;
-	write_with_body(fx->path, recs, sizeof(recs));
+	body.bad.size = 0x7fffffff;
+	write_with_body(fx->path, &body, sizeof(body));
 	r = capture_reader_open(fx->path, err, sizeof(err));
 	assert_non_null(r);
 	assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), 1);
 	assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "invalid size"));
 	capture_reader_close(r);
+}
+
+/* One malformed record after a good one: the reader hands out the good one, then stops with
+ * an error naming the offset and what is wrong, and every later call fails the same way. */
+static void expect_corrupt(struct fixture *fx, const void *rec, size_t size, const char *what)
+{
+	struct msd_oom_rec good = { .hdr = { .kind = MSD_REC_OOM, .abi = MSD_ABI_VERSION, .size = sizeof(good) } };
+	char *body = calloc(1, sizeof(good) + size), err[256] = "", want[64];
+	const struct msd_rec_hdr *got;
+	struct capture_reader *r;
+
+	assert_non_null(body);
+	memcpy(body, &good, sizeof(good));
+	memcpy(body + sizeof(good), rec, size);
+	write_with_body(fx->path, body, sizeof(good) + size);
+	free(body);
+	r = capture_reader_open(fx->path, err, sizeof(err));
+	assert_non_null(r);
+	assert_int_equal(capture_reader_next(r, &got, err, sizeof(err)), 1);
+	assert_int_equal(capture_reader_next(r, &got, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "corrupt record at offset %zu: ", sizeof(good));
+	if (!strstr(err, want) || !strstr(err, what))
+		fail_msg("expected \"%s\" and \"%s\" in: %s", want, what, err);
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(capture_reader_next(r, &got, err, sizeof(err)), -1);
+	capture_reader_close(r);
+}
+
+#define HDR(k, sz) { .kind = (k), .abi = MSD_ABI_VERSION, .size = (uint32_t)(sz), .tgid = 7, .tid = 7 }
+
+/* Every length field bounded by the record, every string terminated within its array: a
+ * crafted process identity once made replay copy heap bytes into the command line, or crash. */
+static void test_corrupt_records(void **state)
+{
+	struct fixture *fx = *state;
+	struct {
+		struct msd_proc_rec p;
+		char cmdline[16];
+	} proc = { .p = { .hdr = HDR(MSD_REC_PROC, sizeof(proc)), .cmdline_len = 16 } };
+	struct {
+		struct msd_data_rec d;
+		char data[8];
+	} data = { .d = { .hdr = HDR(MSD_REC_DATA, sizeof(data)), .fd = 1, .dir = MSD_DIR_WRITE, .cap_len = 8,
+			   .syscall_len = 8 } };
+	struct msd_exec_rec exec = { .hdr = HDR(MSD_REC_EXEC, sizeof(exec)) };
+	struct msd_fork_rec fork = { .hdr = HDR(MSD_REC_FORK, sizeof(fork)) };
+	struct msd_exit_rec exit = { .hdr = HDR(MSD_REC_EXIT, sizeof(exit)) };
+	struct msd_loss_rec loss = { .hdr = HDR(MSD_REC_LOSS, sizeof(loss)), .reason = MSD_DROP__MAX };
+	struct msd_rec_hdr unknown[4] = { HDR(77, sizeof(unknown)) };
+
+	memcpy(proc.cmdline, "node\0index.js\0xx", 16);
+	proc.p.cmdline_len = 1u << 20;
+	expect_corrupt(fx, &proc, sizeof(proc), "cmdline_len 1048576 exceeds the 16 cmdline bytes");
+	proc.p.cmdline_len = 17;
+	expect_corrupt(fx, &proc, sizeof(proc), "cmdline_len 17 exceeds");
+	proc.p.cmdline_len = 16;
+	memset(proc.p.exe, 'A', sizeof(proc.p.exe));
+	expect_corrupt(fx, &proc, sizeof(proc), "exe is not NUL-terminated");
+	proc.p.exe[0] = '\0';
+	memset(proc.p.comm, 'c', sizeof(proc.p.comm));
+	expect_corrupt(fx, &proc, sizeof(proc), "comm is not NUL-terminated");
+	proc.p.hdr.size = sizeof(struct msd_proc_rec) - 1;
+	expect_corrupt(fx, &proc, sizeof(struct msd_proc_rec) - 1, "shorter than the");
+
+	data.d.cap_len = 9;
+	expect_corrupt(fx, &data, sizeof(data), "cap_len 9 exceeds the 8 payload bytes");
+	data.d.cap_len = 8;
+	data.d.dir = 2;
+	expect_corrupt(fx, &data, sizeof(data), "direction 2");
+	data.d.dir = MSD_DIR_WRITE;
+	data.d.fd = -5;
+	expect_corrupt(fx, &data, sizeof(data), "negative fd");
+	data.d.fd = 1;
+	data.d.stream_off = UINT64_MAX - 3;
+	expect_corrupt(fx, &data, sizeof(data), "out of range");
+
+	memset(exec.filename, '/', sizeof(exec.filename));
+	expect_corrupt(fx, &exec, sizeof(exec), "filename is not NUL-terminated");
+	memset(fork.comm, 'x', sizeof(fork.comm));
+	expect_corrupt(fx, &fork, sizeof(fork), "fork record (kind 2): comm is not NUL-terminated");
+	memset(exit.comm, 'x', sizeof(exit.comm));
+	expect_corrupt(fx, &exit, sizeof(exit), "comm is not NUL-terminated");
+	exit.comm[0] = '\0';
+	exit.hdr.abi = MSD_ABI_VERSION + 1;
+	expect_corrupt(fx, &exit, sizeof(exit), "record ABI");
+	expect_corrupt(fx, &loss, sizeof(loss), "unknown loss reason");
+	expect_corrupt(fx, unknown, sizeof(unknown), "unknown record (kind 77)");
 }
 
 static void test_body_not_gzip(void **state)
@@ -365,6 +457,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_record_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_body_not_gzip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_rejects_bad_records, setup, teardown),
 		cmocka_unit_test(test_writer_reports_disk_full),

@@ -641,6 +641,39 @@ static void test_helper_stdio_is_not_mcp(void **state)
 	fixture_free(f);
 }
 
+/* Records that lie about their lengths (not only in files: any source) are turned away,
+ * counted and reported as a loss; the session keeps what it knew. */
+static void test_malformed_records_are_counted(void **state)
+{
+	static const char node[] = "node\0/srv/node_modules/good-server/index.js";
+	struct fixture *f = fixture_new(0);
+	struct msd_proc_rec *r = calloc(1, sizeof(*r) + 8);
+	json_t *loss;
+	(void)state;
+
+	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
+	r->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION, .size = sizeof(*r) + 8,
+				       .ts_ns = f->ts, .tgid = PID, .tid = PID };
+	strcpy(r->comm, "evil");
+	r->cmdline_len = 1u << 30; /* far past the 8 bytes there */
+	memcpy(r->cmdline, "evil\0arg", 8);
+	pipeline_feed(f->p, &r->hdr);
+	r->cmdline_len = 8;
+	memset(r->exe, 'A', sizeof(r->exe)); /* no NUL */
+	pipeline_feed(f->p, &r->hdr);
+	free(r);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "server"), "good-server");
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 2);
+	pipeline_tick(f->p, f->ts + 1000000000ull);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "invalid_record");
+	assert_int_equal(num(loss, "records"), 2);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -665,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_schema_violations_on_calls),
 		cmocka_unit_test(test_helper_stdio_is_not_mcp),
 		cmocka_unit_test(test_pending_count_as_of_each_event),
+		cmocka_unit_test(test_malformed_records_are_counted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
