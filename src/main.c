@@ -651,7 +651,7 @@ int main(int argc, char **argv)
 		return run_replay(&cli);
 	case CMD_POSTMORTEM: {
 		char msg[512] = "";
-		if (report_print_file(cli.input, cli.json, stdout, msg, sizeof(msg)) < 0) {
+		if (report_print_file(cli.input, cli.json, cli.ropts.max_report_bytes, stdout, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}
