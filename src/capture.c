@@ -122,6 +122,55 @@ static void capture_header_decode(const unsigned char *b, struct capture_header 
 	h->created_real_ns = le64toh(u64);
 }
 
+/* Opens path for a new capture without trusting what is already there. A symlink is refused
+ * (O_NOFOLLOW): one planted in /tmp by another user would redirect root's write anywhere. So
+ * is anything but a regular file of ours with a single link: a FIFO or device, a hard link to
+ * a file elsewhere, a file another user made (and may hold open). A new file is created 0600;
+ * an existing one of ours is emptied and made 0600, since captures hold the traffic.
+ * O_NONBLOCK only keeps the open of a FIFO from hanging before it is refused. */
+static int capture_create(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	struct stat st;
+
+	if (fd < 0) {
+		int saved = errno;
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			capture_error(err, errlen, "%s: is a symbolic link: refusing to write through it", path);
+		else if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			capture_error(err, errlen, "%s: not a regular file: refusing to write a capture there", path);
+		else
+			capture_error(err, errlen, "%s: %s", path, strerror(saved));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		capture_error(err, errlen, "%s: not a regular file: refusing to write a capture there", path);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		capture_error(err, errlen, "%s: owned by uid %u, not by this user: refusing to overwrite it", path,
+			      (unsigned)st.st_uid);
+		goto fail;
+	}
+	if (st.st_nlink != 1) {
+		capture_error(err, errlen, "%s: has %lu hard links: refusing to overwrite it", path,
+			      (unsigned long)st.st_nlink);
+		goto fail;
+	}
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, 0) < 0 || fcntl(fd, F_SETFL, 0) < 0) {
+		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
 struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_real_ns, char *err, size_t errlen)
 {
 	unsigned char hdr[CAPTURE_HEADER_SIZE];
@@ -129,11 +178,9 @@ struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_rea
 	struct timespec now;
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+	fd = capture_create(path, err, errlen);
+	if (fd < 0)
 		return NULL;
-	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	capture_header_encode(hdr, mono_to_real_ns, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
 	if (write_full(fd, hdr, sizeof(hdr)) < 0) {

@@ -466,11 +466,17 @@ static int run_live(struct cli *cli)
 			return 1;
 		}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
+	c.src = source_live_open(&so, msg, sizeof(msg));
+	if (!c.src) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
+	}
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
 		if (!c.writer) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
-			return 1;
+			goto cleanup;
 		}
 	} else {
 		if (sinks_setup(cli, &sinks) < 0)
@@ -479,11 +485,6 @@ static int run_live(struct cli *cli)
 		if (!c.pipe)
 			goto cleanup;
 		pipeline_set_live(c.pipe, true);
-	}
-	c.src = source_live_open(&so, msg, sizeof(msg));
-	if (!c.src) {
-		fprintf(stderr, "mcpsonde: %s\n", msg);
-		goto cleanup;
 	}
 
 	sigemptyset(&mask);

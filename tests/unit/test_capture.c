@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <cmocka.h>
@@ -422,31 +425,95 @@ static void test_writer_rejects_bad_records(void **state)
 	assert_non_null(strstr(err, "/nonexistent-dir/cap.msd"));
 }
 
+/* A file that cannot grow (RLIMIT_FSIZE, in a child): writes fail and the writer says so. */
 static void test_writer_reports_disk_full(void **state)
 {
-	(void)state;
-	struct msd_data_rec *d = calloc(1, sizeof(*d) + MSD_CHUNK_MAX);
-	char err[256] = "";
-	struct capture_writer *w;
-	int failed = 0;
+	struct fixture *fx = *state;
+	pid_t pid = fork();
+	int status;
 
-	if (access("/dev/full", W_OK) != 0)
-		skip();
-	assert_non_null(d);
-	d->hdr.kind = MSD_REC_DATA;
-	d->hdr.abi = MSD_ABI_VERSION;
-	d->hdr.size = sizeof(*d) + MSD_CHUNK_MAX;
-	/* /dev/full takes open and fails every write: the header write fails first. */
-	w = capture_writer_open("/dev/full", 0, err, sizeof(err));
-	if (w) {
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct msd_data_rec *d = calloc(1, sizeof(*d) + MSD_CHUNK_MAX);
+		struct rlimit lim = { 64 << 10, 64 << 10 };
+		char err[256] = "";
+		struct capture_writer *w;
+		int failed = 0;
+
+		signal(SIGXFSZ, SIG_IGN);
+		if (!d || setrlimit(RLIMIT_FSIZE, &lim) < 0)
+			_exit(2);
+		d->hdr.kind = MSD_REC_DATA;
+		d->hdr.abi = MSD_ABI_VERSION;
+		d->hdr.size = sizeof(*d) + MSD_CHUNK_MAX;
+		d->cap_len = MSD_CHUNK_MAX;
+		fill_noise(d->data, MSD_CHUNK_MAX, 1);
+		w = capture_writer_open(fx->path, 0, err, sizeof(err));
+		if (!w)
+			_exit(3);
 		for (int i = 0; i < 64; i++)
 			failed |= capture_writer_put(w, &d->hdr) != 0;
 		failed |= capture_writer_close(w) != 0;
-		assert_true(failed);
-	} else {
-		assert_non_null(strstr(err, "cannot write the header"));
+		_exit(failed ? 0 : 1);
 	}
-	free(d);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Output files are created, never followed: a symlink is refused and its target untouched; an
+ * existing file of ours becomes 0600; a FIFO or a hard-linked file is refused at once. */
+static void test_writer_creates_safely(void **state)
+{
+	struct fixture *fx = *state;
+	char target[160], other[160], err[256] = "", buf[16] = "";
+	struct capture_writer *w;
+	struct stat st;
+	FILE *f;
+
+	snprintf(target, sizeof(target), "%s/precious", fx->dir);
+	write_raw(target, "precious", 8);
+	assert_int_equal(symlink(target, fx->path), 0);
+	assert_null(capture_writer_open(fx->path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "symbolic link"));
+	f = fopen(target, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(buf, 1, sizeof(buf), f), 8);
+	fclose(f);
+	assert_string_equal(buf, "precious");
+	assert_int_equal(unlink(fx->path), 0);
+
+	/* Hard link to a file of ours elsewhere: refused, not truncated. */
+	assert_int_equal(link(target, fx->path), 0);
+	assert_null(capture_writer_open(fx->path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "hard links"));
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_size, 8);
+	assert_int_equal(unlink(fx->path), 0);
+	assert_int_equal(unlink(target), 0);
+
+	/* A FIFO: refused without waiting for a reader. */
+	assert_int_equal(mkfifo(fx->path, 0644), 0);
+	assert_null(capture_writer_open(fx->path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(unlink(fx->path), 0);
+
+	/* An existing 0644 file of ours: emptied, and 0600. */
+	write_raw(fx->path, "old contents, world-readable", 28);
+	assert_int_equal(chmod(fx->path, 0644), 0);
+	w = capture_writer_open(fx->path, 0, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(capture_writer_close(w), 0);
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* Someone else's file: refused (only root can make one here). */
+	if (geteuid() == 0) {
+		snprintf(other, sizeof(other), "%s", fx->path);
+		assert_int_equal(chown(other, 65534, 65534), 0);
+		assert_null(capture_writer_open(other, 0, err, sizeof(err)));
+		assert_non_null(strstr(err, "owned by uid 65534"));
+	}
 }
 
 int main(void)
@@ -460,7 +527,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_body_not_gzip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_rejects_bad_records, setup, teardown),
-		cmocka_unit_test(test_writer_reports_disk_full),
+		cmocka_unit_test_setup_teardown(test_writer_reports_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_creates_safely, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
