@@ -195,9 +195,11 @@ static void report_fit(json_t *r, size_t max_bytes)
 	const char *last = NULL;
 
 	while (report_json_size(r) + REPORT_TRIMMED_RESERVE > max_bytes) {
+		/* Both directions lose their older half in the same pass. */
+		bool c2s = report_halve_array(json_object_get(frames, "client_to_server"));
+		bool s2c = report_halve_array(json_object_get(frames, "server_to_client"));
 		const char *what;
-		if (report_halve_array(json_object_get(frames, "client_to_server")) |
-		    report_halve_array(json_object_get(frames, "server_to_client")))
+		if (c2s || s2c)
 			what = "frames";
 		else if (report_halve_stderr(r))
 			what = "stderr";

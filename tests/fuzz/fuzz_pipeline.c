@@ -6,10 +6,11 @@
  * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
  * sink would) and dropped. A small max_frame makes oversized frames common.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/stream.c src/frame.c \
- *       src/rpc.c src/event.c src/sink.c src/tools.c src/procfs.c -ljansson -lm -o build/fuzz_pipeline
- *   build/fuzz_pipeline -max_total_time=60 -max_len=8192
+ * Seed (tests/fuzz/corpus/pipeline): initialize, tools/list, a call, stderr, a request left
+ * pending, then an exit by SIGSEGV.
+ *
+ *   make fuzz FUZZ_SECONDS=60            (all targets)
+ *   build/fuzz/fuzz_pipeline -max_len=8192 build/fuzz/corpus/fuzz_pipeline tests/fuzz/corpus/pipeline
  */
 #include <stdint.h>
 #include <stdlib.h>
