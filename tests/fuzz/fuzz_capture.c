@@ -5,7 +5,9 @@
  * strings, kinds) rather than on deflate; bit 1 then cuts the compressed body short by the
  * byte's upper bits, as a killed writer would. Odd: the file's bytes as they are (header,
  * gzip). Every record the reader hands out goes through the pipeline with the records' own
- * clock, as replay does; events are rendered to JSON and dropped.
+ * clock, as `replay --report-dir` does: events are rendered to JSON and dropped, and the
+ * flight recorder writes a report for every abnormal exit (into a temporary directory that
+ * keeps two).
  *
  * Seeds (tests/fuzz/corpus/capture): a server's identity, a call and its answer, fork/exec/
  * oom/loss records and an exit, as record streams and as one whole file.
@@ -13,6 +15,7 @@
  *   make fuzz FUZZ_SECONDS=60            (all targets)
  *   build/fuzz/fuzz_capture -max_len=65536 build/fuzz/corpus/fuzz_capture tests/fuzz/corpus/capture
  */
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 
 #include "mcpsonde/capture.h"
 #include "mcpsonde/pipeline.h"
+#include "mcpsonde/recorder.h"
 
 static void render_on_event(struct sink *s, const struct sonde_event *ev)
 {
@@ -74,9 +78,33 @@ static int capture_file(const uint8_t *data, size_t size)
 	return fd;
 }
 
+static char report_dir[] = "/tmp/fuzz_capture.XXXXXX";
+
+static void report_dir_remove(void)
+{
+	struct dirent *de;
+	DIR *d = opendir(report_dir);
+
+	while (d && (de = readdir(d)))
+		unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	rmdir(report_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc, (void)argv;
+	if (!mkdtemp(report_dir))
+		abort();
+	atexit(report_dir_remove);
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sink render = { .on_event = render_on_event };
+	struct sink render = { .on_event = render_on_event }, *recorder;
+	struct recorder_opts ro;
 	struct sink_list sinks = { 0 };
 	const struct msd_rec_hdr *rec;
 	struct capture_reader *r;
@@ -100,6 +128,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.capture_values = true;
 	o.mono_to_real_ns = capture_reader_mono_to_real(r);
 	sinks_add(&sinks, &render);
+	recorder_opts_default(&ro);
+	ro.report_dir = report_dir;
+	ro.max_reports = 2;
+	ro.capture_values = true;
+	recorder = sink_recorder_new(&ro, &sinks, err, sizeof(err));
+	if (!recorder)
+		abort();
+	sinks_add(&sinks, recorder);
 	p = pipeline_new(&o, &sinks);
 	while (capture_reader_next(r, &rec, err, sizeof(err)) == 1) {
 		if (rec->ts_ns > last_ts)
@@ -109,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	pipeline_finish(p, last_ts);
 	pipeline_free(p);
+	sinks_close(&sinks);
 	capture_reader_close(r);
 	return 0;
 }
