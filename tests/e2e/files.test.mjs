@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
-import { runSonde, spawnSonde, stopSonde, killSonde, killPid, readCapture } from './lib.mjs';
+import { runSonde, spawnSonde, stopSonde, killSonde, killPid, readCapture, deadline } from './lib.mjs';
 
 const TIMEOUT = 60000;
 const NOBODY = 65534;
@@ -81,6 +81,7 @@ test('record over an existing 0644 file of ours leaves a 0600 capture', { timeou
 			s = await spawnSonde(['record', '-p', String(idle.pid), '-o', cap], { ready: /^mcpsonde: (attached|recording)/ });
 			assert.equal(fs.statSync(cap).mode & 0o777, 0o600, 'mode while recording');
 			killPid(idle.pid);
+			await Promise.race([s.exited, deadline(10000)]); // record ends with its last process
 			await stopSonde(s);
 			assert.equal(fs.statSync(cap).mode & 0o777, 0o600, 'mode after recording');
 			const c = await readCapture(cap);
