@@ -48,7 +48,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all test unit bench demo vmlinux setup clean fuzz
+.PHONY: all test unit bench demo vmlinux setup clean fuzz image install
 
 all: $(OUTPUT)/mcpsonde
 
@@ -79,6 +79,11 @@ $(OUTPUT)/tools/%: tests/tools/%.c | $(OUTPUT)/tools
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
 
+# The e2e tests' view of attribution: linked with the module itself.
+$(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o | $(OUTPUT)/tools
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ -ljansson -o $@
+
 unit: $(UNIT_BINS)
 
 $(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) | $(OUTPUT)/fuzz/obj
@@ -102,10 +107,32 @@ fuzz: $(FUZZ_BINS)
 		grep -E '^stat::number_of_executed_units' $(OUTPUT)/fuzz/$$name.log | sed 's/^/           /'; \
 	done
 
-# Installs what is missing (idempotent), builds, then runs every test.
+# Installs what is missing (idempotent), builds, then runs every test. The container image
+# is part of it (~8 s): the Kubernetes test runs the DaemonSet's pod from it.
 test: setup
-	$(Q)$(MAKE) --no-print-directory all unit $(TOOL_BINS)
+	$(Q)$(MAKE) --no-print-directory all unit $(TOOL_BINS) image
 	$(Q)tests/run.sh
+
+# The binary, the systemd unit (pointing at the installed binary), the Prometheus rules and
+# the Grafana dashboard. PREFIX=/usr/local puts mcpsonde where `sudo mcpsonde` finds it.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/mcpsonde
+
+install: $(OUTPUT)/mcpsonde
+	$(call msg,INSTALL,$(DESTDIR)$(BINDIR)/mcpsonde)
+	$(Q)install -D -m 0755 $(OUTPUT)/mcpsonde $(DESTDIR)$(BINDIR)/mcpsonde
+	$(Q)install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' deploy/systemd/mcpsonde.service > $(DESTDIR)$(UNITDIR)/mcpsonde.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/mcpsonde.service
+	$(Q)install -D -m 0644 deploy/prometheus/mcpsonde-rules.yml $(DESTDIR)$(DATADIR)/prometheus/mcpsonde-rules.yml
+	$(Q)install -D -m 0644 deploy/grafana/mcpsonde.json $(DESTDIR)$(DATADIR)/grafana/mcpsonde.json
+
+# build/image/mcpsonde-image.tar, offline, from this machine's Debian packages.
+image: $(OUTPUT)/mcpsonde
+	$(call msg,IMAGE,$(OUTPUT)/image/mcpsonde-image.tar)
+	$(Q)scripts/build-image.sh >/dev/null
 
 setup:
 	$(Q)scripts/setup.sh

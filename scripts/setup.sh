@@ -18,6 +18,9 @@ packages=(
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev uthash-dev
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
+	# Kubernetes tests: a real container runtime driven through the CRI (containerd, runc),
+	# podman (also builds the image), a static libc for the pause binary, systemd-analyze.
+	containerd runc podman libc6-dev systemd
 )
 # Node comes with the machine (or from nodesource, which bundles npm); Debian's own nodejs
 # and npm only when there is no node at all, since Debian's npm conflicts with nodesource's.

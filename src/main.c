@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "mcpsonde/attrib.h"
 #include "mcpsonde/capture.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
@@ -42,6 +43,7 @@ struct cli {
 	const char *output;  /* record: capture file */
 	const char *input;   /* replay: capture file; postmortem: report */
 	const char *metrics_listen; /* NULL: no metrics */
+	const char *host_root;      /* where the host's / is seen (containerized mcpsonde) */
 	bool summary;
 	bool json;
 	bool verbose;
@@ -89,6 +91,7 @@ enum opt_key {
 	OPT_REPORT_FRAMES,
 	OPT_MAX_REPORTS,
 	OPT_MAX_REPORT_SIZE,
+	OPT_HOST_ROOT,
 };
 
 static const char doc[] =
@@ -114,6 +117,7 @@ static const struct argp_option options[] = {
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
 	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
+	{ "host-root", OPT_HOST_ROOT, "DIR", 0, "The host's / is mounted at DIR (in a container): its /proc and runtime state are read there", 0 },
 	{ NULL, 0, NULL, 0, "Metrics:", 1 },
 	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
 	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
@@ -197,6 +201,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	}
 	case OPT_METRICS:
 		cli->metrics_listen = arg;
+		break;
+	case OPT_HOST_ROOT:
+		cli->host_root = arg;
 		break;
 	case OPT_SUMMARY:
 		cli->summary = true;
@@ -448,10 +455,28 @@ static void live_report(const struct live_ctx *c)
 		(unsigned long long)lost_bytes);
 }
 
+/* One line per given process that runs in a container: where it runs. */
+static void live_describe(const struct cli *cli, struct attrib *attrib)
+{
+	for (int i = 0; i < cli->npids; i++) {
+		const struct attrib_record *r = attrib_lookup(attrib, cli->pids[i], 0, clock_mono_ns());
+
+		if (!r || r->role == ATTRIB_ROLE_HOST || !r->container_id[0])
+			continue;
+		fprintf(stderr, "mcpsonde: pid %d runs in", (int)cli->pids[i]);
+		if (r->pod_name[0])
+			fprintf(stderr, " pod %s/%s container %s,", r->k8s_namespace, r->pod_name, r->k8s_container_name);
+		else if (r->container_name[0])
+			fprintf(stderr, " container %s,", r->container_name);
+		fprintf(stderr, " %s container %.12s\n", attrib_runtime_name(r->runtime), r->container_id);
+	}
+}
+
 static int run_live(struct cli *cli)
 {
 	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose };
 	struct live_ctx c = { .cli = cli };
+	struct attrib *attrib = NULL;
 	struct sink_list sinks = { 0 };
 	struct epoll_event ev, events[4];
 	int epfd = -1, tfd = -1, sfd = -1, err = 1, ticks = 0;
@@ -465,6 +490,13 @@ static int run_live(struct cli *cli)
 			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
 			return 1;
 		}
+	{
+		struct attrib_opts ao = { .host_root = cli->host_root };
+		if (!(attrib = attrib_new(&ao, msg, sizeof(msg)))) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			return 1;
+		}
+	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
 	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
 	c.src = source_live_open(&so, msg, sizeof(msg));
@@ -527,6 +559,7 @@ static int run_live(struct cli *cli)
 	for (int i = 0; i < c.live.n; i++)
 		fprintf(stderr, " %d", (int)c.live.pids[i]);
 	fprintf(stderr, ")%s\n", cli->cmd == CMD_RECORD ? ", recording" : "");
+	live_describe(cli, attrib);
 
 	while (!stop) {
 		int n = epoll_wait(epfd, events, 4, -1);
@@ -592,6 +625,7 @@ cleanup:
 	}
 	sinks_close(&sinks);
 	pipeline_free(c.pipe);
+	attrib_free(attrib);
 	return err;
 }
 
