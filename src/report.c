@@ -474,15 +474,8 @@ static char *report_inflate(const char *path, size_t max_bytes, size_t *lenp, ch
 		return NULL;
 	}
 	for (;;) {
-		if (len == cap) {
-			char *nb;
-			if (cap > max_bytes) {
-				snprintf(err, errlen,
-					 "%s: inflates past %zu bytes, the largest report (--max-report-size): refusing it",
-					 path, max_bytes);
-				goto fail;
-			}
-			nb = realloc(buf, cap * 2);
+		if (len == cap) { /* only while cap <= max_bytes: len > max_bytes ends the loop first */
+			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
 				snprintf(err, errlen, "out of memory");
 				goto fail;
