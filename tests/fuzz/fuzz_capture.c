@@ -28,16 +28,7 @@
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/recorder.h"
 
-static void render_on_event(struct sink *s, const struct sonde_event *ev)
-{
-	struct event_format_opts fo = { .capture_values = true };
-	json_t *o = event_to_json(ev, &fo);
-	char *text = json_dumps(o, EVENT_JSON_FLAGS);
-
-	(void)s;
-	free(text);
-	json_decref(o);
-}
+#include "fuzz_render.h"
 
 /* The capture file for this input, in a memfd (the reader takes a path). */
 static int capture_file(const uint8_t *data, size_t size)
@@ -103,7 +94,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sink render = { .on_event = render_on_event }, *recorder;
+	struct sink render = { .on_event = fuzz_render_on_event }, *recorder;
 	struct recorder_opts ro;
 	struct sink_list sinks = { 0 };
 	const struct msd_rec_hdr *rec;

@@ -18,20 +18,11 @@
 
 #include "mcpsonde/pipeline.h"
 
-static void render_on_event(struct sink *s, const struct sonde_event *ev)
-{
-	struct event_format_opts fo = { .capture_values = true };
-	json_t *o = event_to_json(ev, &fo);
-	char *text = json_dumps(o, EVENT_JSON_FLAGS);
-
-	(void)s;
-	free(text);
-	json_decref(o);
-}
+#include "fuzz_render.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sink render = { .on_event = render_on_event };
+	struct sink render = { .on_event = fuzz_render_on_event };
 	struct sink_list sinks = { 0 };
 	uint64_t off[3] = { 0 }, ts = 1000;
 	struct pipeline_opts o;
