@@ -215,6 +215,9 @@ int capture_writer_put(struct capture_writer *w, const struct msd_rec_hdr *rec)
 {
 	if (w->failed)
 		return -1;
+	/* What the reader would refuse is not written: the file stays readable past it. */
+	if (rec->size >= sizeof(*rec) && rec->size <= CAPTURE_REC_MAX && record_check(rec, NULL, 0) < 0)
+		return -1;
 	if (rec->size < sizeof(*rec) || rec->size > CAPTURE_REC_MAX ||
 	    gzwrite(w->gz, rec, rec->size) != (int)rec->size) {
 		w->failed = true;

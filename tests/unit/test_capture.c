@@ -421,6 +421,27 @@ static void test_writer_rejects_bad_records(void **state)
 	assert_int_equal(capture_writer_put(w, &bad), -1);
 	assert_int_equal(capture_writer_close(w), -1);
 
+	/* Framed right but malformed (an exit record without its fields): refused, not written,
+	 * and the writer goes on. */
+	{
+		struct msd_rec_hdr shortexit = { .kind = MSD_REC_EXIT, .abi = MSD_ABI_VERSION, .size = sizeof(shortexit) };
+		struct msd_oom_rec oom = { .hdr = { .kind = MSD_REC_OOM, .abi = MSD_ABI_VERSION, .size = sizeof(oom) } };
+		const struct msd_rec_hdr *rec;
+		struct capture_reader *r;
+
+		w = capture_writer_open(fx->path, 0, err, sizeof(err));
+		assert_non_null(w);
+		assert_int_equal(capture_writer_put(w, &shortexit), -1);
+		assert_int_equal(capture_writer_put(w, &oom.hdr), 0);
+		assert_int_equal(capture_writer_close(w), 0);
+		r = capture_reader_open(fx->path, err, sizeof(err));
+		assert_non_null(r);
+		assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), 1);
+		assert_int_equal(rec->kind, MSD_REC_OOM);
+		assert_int_equal(capture_reader_next(r, &rec, err, sizeof(err)), 0);
+		capture_reader_close(r);
+	}
+
 	assert_null(capture_writer_open("/nonexistent-dir/cap.msd", 0, err, sizeof(err)));
 	assert_non_null(strstr(err, "/nonexistent-dir/cap.msd"));
 }
