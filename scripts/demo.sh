@@ -29,14 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() { # FILE REGEX SECONDS
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. scripts/lib.sh # wait_for
 
 echo "demo: starting server-everything under an SDK client"
 node tests/e2e/demo-client.mjs >"$tmp/client.out" &

@@ -1,11 +1,11 @@
 /* event.c -- names of event types and the one JSON rendering of an event.
  *
  * Every consumer that writes an event as JSON (the JSONL sink, the flight recorder, the
- * reports) goes through event_to_json(), so the wire format is defined in one place.
+ * reports) goes through event_render(), so the wire format is defined in one place. It
+ * writes through jsonw: straight into the caller's buffer, no DOM, no field ever lost.
  * Argument and result values appear only with capture_values; otherwise only the keys
  * of the arguments do. */
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,91 +64,126 @@ const char *session_identity_name(const struct session_identity *id)
 	return id->comm;
 }
 
+/* Events come in bursts within the same second: its formatted form is kept. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len)
 {
+	static _Thread_local time_t cached_sec = (time_t)-1;
+	static _Thread_local char cached[24];
+	static _Thread_local size_t cached_len;
 	time_t sec = (time_t)(real_ns / 1000000000ull);
-	struct tm tm;
-	size_t n;
+	unsigned us = (unsigned)(real_ns % 1000000000ull / 1000);
+	char frac[9] = { '.', 0, 0, 0, 0, 0, 0, 'Z', 0 };
 
-	gmtime_r(&sec, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%06uZ", (unsigned)(real_ns % 1000000000ull / 1000));
-}
-
-/* Milliseconds with microsecond precision, as a JSON number. */
-static json_t *json_ms(uint64_t ns)
-{
-	return json_real(round((double)ns / 1000.0) / 1000.0);
-}
-
-static void json_set_str(json_t *o, const char *key, const char *v)
-{
-	if (v)
-		json_object_set_new(o, key, json_string(v));
+	if (sec != cached_sec) {
+		struct tm tm;
+		gmtime_r(&sec, &tm);
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = sec;
+	}
+	for (int i = 6; i >= 1; i--, us /= 10)
+		frac[i] = (char)('0' + us % 10);
+	if (len < cached_len + sizeof(frac)) {
+		if (len)
+			buf[0] = '\0';
+		return;
+	}
+	memcpy(buf, cached, cached_len);
+	memcpy(buf + cached_len, frac, sizeof(frac));
 }
 
 /* An id is kept as its JSON text; it is written back as the same JSON value. */
-static json_t *json_id(const char *id)
+static void render_id(struct jsonw *w, const char *id)
 {
+	size_t n;
 	json_t *v;
 	char *end;
-	long long n;
+	long long num;
 
-	if (!id || !id[0])
-		return json_null();
-	n = strtoll(id, &end, 10); /* the common case, an integer, without a parse */
-	if (*end == '\0' && end != id && (id[0] != '0' || id[1] == '\0'))
-		return json_integer(n);
+	if (!id || !id[0]) {
+		jsonw_null(w);
+		return;
+	}
+	num = strtoll(id, &end, 10); /* the common case, an integer, without a parse */
+	if (*end == '\0' && end != id && (id[0] != '0' || id[1] == '\0')) {
+		jsonw_int(w, num);
+		return;
+	}
+	n = strlen(id);
+	if (n >= 2 && id[0] == '"' && id[n - 1] == '"' && !memchr(id + 1, '\\', n - 2) && !memchr(id + 1, '"', n - 2)) {
+		jsonw_stringn(w, id + 1, n - 2); /* a string without escapes: as parsing it would */
+		return;
+	}
 	v = json_loads(id, JSON_DECODE_ANY, NULL);
-	return v ? v : json_string(id);
+	if (v)
+		jsonw_value(w, v);
+	else
+		jsonw_string(w, id);
+	json_decref(v);
 }
 
-static json_t *json_name_version(const char *name, const char *version)
+static void render_name_version(struct jsonw *w, const char *key, const char *name, const char *version)
 {
-	json_t *o;
-
 	if (!name && !version)
-		return NULL;
-	o = json_object();
-	json_set_str(o, "name", name);
-	json_set_str(o, "version", version);
-	return o;
+		return;
+	jsonw_key(w, key);
+	jsonw_object_open(w);
+	jsonw_member_str(w, "name", name);
+	jsonw_member_str(w, "version", version);
+	jsonw_object_close(w);
 }
 
-static void event_call_json(json_t *o, const struct ev_call *c, const struct event_format_opts *opts)
+/* The keys of an object, as an array of strings. */
+static void render_keys(struct jsonw *w, const char *key, const json_t *obj)
 {
-	json_set_str(o, "method", c->method);
-	json_object_set_new(o, "id", json_id(c->id));
-	json_set_str(o, "tool", c->tool);
-	json_object_set_new(o, "status", json_string(call_status_name(c->status)));
-	if (c->status == CALL_ERROR) {
-		json_object_set_new(o, "error_code", json_integer(c->error_code));
-		json_set_str(o, "error_message", c->error_message);
-	}
-	json_object_set_new(o, "duration_ms", json_ms(c->duration_ns));
-	json_object_set_new(o, "request_bytes", json_integer((json_int_t)c->request_bytes));
-	json_object_set_new(o, "response_bytes", json_integer((json_int_t)c->response_bytes));
-	json_object_set_new(o, "direction", json_string(call_direction_name(c->direction)));
-	if (c->arguments && json_is_object(c->arguments)) {
-		json_t *keys = json_array();
-		const char *k;
-		json_t *v;
+	const char *k;
+	json_t *v;
 
-		json_object_foreach((json_t *)c->arguments, k, v)
-			json_array_append_new(keys, json_string(k));
-		json_object_set_new(o, "arg_keys", keys);
-	} else if (c->tool && c->method && strcmp(c->method, "tools/call") == 0) {
-		json_object_set_new(o, "arg_keys", json_array());
+	jsonw_key(w, key);
+	jsonw_array_open(w);
+	json_object_foreach ((json_t *)obj, k, v)
+		jsonw_string(w, k);
+	jsonw_array_close(w);
+}
+
+static void render_call(struct jsonw *w, const struct ev_call *c, const struct event_format_opts *opts)
+{
+	jsonw_member_str(w, "method", c->method);
+	jsonw_key(w, "id");
+	render_id(w, c->id);
+	jsonw_member_str(w, "tool", c->tool);
+	jsonw_member_str(w, "status", call_status_name(c->status));
+	if (c->status == CALL_ERROR) {
+		jsonw_member_int(w, "error_code", c->error_code);
+		jsonw_member_str(w, "error_message", c->error_message);
 	}
-	if (c->schema_violations)
-		json_object_set(o, "schema_violations", c->schema_violations);
+	jsonw_member_ms(w, "duration_ms", c->duration_ns);
+	jsonw_member_int(w, "request_bytes", (long long)c->request_bytes);
+	jsonw_member_int(w, "response_bytes", (long long)c->response_bytes);
+	jsonw_member_str(w, "direction", call_direction_name(c->direction));
+	if (c->arguments && json_is_object(c->arguments)) {
+		render_keys(w, "arg_keys", c->arguments);
+	} else if (c->tool && c->method && strcmp(c->method, "tools/call") == 0) {
+		jsonw_key(w, "arg_keys");
+		jsonw_array_open(w);
+		jsonw_array_close(w);
+	}
+	if (c->schema_violations) {
+		jsonw_key(w, "schema_violations");
+		jsonw_value(w, c->schema_violations);
+	}
 	if (c->oversized)
-		json_object_set_new(o, "oversized", json_true());
+		jsonw_member_bool(w, "oversized", true);
+	if (c->secret)
+		jsonw_member_bool(w, "secret", true);
 	if (opts && opts->capture_values) {
-		if (c->arguments)
-			json_object_set(o, "arguments", (json_t *)c->arguments);
-		if (c->result)
-			json_object_set(o, c->status == CALL_ERROR ? "error" : "result", (json_t *)c->result);
+		if (c->arguments) {
+			jsonw_key(w, "arguments");
+			jsonw_value(w, c->arguments);
+		}
+		if (c->result) {
+			jsonw_key(w, c->status == CALL_ERROR ? "error" : "result");
+			jsonw_value(w, c->result);
+		}
 	}
 }
 
@@ -163,149 +198,164 @@ const char *event_signal_name(int sig, char *buf, size_t len)
 	return buf;
 }
 
-static json_t *json_signal_name(int sig)
+static void render_exit(struct jsonw *w, const struct ev_exit *x)
 {
-	char name[32];
-
-	if (!sigabbrev_np(sig))
-		return json_integer(sig);
-	return json_string(event_signal_name(sig, name, sizeof(name)));
+	if (x->signal) {
+		char name[32];
+		jsonw_key(w, "signal");
+		if (sigabbrev_np(x->signal))
+			jsonw_string(w, event_signal_name(x->signal, name, sizeof(name)));
+		else
+			jsonw_int(w, x->signal);
+	} else {
+		jsonw_member_int(w, "exit_code", x->exit_code);
+	}
+	jsonw_member_bool(w, "core_dumped", x->core_dumped);
+	jsonw_member_bool(w, "oom_killed", x->oom_killed);
+	jsonw_member_bool(w, "stdin_closed", x->stdin_closed);
+	jsonw_member_bool(w, "normal", x->normal);
+	jsonw_member_str(w, "reason", x->reason);
+	jsonw_member_int(w, "pending_calls", x->pending_calls);
 }
 
-static void event_exit_json(json_t *o, const struct ev_exit *x)
+static void render_session(struct jsonw *w, const struct session_identity *id)
 {
-	if (x->signal)
-		json_object_set_new(o, "signal", json_signal_name(x->signal));
-	else
-		json_object_set_new(o, "exit_code", json_integer(x->exit_code));
-	json_object_set_new(o, "core_dumped", json_boolean(x->core_dumped));
-	json_object_set_new(o, "oom_killed", json_boolean(x->oom_killed));
-	json_object_set_new(o, "stdin_closed", json_boolean(x->stdin_closed));
-	json_object_set_new(o, "normal", json_boolean(x->normal));
-	json_set_str(o, "reason", x->reason);
-	json_object_set_new(o, "pending_calls", json_integer(x->pending_calls));
+	jsonw_member_str(w, "protocol_version", id->protocol_version);
+	render_name_version(w, "client", id->client_name, id->client_version);
+	render_name_version(w, "server_info", id->server_name, id->server_version);
+	jsonw_member_str(w, "comm", id->comm);
+	jsonw_member_str(w, "program", id->program);
+	jsonw_member_str(w, "cmdline", id->cmdline);
+	jsonw_member_str(w, "transport", id->transport);
+	jsonw_member_str(w, "stdio", id->stdio);
 }
 
-static void event_session_json(json_t *o, const struct session_identity *id)
+static void render_message(struct jsonw *w, const struct ev_message *m, const struct event_format_opts *opts)
 {
-	json_t *v;
-
-	json_set_str(o, "protocol_version", id->protocol_version);
-	if ((v = json_name_version(id->client_name, id->client_version)))
-		json_object_set_new(o, "client", v);
-	if ((v = json_name_version(id->server_name, id->server_version)))
-		json_object_set_new(o, "server_info", v);
-	json_set_str(o, "comm", id->comm);
-	json_set_str(o, "program", id->program);
-	json_set_str(o, "cmdline", id->cmdline);
-	json_set_str(o, "transport", id->transport);
-	json_set_str(o, "stdio", id->stdio);
+	jsonw_member_str(w, "direction", call_direction_name(m->direction));
+	jsonw_member_str(w, "kind", m->kind);
+	jsonw_member_str(w, "method", m->method);
+	if (m->id && m->id[0]) {
+		jsonw_key(w, "id");
+		render_id(w, m->id);
+	}
+	jsonw_member_int(w, "bytes", (long long)m->bytes);
+	if (m->root && json_is_object(m->root)) {
+		if (opts && opts->capture_values) {
+			jsonw_key(w, "message");
+			jsonw_value(w, m->root);
+		} else {
+			render_keys(w, "keys", m->root);
+		}
+	}
 }
 
-json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts)
+static void render_stall(struct jsonw *w, const struct ev_stall *st)
 {
-	json_t *o = json_object();
+	jsonw_member_str(w, "method", st->method);
+	jsonw_key(w, "id");
+	render_id(w, st->id);
+	jsonw_member_str(w, "tool", st->tool);
+	jsonw_member_ms(w, "pending_ms", st->pending_ns);
+	if (st->state) {
+		char state[2] = { st->state, 0 };
+		jsonw_member_str(w, "state", state);
+	}
+	jsonw_member_ms(w, "cpu_ms", st->cpu_ns);
+	jsonw_member_int(w, "threads", st->threads);
+	if (st->wchan && st->wchan[0])
+		jsonw_member_str(w, "wchan", st->wchan);
+}
+
+void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts)
+{
+	struct jsonw w;
 	char ts[40];
 
-	json_object_set_new(o, "type", json_string(ev_type_name(ev->type)));
+	jsonw_begin(&w, out);
+	jsonw_object_open(&w);
+	jsonw_member_str(&w, "type", ev_type_name(ev->type));
 	event_format_time(ev->real_ns, ts, sizeof(ts));
-	json_object_set_new(o, "ts", json_string(ts));
-	json_object_set_new(o, "pid", json_integer(ev->pid));
-	json_object_set_new(o, "server", ev->session ? json_string(session_identity_name(ev->session)) : json_null());
+	jsonw_member_str(&w, "ts", ts);
+	jsonw_member_int(&w, "pid", ev->pid);
+	jsonw_key(&w, "server");
+	jsonw_string(&w, ev->session ? session_identity_name(ev->session) : NULL);
 
 	switch (ev->type) {
 	case EV_CALL:
-		event_call_json(o, &ev->call, opts);
+		render_call(&w, &ev->call, opts);
 		break;
 	case EV_NOTIFICATION:
-		json_set_str(o, "method", ev->notification.method);
-		json_object_set_new(o, "direction", json_string(call_direction_name(ev->notification.direction)));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->notification.bytes));
-		if (opts && opts->capture_values && ev->notification.params)
-			json_object_set(o, "params", (json_t *)ev->notification.params);
+		jsonw_member_str(&w, "method", ev->notification.method);
+		jsonw_member_str(&w, "direction", call_direction_name(ev->notification.direction));
+		jsonw_member_int(&w, "bytes", (long long)ev->notification.bytes);
+		if (opts && opts->capture_values && ev->notification.params) {
+			jsonw_key(&w, "params");
+			jsonw_value(&w, ev->notification.params);
+		}
 		break;
 	case EV_SESSION:
 		if (ev->session)
-			event_session_json(o, ev->session);
+			render_session(&w, ev->session);
 		break;
 	case EV_INVALID:
-		json_object_set_new(o, "fd", json_integer(ev->invalid.fd));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->invalid.bytes));
-		json_set_str(o, "preview", ev->invalid.preview);
-		json_object_set_new(o, "json", json_boolean(ev->invalid.json));
+		jsonw_member_int(&w, "fd", ev->invalid.fd);
+		jsonw_member_int(&w, "bytes", (long long)ev->invalid.bytes);
+		jsonw_member_str(&w, "preview", ev->invalid.preview);
+		jsonw_member_bool(&w, "json", ev->invalid.json);
+		jsonw_member_int(&w, "frames", (long long)ev->invalid.frames);
+		if (ev->invalid.coalesced)
+			jsonw_member_bool(&w, "coalesced", true);
 		break;
 	case EV_STDERR:
-		json_set_str(o, "line", ev->stderr_line.line);
+		jsonw_member_str(&w, "line", ev->stderr_line.line);
 		break;
 	case EV_EXIT:
-		event_exit_json(o, &ev->exit);
+		render_exit(&w, &ev->exit);
 		break;
 	case EV_LOSS:
-		json_set_str(o, "reason", ev->loss.reason);
+		jsonw_member_str(&w, "reason", ev->loss.reason);
 		if (ev->loss.bytes)
-			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->loss.bytes));
+			jsonw_member_int(&w, "bytes", (long long)ev->loss.bytes);
 		if (ev->loss.records)
-			json_object_set_new(o, "records", json_integer((json_int_t)ev->loss.records));
+			jsonw_member_int(&w, "records", (long long)ev->loss.records);
 		if (ev->loss.fd >= 0)
-			json_object_set_new(o, "fd", json_integer(ev->loss.fd));
+			jsonw_member_int(&w, "fd", ev->loss.fd);
 		break;
 	case EV_TOOLS_CHANGED:
-		if (ev->tools.change)
-			json_object_update(o, ev->tools.change);
-		break;
-	case EV_TOOLS_LIST:
-		json_object_set_new(o, "count", json_integer(ev->tools.count));
-		break;
-	case EV_MESSAGE:
-		json_object_set_new(o, "direction", json_string(call_direction_name(ev->message.direction)));
-		json_set_str(o, "kind", ev->message.kind);
-		json_set_str(o, "method", ev->message.method);
-		if (ev->message.id && ev->message.id[0])
-			json_object_set_new(o, "id", json_id(ev->message.id));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->message.bytes));
-		if (ev->message.root && json_is_object(ev->message.root)) {
-			if (opts && opts->capture_values) {
-				json_object_set(o, "message", (json_t *)ev->message.root);
-			} else {
-				json_t *keys = json_array();
-				const char *k;
-				json_t *v;
-
-				json_object_foreach((json_t *)ev->message.root, k, v)
-					json_array_append_new(keys, json_string(k));
-				json_object_set_new(o, "keys", keys);
+		if (ev->tools.change) {
+			const char *k;
+			json_t *v;
+			json_object_foreach (ev->tools.change, k, v) {
+				jsonw_key(&w, k);
+				jsonw_value(&w, v);
 			}
 		}
 		break;
+	case EV_TOOLS_LIST:
+		jsonw_member_int(&w, "count", ev->tools.count);
+		break;
+	case EV_MESSAGE:
+		render_message(&w, &ev->message, opts);
+		break;
 	case EV_STALL:
-		json_set_str(o, "method", ev->stall.method);
-		json_object_set_new(o, "id", json_id(ev->stall.id));
-		json_set_str(o, "tool", ev->stall.tool);
-		json_object_set_new(o, "pending_ms", json_ms(ev->stall.pending_ns));
-		if (ev->stall.state) {
-			char st[2] = { ev->stall.state, 0 };
-			json_object_set_new(o, "state", json_string(st));
-		}
-		json_object_set_new(o, "cpu_ms", json_ms(ev->stall.cpu_ns));
-		json_object_set_new(o, "threads", json_integer(ev->stall.threads));
-		if (ev->stall.wchan && ev->stall.wchan[0])
-			json_set_str(o, "wchan", ev->stall.wchan);
+		render_stall(&w, &ev->stall);
 		break;
 	case EV_BLOCKED_WRITE:
-		json_object_set_new(o, "fd", json_integer(ev->blocked_write.fd));
-		json_object_set_new(o, "blocked_ms", json_ms(ev->blocked_write.blocked_ns));
-		json_object_set_new(o, "bytes", json_integer((json_int_t)ev->blocked_write.bytes));
+		jsonw_member_int(&w, "fd", ev->blocked_write.fd);
+		jsonw_member_ms(&w, "blocked_ms", ev->blocked_write.blocked_ns);
+		jsonw_member_int(&w, "bytes", (long long)ev->blocked_write.bytes);
 		break;
 	case EV_STDIN_CLOSED:
-		json_object_set_new(o, "lingering", json_boolean(ev->stdin_closed.lingering));
+		jsonw_member_bool(&w, "lingering", ev->stdin_closed.lingering);
 		if (ev->stdin_closed.lingering)
-			json_object_set_new(o, "since_ms", json_ms(ev->stdin_closed.since_ns));
+			jsonw_member_ms(&w, "since_ms", ev->stdin_closed.since_ns);
 		break;
 	case EV_REPORT:
-		json_set_str(o, "path", ev->report.path);
+		jsonw_member_str(&w, "path", ev->report.path);
 		break;
 	case EV__COUNT:
 		break;
 	}
-	return o;
+	jsonw_object_close(&w);
 }

@@ -47,6 +47,7 @@ struct cli {
 	bool summary;
 	bool json;
 	bool verbose;
+	bool redact_given;   /* --redact was given: --capture-values does not change it */
 	size_t ringbuf_bytes;
 	struct pipeline_opts popts;
 	struct metrics_opts mopts;
@@ -91,6 +92,7 @@ enum opt_key {
 	OPT_REPORT_FRAMES,
 	OPT_MAX_REPORTS,
 	OPT_MAX_REPORT_SIZE,
+	OPT_REDACT,
 	OPT_HOST_ROOT,
 };
 
@@ -109,7 +111,8 @@ static const struct argp_option options[] = {
 	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
 	{ "output", 'o', "FILE", 0, "record: capture file to write", 0 },
 	{ "json", 'j', NULL, 0, "JSONL output, one event per line", 0 },
-	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only)", 0 },
+	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only); implies --redact off", 0 },
+	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
 	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
@@ -177,7 +180,17 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_CAPTURE_VALUES:
 		cli->popts.capture_values = true;
+		if (!cli->redact_given)
+			cli->popts.redact = REDACT_OFF;
 		break;
+	case OPT_REDACT: {
+		int mode = scrub_parse_mode(arg);
+		if (mode < 0)
+			argp_error(state, "--redact: expected mask, strict or off: %s", arg);
+		cli->popts.redact = (enum redact_mode)mode;
+		cli->redact_given = true;
+		break;
+	}
 	case OPT_MAX_FRAME:
 		if (parse_u64(arg, 4096, 1ull << 30, &v) < 0)
 			argp_error(state, "--max-frame: expected bytes between 4096 and 1 GiB: %s", arg);
@@ -598,6 +611,8 @@ static int run_live(struct cli *cli)
 					pipeline_tick(c.pipe, clock_mono_ns());
 			}
 		}
+		/* Out before waiting again: one write per drain, and nothing held back while idle. */
+		sinks_flush(&sinks);
 		/* Every watched process is gone. With --metrics, serve on until stopped: the last
 		 * exits and pending counts must still be there for the next scrape. */
 		if (c.live.n == 0 && !cli->metrics_listen)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mcpsonde/metrics.h"
+#include "mcpsonde/utf8.h"
 
 struct metric_series {
 	struct metric_series *hnext; /* hash chain */
@@ -44,56 +45,9 @@ struct metrics_registry {
 
 /* ---- label values ---------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 when invalid. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 void metrics_label_sanitize(const char *in, char *out)
 {
-	const unsigned char *p = (const unsigned char *)(in ? in : "");
-	size_t n = strlen((const char *)p), o = 0, len;
-
-	while (n > 0) {
-		len = utf8_seq_len(p, n);
-		if (len == 0) {
-			if (o + 3 > METRICS_LABEL_MAX)
-				break;
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			p++, n--;
-			continue;
-		}
-		if (o + len > METRICS_LABEL_MAX)
-			break;
-		memcpy(out + o, p, len);
-		o += len;
-		p += len, n -= len;
-	}
-	out[o] = '\0';
+	utf8_sanitize(in ? in : "", in ? strlen(in) : 0, out, METRICS_LABEL_MAX + 1);
 }
 
 size_t metrics_label_escape(const char *in, char *out, size_t outlen)

@@ -433,10 +433,13 @@ void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t 
 
 void pipeline_finish(struct pipeline *p, uint64_t now_ns)
 {
+	struct psession *ps, *ptmp;
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
 		pstream_flush(p, st, now_ns);
+	HASH_ITER(hh, p->sessions, ps, ptmp)
+		session_finish(ps->s);
 	pipeline_report_limits(p, now_ns);
 }
 

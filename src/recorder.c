@@ -1,7 +1,7 @@
 /* recorder.c -- the flight recorder sink: the recent past of each server, and its report.
  *
  * What is remembered per server (struct rec_server, keyed by pid + start_ticks):
- *   frames[dir]  the last opts.frames EV_MESSAGE renderings per direction (event_to_json:
+ *   frames[dir]  the last opts.frames EV_MESSAGE renderings per direction (event_render:
  *                keys only unless capture_values)
  *   stderr_q     the last opts.stderr_bytes of stderr lines
  *   events       the last RECORDER_EVENTS stall / blocked_write / stdin_closed / loss /
@@ -20,6 +20,7 @@
  * Re-entrancy: EV_REPORT is emitted as the very last step of handling an EV_EXIT, after the
  * server's state is freed and no pointer into the recorder is held; the recorder ignores
  * EV_REPORT, so it may be in the list it emits to. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ struct rec_item {
 	const char *kind;   /* the timeline's column: "to server", "stderr", "stall"... */
 	const char *type;   /* ev_type_name() */
 	char *summary;      /* one line for a person (for stderr: the line itself) */
-	char *json;         /* event_to_json(), compact; NULL when not kept */
+	char *json;         /* event_render(), compact; NULL when not kept */
 };
 
 struct rec_queue {
@@ -102,6 +103,7 @@ struct recorder {
 	char *report_dir;
 	struct sink_list *emit;
 	struct event_format_opts fmt;
+	struct outbuf scratch; /* the event being rendered, before it is copied into an item */
 	struct rec_server *buckets[RECORDER_BUCKETS];
 	struct rec_server *lru_head, *lru_tail;
 	struct rec_queue global_loss;
@@ -118,10 +120,11 @@ static size_t recorder_item_max(const struct recorder *r)
 	return m < (64u << 10) ? m : (64u << 10);
 }
 
+/* json: the event's rendering, json_len bytes, or NULL. */
 static struct rec_item *item_new(const struct sonde_event *ev, const char *kind, const char *summary,
-				 const char *json)
+				 const char *json, size_t json_len)
 {
-	size_t sl = strlen(summary) + 1, jl = json ? strlen(json) + 1 : 0;
+	size_t sl = strlen(summary) + 1, jl = json ? json_len + 1 : 0;
 	struct rec_item *it = malloc(sizeof(*it) + sl + jl);
 
 	if (!it)
@@ -134,8 +137,10 @@ static struct rec_item *item_new(const struct sonde_event *ev, const char *kind,
 	it->summary = (char *)(it + 1);
 	memcpy(it->summary, summary, sl);
 	it->json = json ? it->summary + sl : NULL;
-	if (json)
-		memcpy(it->json, json, jl);
+	if (json) {
+		memcpy(it->json, json, json_len);
+		it->json[json_len] = '\0';
+	}
 	it->cost = sizeof(*it) + sl + jl;
 	return it;
 }
@@ -351,37 +356,26 @@ static void server_push(struct recorder *r, struct rec_server *s, struct rec_que
 
 /* ---- what each event leaves behind ---- */
 
-static char *render_event(const struct recorder *r, const struct sonde_event *ev, bool capture_values)
-{
-	struct event_format_opts fmt = r->fmt;
-	json_t *j;
-	char *text;
-
-	fmt.capture_values = capture_values;
-	j = event_to_json(ev, &fmt);
-	if (!j)
-		return NULL;
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	return text;
-}
-
-/* The rendering kept for an item: with values when asked and small enough, else keys only,
- * else nothing (the summary stays). */
-static char *render_bounded(const struct recorder *r, const struct sonde_event *ev)
+/* The rendering kept for an item, in r->scratch: with values when asked and small enough,
+ * else keys only; false when even that is too big (the summary stays). */
+static bool render_bounded(struct recorder *r, const struct sonde_event *ev)
 {
 	size_t max = recorder_item_max(r);
-	char *text = render_event(r, ev, r->fmt.capture_values);
+	struct event_format_opts fmt = r->fmt;
 
-	if (text && strlen(text) > max && r->fmt.capture_values) {
-		free(text);
-		text = render_event(r, ev, false);
+	r->scratch.len = 0;
+	event_render(&r->scratch, ev, &fmt);
+	if (r->scratch.len > max && fmt.capture_values) {
+		fmt.capture_values = false;
+		r->scratch.len = 0;
+		event_render(&r->scratch, ev, &fmt);
 	}
-	if (text && strlen(text) > max) {
-		free(text);
-		text = NULL;
+	if (r->scratch.failed || r->scratch.len > max) {
+		r->scratch.len = 0;
+		r->scratch.failed = false;
+		return false;
 	}
-	return text;
+	return true;
 }
 
 static void summary_append(char *buf, size_t len, const char *fmt, ...)
@@ -446,7 +440,7 @@ static void recorder_on_message(struct recorder *r, struct rec_server *s, const 
 	char summary[RECORDER_SUMMARY_MAX] = "", size[24];
 	unsigned dir = m->direction == DIR_SERVER_TO_CLIENT;
 	struct rec_item *it;
-	char *json;
+	bool rendered;
 
 	report_format_bytes((double)m->bytes, size, sizeof(size));
 	summary_append(summary, sizeof(summary), "%s", kind);
@@ -458,9 +452,8 @@ static void recorder_on_message(struct recorder *r, struct rec_server *s, const 
 		summary_append(summary, sizeof(summary), " (%s)", target);
 	summary_append(summary, sizeof(summary), ", %s", size);
 
-	json = render_bounded(r, ev);
-	it = item_new(ev, dir ? "from server" : "to server", summary, json);
-	free(json);
+	rendered = render_bounded(r, ev);
+	it = item_new(ev, dir ? "from server" : "to server", summary, rendered ? r->scratch.data : NULL, r->scratch.len);
 	s->frames_seen[dir]++;
 	if (it)
 		server_push(r, s, &s->frames[dir], it, r->opts.frames);
@@ -488,9 +481,12 @@ static void recorder_on_stderr(struct recorder *r, struct rec_server *s, const s
 
 	s->stderr_lines++;
 	s->stderr_bytes += ev->stderr_line.bytes ? ev->stderr_line.bytes : len;
-	if (len > max) /* a line longer than the whole tail: its end is what matters */
+	if (len > max) { /* a line longer than the whole tail: its end is what matters */
 		line += len - max;
-	it = item_new(ev, "stderr", line, NULL);
+		while ((*line & 0xc0) == 0x80) /* from a character's start */
+			line++;
+	}
+	it = item_new(ev, "stderr", line, NULL, 0);
 	if (!it)
 		return;
 	queue_push(&s->stderr_q, it);
@@ -544,6 +540,8 @@ static void format_event_summary(const struct sonde_event *ev, char *buf, size_t
 		break;
 	case EV_INVALID:
 		report_format_bytes((double)ev->invalid.bytes, a, sizeof(a));
+		if (ev->invalid.coalesced)
+			summary_append(buf, len, "%llu more frames ", (unsigned long long)ev->invalid.frames);
 		summary_append(buf, len, "%s on fd %d (%s): %s", ev->invalid.json ? "JSON that is not JSON-RPC" :
 										    "not JSON-RPC",
 			       ev->invalid.fd, a, ev->invalid.preview ? ev->invalid.preview : "");
@@ -580,12 +578,11 @@ static void recorder_on_notable(struct recorder *r, struct rec_server *s, const 
 	};
 	char summary[RECORDER_SUMMARY_MAX];
 	struct rec_item *it;
-	char *json;
+	bool rendered;
 
 	format_event_summary(ev, summary, sizeof(summary));
-	json = render_bounded(r, ev);
-	it = item_new(ev, kinds[ev->type], summary, json);
-	free(json);
+	rendered = render_bounded(r, ev);
+	it = item_new(ev, kinds[ev->type], summary, rendered ? r->scratch.data : NULL, r->scratch.len);
 	if (!it)
 		return;
 	if (!s) { /* a loss tied to no process: every report of a server alive then shows it */
@@ -629,6 +626,14 @@ static json_t *item_json(const struct rec_item *it)
 	return j ? j : json_null();
 }
 
+/* The event as the JSONL output has it, embedded in the report. */
+static json_t *report_event(struct recorder *r, const struct sonde_event *ev)
+{
+	json_t *j = render_bounded(r, ev) ? json_loadb(r->scratch.data, r->scratch.len, 0, NULL) : NULL;
+
+	return j ? j : json_null();
+}
+
 static json_t *report_process(const struct recorder *r, const struct rec_server *s, const struct sonde_event *ev)
 {
 	const struct session_identity *id = ev->session;
@@ -667,24 +672,26 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 	return p;
 }
 
-static json_t *report_exit(const struct recorder *r, const struct sonde_event *ev)
+static json_t *report_exit(struct recorder *r, const struct sonde_event *ev)
 {
 	const struct ev_exit *x = &ev->exit;
-	json_t *e = json_object(), *j = event_to_json(ev, &r->fmt), *sig = json_object_get(j, "signal");
+	json_t *e = json_object();
+	char sig[32];
 
 	json_object_set_new(e, "at", json_time(ev->real_ns));
 	json_object_set_new(e, "reason", json_str_or_null(x->reason));
 	json_object_set_new(e, "exit_code", json_integer(x->exit_code));
 	json_object_set_new(e, "signal", json_integer(x->signal));
-	/* The event's rendering names the signal ("SIGSEGV"): one place does that. */
-	json_object_set_new(e, "signal_name", json_is_string(sig) ? json_copy(sig) : json_null());
+	/* Named as the event names it ("SIGSEGV"), null for a signal without a name. */
+	json_object_set_new(e, "signal_name", x->signal && sigabbrev_np(x->signal) ?
+						      json_string(event_signal_name(x->signal, sig, sizeof(sig))) : json_null());
 	json_object_set_new(e, "core_dumped", json_boolean(x->core_dumped));
 	json_object_set_new(e, "oom_killed", json_boolean(x->oom_killed));
 	json_object_set_new(e, "stdin_closed", json_boolean(x->stdin_closed));
 	json_object_set_new(e, "normal", json_boolean(x->normal));
 	json_object_set_new(e, "pending_calls", json_integer(x->pending_calls));
 	json_object_set_new(e, "raw", json_integer(x->raw));
-	json_object_set_new(e, "event", j ? j : json_null());
+	json_object_set_new(e, "event", report_event(r, ev));
 	return e;
 }
 
@@ -886,7 +893,7 @@ static json_t *report_timeline(const struct rec_server *s, const struct sonde_ev
 	return a;
 }
 
-static json_t *report_build(const struct recorder *r, const struct rec_server *s, const struct sonde_event *ev)
+static json_t *report_build(struct recorder *r, const struct rec_server *s, const struct sonde_event *ev)
 {
 	json_t *rep = json_object(), *exit, *events;
 	char headline[512], how[128];
@@ -1033,6 +1040,7 @@ static void recorder_close(struct sink *sink)
 	while (r->lru_head)
 		server_forget(r, r->lru_head);
 	queue_clear(&r->global_loss);
+	outbuf_free(&r->scratch);
 	free(r->report_dir);
 	free(r);
 }

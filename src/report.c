@@ -21,6 +21,7 @@
 
 #include "mcpsonde/event.h"
 #include "mcpsonde/report.h"
+#include "mcpsonde/utf8.h"
 
 #define REPORT_FIELD_TRIM 1024   /* bytes kept of a long string of the process object */
 #define REPORT_TRIMMED_RESERVE 128 /* room left for the "trimmed" list itself */
@@ -155,9 +156,12 @@ static bool report_halve_stderr(json_t *r)
 		return false;
 	n = strlen(tail);
 	cut = tail + n / 2;
-	/* Keep whole lines: start after the next newline when there is one. */
+	/* Keep whole lines: start after the next newline when there is one, else at a
+	 * character's start (the tail must stay valid UTF-8). */
 	if (strchr(cut, '\n') && strchr(cut, '\n')[1])
 		cut = strchr(cut, '\n') + 1;
+	while ((*cut & 0xc0) == 0x80)
+		cut++;
 	/* tail_bytes first: setting "tail" frees the string cut points into. */
 	json_object_set_new(err, "tail_bytes", json_integer((json_int_t)strlen(cut)));
 	json_object_set_new(err, "tail", json_string(cut));
@@ -165,8 +169,8 @@ static bool report_halve_stderr(json_t *r)
 }
 
 /* Cuts every string of the process object longer than REPORT_FIELD_TRIM (a cmdline, or a
- * server name a hostile peer made megabytes long), on a UTF-8 character boundary so that the
- * cut string is still valid JSON text. */
+ * server name a hostile peer made megabytes long), never inside a character, so that the cut
+ * string is still valid JSON text. */
 static bool report_trim_process(json_t *r)
 {
 	json_t *proc = json_object_get(r, "process"), *v;
@@ -175,12 +179,9 @@ static bool report_trim_process(json_t *r)
 
 	json_object_foreach (proc, key, v) {
 		const char *str = json_string_value(v);
-		size_t n = REPORT_FIELD_TRIM;
 		if (!str || json_string_length(v) <= REPORT_FIELD_TRIM)
 			continue;
-		while (n > 0 && ((unsigned char)str[n] & 0xc0) == 0x80)
-			n--;
-		json_object_set_new(proc, key, json_stringn(str, n));
+		json_object_set_new(proc, key, json_stringn(str, utf8_cut(str, json_string_length(v), REPORT_FIELD_TRIM)));
 		cut = true;
 	}
 	return cut;
@@ -560,26 +561,20 @@ json_t *report_read(const char *path, size_t max_bytes, char *err, size_t errlen
 #define RENDER_ROWS 256         /* rows of one list */
 #define RENDER_STDERR_LINES 1000
 
-/* Prints at most max bytes of s[0..len), C0 controls, DEL and UTF-8-encoded C1 controls as
- * \xNN, then "..." when cut; then spaces up to width. */
+/* Prints at most max bytes of s[0..len) (cut on a character boundary), escaped as the text
+ * output escapes a server's strings (utf8_escape_controls), then "..." when cut; then spaces
+ * up to width. */
 static void render_textn(FILE *out, const char *s, size_t len, size_t max, size_t width)
 {
-	size_t i, shown = 0, printed = 0;
+	char buf[4 * RENDER_STDERR_LINE_MAX + 1]; /* escapes: at most 4 bytes per byte (\xHH) */
+	size_t cut = utf8_cut(s, len, max < RENDER_STDERR_LINE_MAX ? max : RENDER_STDERR_LINE_MAX);
+	size_t printed = utf8_escape_controls(s, cut, buf, sizeof(buf));
 
-	for (i = 0; i < len && shown < max; i++, shown++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f) {
-			printed += (size_t)fprintf(out, "\\x%02x", c);
-		} else if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
-			   (unsigned char)s[i + 1] <= 0x9f) {
-			printed += (size_t)fprintf(out, "\\xc2\\x%02x", (unsigned char)s[++i]);
-		} else {
-			fputc(c, out);
-			printed++;
-		}
+	fputs(buf, out);
+	if (cut < len) {
+		fputs("...", out);
+		printed += 3;
 	}
-	if (i < len)
-		printed += (size_t)fprintf(out, "...");
 	for (; printed < width; printed++)
 		fputc(' ', out);
 }

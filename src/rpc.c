@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "mcpsonde/rpc.h"
+#include "mcpsonde/utf8.h"
 
 #define SKIM_ARENA 8192
 
@@ -169,8 +170,7 @@ static const char *skim_copy(struct skim *k, const struct span *sp, size_t max)
 			n = json_string_length(decoded);
 		}
 	}
-	if (n >= max)
-		n = max - 1;
+	n = utf8_cut(src, n, max - 1);
 	if (k->used + n + 1 > sizeof(k->arena)) {
 		json_decref(decoded);
 		return NULL;

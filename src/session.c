@@ -12,12 +12,15 @@
 #include <uthash.h>
 
 #include "mcpsonde/procfs.h"
+#include "mcpsonde/scrub.h"
 #include "mcpsonde/session.h"
 #include "mcpsonde/tools.h"
+#include "mcpsonde/utf8.h"
 
 #define LATENCY_BUCKETS 48 /* bucket i holds durations < 2^i microseconds */
 #define LATENCY_TOOLS_MAX 256
 #define PREVIEW_BYTES 120
+#define INVALID_INTERVAL_NS 1000000000ull /* invalid frames of a stream: one summary per second */
 #define STDERR_LINE_MAX 4096
 
 struct pending_call {
@@ -32,6 +35,7 @@ struct pending_call {
 	uint64_t cpu_base_ns; /* process CPU when first seen pending at a tick */
 	bool cpu_sampled;
 	bool stalled;
+	bool secret;       /* its request held a secret-looking value */
 	UT_hash_handle hh;
 };
 
@@ -40,6 +44,15 @@ struct latency {
 	uint32_t count;
 	uint32_t buckets[LATENCY_BUCKETS];
 	UT_hash_handle hh;
+};
+
+/* Invalid frames of one stream (and kind: JSON or not) in a burst. The first frame of a
+ * burst is reported at once; the next ones are held and told as one summary per interval;
+ * an interval without any ends the burst. */
+struct invalid_burst {
+	uint64_t since_ns;  /* start of the current interval; 0: no burst */
+	uint64_t frames, bytes, last_ns; /* held in this interval */
+	char preview[PREVIEW_BYTES + 1]; /* of the first frame held, printable */
 };
 
 struct session {
@@ -55,6 +68,7 @@ struct session {
 	bool linger_reported;
 	bool oom_killed;
 	bool announced;
+	struct invalid_burst invalid[2][2]; /* [client->server, server->client][json] */
 };
 
 /* --- identity ---------------------------------------------------------------------- */
@@ -222,7 +236,8 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 			cmd[i] = ' ';
 	cmd[n] = '\0';
 	free(s->id.cmdline);
-	s->id.cmdline = cmd;
+	s->id.cmdline = scrub_strdup(s->env.opts->redact, cmd, n);
+	free(cmd);
 }
 
 void session_on_exec(struct session *s, const struct msd_exec_rec *rec)
@@ -348,6 +363,17 @@ static void session_learn_meta(struct session *s, const json_t *params, uint64_t
 	session_announce(s, ts_ns);
 }
 
+/* Whether a request or its response carries a secret-looking value: what flags the call.
+ * initialize and the catalogs (tools/list, prompts/list...) describe the server: not a call's data. */
+static bool frame_has_secret(const char *method, const struct frame *f)
+{
+	size_t n = strlen(method);
+
+	if (strcmp(method, "initialize") == 0 || (n >= 5 && strcmp(method + n - 5, "/list") == 0))
+		return false;
+	return scrub_json_secret(f->data, f->len) || (f->oversized && scrub_json_secret(f->tail, f->tail_len));
+}
+
 static void session_on_request(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 			       const struct frame *f)
 {
@@ -370,6 +396,7 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	pc->method = strdup(m->method);
 	pc->ts_ns = dir == DIR_CLIENT_TO_SERVER ? f->ts_last_ns : f->ts_first_ns;
 	pc->request_bytes = f->wire_len;
+	pc->secret = frame_has_secret(m->method, f);
 	if (dir == DIR_CLIENT_TO_SERVER && m->has_meta)
 		session_learn_meta(s, message_params(m), f->ts_last_ns);
 	if (strcmp(m->method, "tools/call") == 0) {
@@ -434,6 +461,7 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 			     const struct rpc_msg *m, uint64_t ts_ns, uint64_t response_bytes)
 {
 	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
+	char message[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 	const json_t *result = NULL;
 
 	if (m && s->env.opts->capture_values)
@@ -449,9 +477,14 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	ev.call.arguments = pc->arguments;
 	ev.call.result = result;
 	ev.call.schema_violations = pc->violations;
+	ev.call.secret = pc->secret;
 	if (m) {
 		ev.call.error_code = m->error_code;
-		ev.call.error_message = m->error_message;
+		if (m->error_message) {
+			scrub_text(s->env.opts->redact, m->error_message, strlen(m->error_message), message,
+				   sizeof(message), NULL);
+			ev.call.error_message = message;
+		}
 		ev.call.oversized = m->oversized;
 	}
 	if (status == CALL_OK || status == CALL_TOOL_ERROR || status == CALL_ERROR)
@@ -482,6 +515,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		return;
 	}
 	status = m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK;
+	pc->secret = pc->secret || frame_has_secret(pc->method, f);
 	if (m->kind == RPC_RESULT && req_dir == DIR_CLIENT_TO_SERVER) {
 		if (strcmp(pc->method, "initialize") == 0)
 			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);
@@ -521,6 +555,7 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 {
 	enum call_direction dir = rdir == MSD_DIR_READ ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
 	struct sonde_event ev = { .type = EV_MESSAGE, .ts_ns = rdir == MSD_DIR_READ ? f->ts_last_ns : f->ts_first_ns };
+	char uri[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 
 	if (m->kind == RPC_INVALID) {
 		session_on_invalid(s, rdir == MSD_DIR_READ ? 0 : 1, f, true);
@@ -538,7 +573,11 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 	ev.message.id = m->id;
 	ev.message.bytes = f->wire_len;
 	ev.message.root = s->env.opts->capture_values ? rpc_msg_root(m) : NULL;
-	ev.message.target = m->name ? m->name : m->uri;
+	ev.message.target = m->name;
+	if (!m->name && m->uri) { /* a URI can carry credentials: user:password@, ?token= */
+		scrub_text(s->env.opts->redact, m->uri, strlen(m->uri), uri, sizeof(uri), NULL);
+		ev.message.target = uri;
+	}
 	/* A request is pending once its message is told, responses complete calls after it:
 	 * sinks always see the pending count as of the event. */
 	if (m->kind == RPC_REQUEST)
@@ -573,33 +612,91 @@ static void printable_copy(char *dst, size_t dstlen, const char *src, size_t n)
 	dst[j] = '\0';
 }
 
-void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
+static void invalid_emit(struct session *s, int fd, bool json, uint64_t ts_ns, const char *printable, uint64_t frames,
+			 uint64_t bytes, bool coalesced)
 {
-	struct sonde_event ev = { .type = EV_INVALID, .ts_ns = f->ts_last_ns };
-	char preview[PREVIEW_BYTES + 1];
+	struct sonde_event ev = { .type = EV_INVALID, .ts_ns = ts_ns };
+	char preview[SCRUB_OUT_MAX(PREVIEW_BYTES)];
 
-	printable_copy(preview, sizeof(preview), f->data, f->len < PREVIEW_BYTES ? f->len : PREVIEW_BYTES);
-	s->env.stats->invalid_frames++;
+	scrub_text(s->env.opts->redact, printable, strlen(printable), preview, sizeof(preview), NULL);
 	ev.invalid.fd = fd;
-	ev.invalid.bytes = f->wire_len;
+	ev.invalid.bytes = bytes;
 	ev.invalid.preview = preview;
 	ev.invalid.json = json;
+	ev.invalid.frames = frames;
+	ev.invalid.coalesced = coalesced;
 	session_emit(s, &ev);
+}
+
+/* Closes the intervals of a burst that ended by now: their held frames are told. */
+static void invalid_advance(struct session *s, int fd, bool json, uint64_t now_ns)
+{
+	struct invalid_burst *b = &s->invalid[fd != 0][json];
+
+	while (b->since_ns && now_ns >= b->since_ns + INVALID_INTERVAL_NS) {
+		if (!b->frames) {
+			b->since_ns = 0; /* a quiet interval: the burst is over */
+			break;
+		}
+		invalid_emit(s, fd, json, b->last_ns, b->preview, b->frames, b->bytes, true);
+		b->frames = b->bytes = 0;
+		b->since_ns += INVALID_INTERVAL_NS;
+	}
+}
+
+/* Everything held is told now (the process exits, the capture ends). */
+static void invalid_flush(struct session *s)
+{
+	for (int fd = 0; fd < 2; fd++)
+		for (int json = 0; json < 2; json++) {
+			struct invalid_burst *b = &s->invalid[fd][json];
+			if (b->frames)
+				invalid_emit(s, fd, json, b->last_ns, b->preview, b->frames, b->bytes, true);
+			b->frames = b->bytes = 0;
+			b->since_ns = 0;
+		}
+}
+
+/* Every frame counts (stats, and the frames of the events); the output stays proportional
+ * to what there is to tell: at most one immediate event per burst and one summary per
+ * stream and interval, whatever the flood. */
+void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
+{
+	struct invalid_burst *b = &s->invalid[fd != 0][json];
+	char printable[PREVIEW_BYTES + 1];
+	size_t n = utf8_cut(f->data, f->len, PREVIEW_BYTES);
+
+	s->env.stats->invalid_frames++;
+	invalid_advance(s, fd, json, f->ts_last_ns);
+	if (!b->since_ns) {
+		b->since_ns = f->ts_last_ns;
+		printable_copy(printable, sizeof(printable), f->data, n);
+		invalid_emit(s, fd, json, f->ts_last_ns, printable, 1, f->wire_len, false);
+		return;
+	}
+	if (!b->frames)
+		printable_copy(b->preview, sizeof(b->preview), f->data, n);
+	b->frames++;
+	b->bytes += f->wire_len;
+	b->last_ns = f->ts_last_ns;
 }
 
 void session_on_stderr(struct session *s, const struct frame *f)
 {
 	struct sonde_event ev = { .type = EV_STDERR, .ts_ns = f->ts_last_ns };
-	size_t n = f->len < STDERR_LINE_MAX ? f->len : STDERR_LINE_MAX;
-	char *line = malloc(n + 1);
+	char printable[STDERR_LINE_MAX + 1], line[SCRUB_OUT_MAX(STDERR_LINE_MAX)];
+	size_t n = utf8_cut(f->data, f->len, STDERR_LINE_MAX);
 
-	if (!line)
-		return;
-	printable_copy(line, n + 1, f->data, n);
+	printable_copy(printable, n + 1, f->data, n);
+	scrub_text(s->env.opts->redact, printable, strlen(printable), line, sizeof(line), NULL);
 	ev.stderr_line.line = line;
 	ev.stderr_line.bytes = f->wire_len;
 	session_emit(s, &ev);
-	free(line);
+}
+
+void session_finish(struct session *s)
+{
+	invalid_flush(s);
 }
 
 /* --- silences and exits -------------------------------------------------------------- */
@@ -653,6 +750,10 @@ void session_tick(struct session *s, uint64_t now_ns, bool live)
 	bool sampled = false;
 	struct pending_call *pc, *tmp;
 
+	for (int fd = 0; fd < 2; fd++)
+		for (int json = 0; json < 2; json++)
+			invalid_advance(s, fd, json, now_ns);
+
 	if (s->stdin_closed_ns && !s->linger_reported && o->stdin_linger_ns &&
 	    now_ns - s->stdin_closed_ns > o->stdin_linger_ns) {
 		struct sonde_event ev = { .type = EV_STDIN_CLOSED, .ts_ns = now_ns };
@@ -698,6 +799,7 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 	unsigned pending = s->npending;
 
 	copy_comm(s->id.comm, rec->comm);
+	invalid_flush(s);
 	HASH_ITER(hh, s->pending, pc, tmp)
 		session_complete(s, pc, CALL_ORPHANED, NULL, rec->hdr.ts_ns, 0);
 

@@ -27,6 +27,13 @@ void sinks_tick(struct sink_list *l, uint64_t now_ns)
 			s->on_tick(s, now_ns);
 }
 
+void sinks_flush(struct sink_list *l)
+{
+	for (struct sink *s = l->head; s; s = s->next)
+		if (s->flush)
+			s->flush(s);
+}
+
 void sinks_close(struct sink_list *l)
 {
 	struct sink *s = l->head, *next;

@@ -1,5 +1,6 @@
-/* sink_json.c -- JSONL output: one event per line, flushed per event so that `| jq` and
- * tests see each event as it happens. EV_MESSAGE and EV_TOOLS_LIST are for other sinks. */
+/* sink_json.c -- JSONL output: one event per line, rendered straight into a buffer that is
+ * written out once per drain (sinks_flush), or when it passes OUTBUF_FLUSH_BYTES.
+ * EV_MESSAGE and EV_TOOLS_LIST are for other sinks. */
 #include <stdlib.h>
 
 #include "mcpsonde/sink.h"
@@ -8,42 +9,34 @@ struct sink_json {
 	struct sink base;
 	FILE *out;
 	struct event_format_opts opts;
-	char *buf; /* the line being written: rendered whole, then written once */
-	size_t cap;
+	struct outbuf buf;
 };
+
+static void sink_json_flush(struct sink *s)
+{
+	struct sink_json *j = (struct sink_json *)s;
+
+	outbuf_flush(&j->buf, j->out);
+}
 
 static void sink_json_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_json *j = (struct sink_json *)s;
-	json_t *o;
-	size_t n;
 
 	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
 		return;
-	o = event_to_json(ev, &j->opts);
-	n = json_dumpb(o, j->buf, j->cap, EVENT_JSON_FLAGS);
-	if (n >= j->cap) { /* grow once to this size and render again */
-		char *nb = realloc(j->buf, n + 1);
-		if (nb) {
-			j->buf = nb;
-			j->cap = n + 1;
-			n = json_dumpb(o, j->buf, j->cap, EVENT_JSON_FLAGS);
-		}
-	}
-	json_decref(o);
-	if (n == 0 || n >= j->cap)
-		return;
-	j->buf[n] = '\n';
-	fwrite(j->buf, 1, n + 1, j->out);
-	fflush(j->out);
+	event_render(&j->buf, ev, &j->opts);
+	outbuf_putc(&j->buf, '\n');
+	if (j->buf.len >= OUTBUF_FLUSH_BYTES)
+		sink_json_flush(s);
 }
 
 static void sink_json_close(struct sink *s)
 {
 	struct sink_json *j = (struct sink_json *)s;
 
-	fflush(j->out);
-	free(j->buf);
+	sink_json_flush(s);
+	outbuf_free(&j->buf);
 	free(j);
 }
 
@@ -55,14 +48,9 @@ struct sink *sink_json_new(FILE *out, const struct event_format_opts *opts)
 		return NULL;
 	j->base.name = "json";
 	j->base.on_event = sink_json_on_event;
+	j->base.flush = sink_json_flush;
 	j->base.close = sink_json_close;
 	j->out = out;
 	j->opts = *opts;
-	j->cap = 4096;
-	j->buf = malloc(j->cap);
-	if (!j->buf) {
-		free(j);
-		return NULL;
-	}
 	return &j->base;
 }

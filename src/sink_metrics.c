@@ -19,6 +19,7 @@
 
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/rpc.h"
+#include "mcpsonde/scrub.h"
 #include "mcpsonde/tools.h"
 
 #define ERROR_TYPES_MAX 32       /* distinct error.type values per server */
@@ -121,14 +122,15 @@ struct sink_metrics {
 	bool dirty;
 	unsigned generation;
 	uint64_t now_ns;
-	uint64_t series_dropped_seen, scrapes_seen, http_cut_seen;
+	uint64_t series_dropped_seen, scrapes_seen, masked_seen, http_cut_seen;
 
 	struct metric_family *op_duration, *client_op_duration, *session_duration, *abandoned, *pending,
 		*pending_age, *notifications, *messages, *message_bytes, *invalid_frames, *invalid_bytes,
 		*stderr_lines, *stderr_bytes, *exits, *exits_pending, *tools, *tool_def_bytes, *tool_def_tokens,
 		*tool_result_bytes, *list_changes, *tool_changes, *list_changed_notifications, *unknown_tool_calls,
 		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
-		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info;
+		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls,
+		*masked;
 };
 
 #define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -201,6 +203,12 @@ static void register_families(struct sink_metrics *m)
 	m->schema_violations = metrics_counter(r, "mcpsonde_schema_violations",
 					       "tools/call arguments that break the tool's inputSchema, by kind.",
 					       L("server", "gen_ai_tool_name", "kind"));
+	m->secret_calls = metrics_counter(r, "mcpsonde_calls_with_secrets",
+					  "Calls whose arguments or result held a secret-looking value (never shown).",
+					  L("server", "mcp_method_name", "gen_ai_tool_name"));
+	m->masked = metrics_counter(r, "mcpsonde_masked_values",
+				    "Secret-looking values masked in free text: stderr, error messages, previews, command lines.",
+				    NULL);
 	m->stalls = metrics_counter(r, "mcpsonde_stalls", "Requests pending longer than the stall threshold.",
 				    L("server", "mcp_method_name", "gen_ai_tool_name"));
 	m->blocked_writes = metrics_counter(r, "mcpsonde_blocked_writes",
@@ -378,6 +386,8 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 	const char *error_type = "";
 	char code[32];
 
+	if (c->secret)
+		metrics_counter_add(m->secret_calls, V(srv->name, method, tool), 1);
 	switch (c->status) {
 	case CALL_CANCELLED:
 	case CALL_ORPHANED:
@@ -484,7 +494,7 @@ static bool defer(struct mprocess *p, const struct sonde_event *ev)
 		d->stderr_bytes += (double)ev->stderr_line.bytes;
 		break;
 	case EV_INVALID:
-		d->invalid[ev->invalid.json ? 1 : 0]++;
+		d->invalid[ev->invalid.json ? 1 : 0] += (double)ev->invalid.frames;
 		d->invalid_bytes += (double)ev->invalid.bytes;
 		break;
 	default:
@@ -587,7 +597,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
 		break;
 	case EV_INVALID:
-		count_invalid(m, srv, ev->invalid.json, 1, (double)ev->invalid.bytes);
+		count_invalid(m, srv, ev->invalid.json, (double)ev->invalid.frames, (double)ev->invalid.bytes);
 		break;
 	case EV_STDERR:
 		count_stderr(m, srv, 1, (double)ev->stderr_line.bytes);
@@ -686,6 +696,10 @@ static void refresh_state_gauges(struct sink_metrics *m)
 	if (dropped > m->series_dropped_seen) {
 		metrics_counter_add(m->dropped, V("series"), (double)(dropped - m->series_dropped_seen));
 		m->series_dropped_seen = dropped;
+	}
+	if (scrub_masked_total() > m->masked_seen) {
+		metrics_counter_add(m->masked, NULL, (double)(scrub_masked_total() - m->masked_seen));
+		m->masked_seen = scrub_masked_total();
 	}
 	if (m->http) {
 		uint64_t scrapes = metrics_http_scrapes(m->http);

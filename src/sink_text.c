@@ -2,7 +2,11 @@
  *
  *   19:18:25.123456 server-everything[4242] tools/call echo #3 ok 0.412 ms  45 B -> 120 B
  *
- * Times are local wall-clock; the JSONL sink carries the exact UTC timestamps. */
+ * Times are local wall-clock; the JSONL sink carries the exact UTC timestamps. Lines are
+ * formatted into a buffer written out once per drain (sinks_flush). Every string a peer
+ * controls (names, methods, ids, messages, stderr, previews, command lines) goes through
+ * outbuf_put_safe: no escape sequence, bell or forged line of an observed process reaches
+ * the terminal; the numbers and words around them are ours. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,136 +18,263 @@ struct sink_text {
 	struct sink base;
 	FILE *out;
 	struct event_format_opts opts;
+	struct outbuf buf;
+	time_t hms_sec; /* the second hms holds, as local time */
+	char hms[16];
 };
 
-static void text_prefix(FILE *out, const struct sonde_event *ev)
+static void put_u64(struct outbuf *b, uint64_t v)
 {
-	time_t sec = (time_t)(ev->real_ns / 1000000000ull);
-	struct tm tm;
-	char hms[16];
+	char digits[24], *end = digits + sizeof(digits), *p = end;
 
-	localtime_r(&sec, &tm);
-	strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
-	fprintf(out, "%s.%06u %s[%u] ", hms, (unsigned)(ev->real_ns % 1000000000ull / 1000),
-		ev->session ? session_identity_name(ev->session) : "-", ev->pid);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	outbuf_put(b, p, (size_t)(end - p));
 }
 
-static void text_call(FILE *out, const struct ev_call *c)
+/* Nanoseconds as milliseconds with three decimals, as "%.3f" of ns / 1e6 prints them. An
+ * exact half microsecond rounds as printf rounds that double: left to printf. */
+static void put_ms3(struct outbuf *b, uint64_t ns)
 {
-	fprintf(out, "%s%s%s%s #%s %s", c->direction == DIR_SERVER_TO_CLIENT ? "(to client) " : "",
-		c->method ? c->method : "?", c->tool ? " " : "", c->tool ? c->tool : "", c->id,
-		call_status_name(c->status));
-	if (c->status == CALL_ERROR)
-		fprintf(out, " %lld%s%s", c->error_code, c->error_message ? " " : "",
-			c->error_message ? c->error_message : "");
-	fprintf(out, " %.3f ms  %" PRIu64 " B -> %" PRIu64 " B%s\n", (double)c->duration_ns / 1e6,
-		c->request_bytes, c->response_bytes, c->oversized ? " (oversized)" : "");
+	uint64_t us;
+	char frac[4];
+
+	if (ns % 1000 == 500 || ns >= (1ull << 52)) {
+		outbuf_printf(b, "%.3f", (double)ns / 1e6);
+		return;
+	}
+	us = (ns + 500) / 1000;
+	put_u64(b, us / 1000);
+	frac[0] = '.';
+	frac[1] = (char)('0' + us / 100 % 10);
+	frac[2] = (char)('0' + us / 10 % 10);
+	frac[3] = (char)('0' + us % 10);
+	outbuf_put(b, frac, 4);
+}
+
+static void text_prefix(struct sink_text *t, const struct sonde_event *ev)
+{
+	time_t sec = (time_t)(ev->real_ns / 1000000000ull);
+	unsigned us = (unsigned)(ev->real_ns % 1000000000ull / 1000);
+	char frac[8] = { '.' };
+
+	if (sec != t->hms_sec) {
+		struct tm tm;
+		localtime_r(&sec, &tm);
+		strftime(t->hms, sizeof(t->hms), "%H:%M:%S", &tm);
+		t->hms_sec = sec;
+	}
+	for (int i = 6; i >= 1; i--, us /= 10)
+		frac[i] = (char)('0' + us % 10);
+	frac[7] = ' ';
+	outbuf_puts(&t->buf, t->hms);
+	outbuf_put(&t->buf, frac, 8);
+	outbuf_put_safe(&t->buf, ev->session ? session_identity_name(ev->session) : "-");
+	outbuf_putc(&t->buf, '[');
+	put_u64(&t->buf, ev->pid);
+	outbuf_put(&t->buf, "] ", 2);
+}
+
+/* A jansson value (schema violations, tool changes) as compact JSON: JSON escapes every
+ * control character, so it needs no escaping of its own. */
+static void text_json(struct outbuf *b, const json_t *v)
+{
+	struct jsonw w;
+
+	jsonw_begin(&w, b);
+	jsonw_value(&w, v);
+}
+
+static void text_call(struct outbuf *b, const struct ev_call *c)
+{
+	if (c->direction == DIR_SERVER_TO_CLIENT)
+		outbuf_puts(b, "(to client) ");
+	outbuf_put_safe(b, c->method ? c->method : "?");
+	if (c->tool) {
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, c->tool);
+	}
+	outbuf_put(b, " #", 2);
+	outbuf_put_safe(b, c->id);
+	outbuf_putc(b, ' ');
+	outbuf_puts(b, call_status_name(c->status));
+	if (c->status == CALL_ERROR) {
+		outbuf_printf(b, " %lld", c->error_code);
+		if (c->error_message) {
+			outbuf_putc(b, ' ');
+			outbuf_put_safe(b, c->error_message);
+		}
+	}
+	outbuf_putc(b, ' ');
+	put_ms3(b, c->duration_ns);
+	outbuf_put(b, " ms  ", 5);
+	put_u64(b, c->request_bytes);
+	outbuf_put(b, " B -> ", 6);
+	put_u64(b, c->response_bytes);
+	outbuf_put(b, " B", 2);
+	if (c->oversized)
+		outbuf_puts(b, " (oversized)");
+	if (c->secret)
+		outbuf_puts(b, " (secret-looking value)");
+	outbuf_putc(b, '\n');
 	if (c->schema_violations && json_array_size(c->schema_violations)) {
-		char *v = json_dumps(c->schema_violations, JSON_COMPACT);
-		fprintf(out, "    schema violations: %s\n", v ? v : "?");
-		free(v);
+		outbuf_puts(b, "    schema violations: ");
+		text_json(b, c->schema_violations);
+		outbuf_putc(b, '\n');
 	}
 }
 
 /* Only what is known: attached mid-session, that is the command line alone. */
-static void text_session(FILE *out, const struct session_identity *id)
+static void text_session(struct outbuf *b, const struct session_identity *id)
 {
-	fputs("session:", out);
-	if (id->protocol_version)
-		fprintf(out, " protocol %s,", id->protocol_version);
-	if (id->client_name)
-		fprintf(out, " client %s %s,", id->client_name, id->client_version ? id->client_version : "");
-	if (id->server_name)
-		fprintf(out, " server %s %s,", id->server_name, id->server_version ? id->server_version : "");
+	outbuf_puts(b, "session:");
+	if (id->protocol_version) {
+		outbuf_puts(b, " protocol ");
+		outbuf_put_safe(b, id->protocol_version);
+		outbuf_putc(b, ',');
+	}
+	if (id->client_name) {
+		outbuf_puts(b, " client ");
+		outbuf_put_safe(b, id->client_name);
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, id->client_version);
+		outbuf_putc(b, ',');
+	}
+	if (id->server_name) {
+		outbuf_puts(b, " server ");
+		outbuf_put_safe(b, id->server_name);
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, id->server_version);
+		outbuf_putc(b, ',');
+	}
 	if (!id->initialized_ns)
-		fputs(" attached mid-session,", out);
-	fprintf(out, " %s over %s\n", id->cmdline ? id->cmdline : id->comm, id->stdio ? id->stdio : "stdio");
+		outbuf_puts(b, " attached mid-session,");
+	outbuf_putc(b, ' ');
+	outbuf_put_safe(b, id->cmdline ? id->cmdline : id->comm);
+	outbuf_puts(b, " over ");
+	outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
+	outbuf_putc(b, '\n');
+}
+
+static void text_stall(struct outbuf *b, const struct ev_stall *st)
+{
+	outbuf_puts(b, "STALL: ");
+	outbuf_put_safe(b, st->method ? st->method : "?");
+	if (st->tool) {
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, st->tool);
+	}
+	outbuf_put(b, " #", 2);
+	outbuf_put_safe(b, st->id);
+	outbuf_printf(b, " pending %.1f s, state %c, cpu %.1f ms, %u threads", (double)st->pending_ns / 1e9,
+		      st->state ? st->state : '?', (double)st->cpu_ns / 1e6, st->threads);
+	if (st->wchan && st->wchan[0]) {
+		outbuf_puts(b, ", wchan ");
+		outbuf_put_safe(b, st->wchan);
+	}
+	outbuf_putc(b, '\n');
+}
+
+static void sink_text_flush(struct sink *s)
+{
+	struct sink_text *t = (struct sink_text *)s;
+
+	outbuf_flush(&t->buf, t->out);
 }
 
 static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_text *t = (struct sink_text *)s;
-	FILE *out = t->out;
+	struct outbuf *b = &t->buf;
 
 	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
 		return;
-	text_prefix(out, ev);
+	text_prefix(t, ev);
 	switch (ev->type) {
 	case EV_CALL:
-		text_call(out, &ev->call);
+		text_call(b, &ev->call);
 		break;
 	case EV_NOTIFICATION:
-		fprintf(out, "%s %s\n", ev->notification.direction == DIR_CLIENT_TO_SERVER ? "<-" : "->",
-			ev->notification.method);
+		outbuf_puts(b, ev->notification.direction == DIR_CLIENT_TO_SERVER ? "<- " : "-> ");
+		outbuf_put_safe(b, ev->notification.method);
+		outbuf_putc(b, '\n');
 		break;
 	case EV_SESSION:
-		text_session(out, ev->session);
+		text_session(b, ev->session);
 		break;
 	case EV_INVALID:
-		fprintf(out, "INVALID frame on fd %d (%" PRIu64 " B): %s\n", ev->invalid.fd, ev->invalid.bytes,
-			ev->invalid.preview ? ev->invalid.preview : "");
+		if (ev->invalid.coalesced)
+			outbuf_printf(b, "INVALID frames on fd %d: %" PRIu64 " more (%" PRIu64 " B), the first of them: ",
+				      ev->invalid.fd, ev->invalid.frames, ev->invalid.bytes);
+		else
+			outbuf_printf(b, "INVALID frame on fd %d (%" PRIu64 " B): ", ev->invalid.fd, ev->invalid.bytes);
+		outbuf_put_safe(b, ev->invalid.preview);
+		outbuf_putc(b, '\n');
 		break;
 	case EV_STDERR:
-		fprintf(out, "stderr: %s\n", ev->stderr_line.line);
+		outbuf_puts(b, "stderr: ");
+		outbuf_put_safe(b, ev->stderr_line.line);
+		outbuf_putc(b, '\n');
 		break;
 	case EV_EXIT: {
 		const struct ev_exit *x = &ev->exit;
 		char sig[32];
 
 		if (x->signal)
-			fprintf(out, "exit: killed by %s%s", event_signal_name(x->signal, sig, sizeof(sig)),
-				x->core_dumped ? " (core dumped)" : "");
+			outbuf_printf(b, "exit: killed by %s%s", event_signal_name(x->signal, sig, sizeof(sig)),
+				      x->core_dumped ? " (core dumped)" : "");
 		else
-			fprintf(out, "exit: code %d", x->exit_code);
-		fprintf(out, " [%s%s%s], %u call(s) pending\n", x->reason, x->oom_killed ? ", OOM" : "",
-			x->normal ? ", normal" : ", abnormal", x->pending_calls);
+			outbuf_printf(b, "exit: code %d", x->exit_code);
+		outbuf_printf(b, " [%s%s%s], %u call(s) pending\n", x->reason, x->oom_killed ? ", OOM" : "",
+			      x->normal ? ", normal" : ", abnormal", x->pending_calls);
 		break;
 	}
 	case EV_LOSS:
-		fprintf(out, "LOSS: %s %" PRIu64 " B %" PRIu64 " record(s)\n", ev->loss.reason, ev->loss.bytes,
-			ev->loss.records);
+		outbuf_printf(b, "LOSS: %s %" PRIu64 " B %" PRIu64 " record(s)\n", ev->loss.reason, ev->loss.bytes,
+			      ev->loss.records);
 		break;
-	case EV_TOOLS_CHANGED: {
-		char *c = ev->tools.change ? json_dumps(ev->tools.change, JSON_COMPACT) : NULL;
-		fprintf(out, "tools changed: %s\n", c ? c : "");
-		free(c);
+	case EV_TOOLS_CHANGED:
+		outbuf_puts(b, "tools changed: ");
+		if (ev->tools.change)
+			text_json(b, ev->tools.change);
+		outbuf_putc(b, '\n');
 		break;
-	}
 	case EV_STALL:
-		fprintf(out, "STALL: %s%s%s #%s pending %.1f s, state %c, cpu %.1f ms, %u threads%s%s\n",
-			ev->stall.method ? ev->stall.method : "?", ev->stall.tool ? " " : "",
-			ev->stall.tool ? ev->stall.tool : "", ev->stall.id ? ev->stall.id : "",
-			(double)ev->stall.pending_ns / 1e9, ev->stall.state ? ev->stall.state : '?',
-			(double)ev->stall.cpu_ns / 1e6, ev->stall.threads,
-			ev->stall.wchan && ev->stall.wchan[0] ? ", wchan " : "", ev->stall.wchan ? ev->stall.wchan : "");
+		text_stall(b, &ev->stall);
 		break;
 	case EV_BLOCKED_WRITE:
-		fprintf(out, "BLOCKED WRITE on fd %d for %.1f s (%" PRIu64 " B): the client is not reading\n",
-			ev->blocked_write.fd, (double)ev->blocked_write.blocked_ns / 1e9, ev->blocked_write.bytes);
+		outbuf_printf(b, "BLOCKED WRITE on fd %d for %.1f s (%" PRIu64 " B): the client is not reading\n",
+			      ev->blocked_write.fd, (double)ev->blocked_write.blocked_ns / 1e9, ev->blocked_write.bytes);
 		break;
 	case EV_STDIN_CLOSED:
 		if (ev->stdin_closed.lingering)
-			fprintf(out, "still running %.1f s after the client closed stdin\n",
-				(double)ev->stdin_closed.since_ns / 1e9);
+			outbuf_printf(b, "still running %.1f s after the client closed stdin\n",
+				      (double)ev->stdin_closed.since_ns / 1e9);
 		else
-			fprintf(out, "client closed stdin\n");
+			outbuf_puts(b, "client closed stdin\n");
 		break;
 	case EV_REPORT:
-		fprintf(out, "report written: %s\n", ev->report.path);
+		outbuf_puts(b, "report written: ");
+		outbuf_put_safe(b, ev->report.path);
+		outbuf_putc(b, '\n');
 		break;
 	case EV_MESSAGE:
 	case EV_TOOLS_LIST:
 	case EV__COUNT:
 		break;
 	}
-	fflush(out);
+	if (b->len >= OUTBUF_FLUSH_BYTES)
+		sink_text_flush(s);
 }
 
 static void sink_text_close(struct sink *s)
 {
 	struct sink_text *t = (struct sink_text *)s;
 
-	fflush(t->out);
+	sink_text_flush(s);
+	outbuf_free(&t->buf);
 	free(t);
 }
 
@@ -155,8 +286,10 @@ struct sink *sink_text_new(FILE *out, const struct event_format_opts *opts)
 		return NULL;
 	t->base.name = "text";
 	t->base.on_event = sink_text_on_event;
+	t->base.flush = sink_text_flush;
 	t->base.close = sink_text_close;
 	t->out = out;
 	t->opts = *opts;
+	t->hms_sec = (time_t)-1;
 	return &t->base;
 }

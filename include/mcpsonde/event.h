@@ -2,7 +2,7 @@
  *
  * One struct for every type; only the member of the union named by type is meaningful.
  * Pointers inside an event are borrowed for the duration of the sink callback: a sink that
- * keeps anything copies it. event_to_json() is the one JSON rendering of an event, shared by
+ * keeps anything copies it. event_render() is the one JSON rendering of an event, shared by
  * the JSONL sink, the flight recorder and reports. */
 #ifndef MCPSONDE_EVENT_H
 #define MCPSONDE_EVENT_H
@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "jsonw.h"
 
 enum ev_type {
 	EV_CALL,          /* a request completed, failed, was cancelled, or was orphaned */
@@ -47,7 +49,7 @@ struct session_identity {
 	uint32_t pid;
 	uint64_t start_ticks;      /* with pid, identifies the process across PID reuse */
 	char comm[16];
-	char *cmdline;             /* arguments joined by spaces, NULL if unknown */
+	char *cmdline;             /* arguments joined by spaces, scrubbed; NULL if unknown */
 	char *exe;
 	char *program;             /* what the process runs: an npm package or script, from cmdline */
 	char *server_name;         /* serverInfo.name */
@@ -76,7 +78,7 @@ struct ev_call {
 	const char *tool;      /* tools/call (also prompts/get name, resources/read uri): NULL otherwise */
 	enum call_status status;
 	long long error_code;  /* CALL_ERROR */
-	const char *error_message;
+	const char *error_message; /* scrubbed (scrub.h), like every free text in an event */
 	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death */
 	uint64_t request_bytes, response_bytes;
 	enum call_direction direction;
@@ -84,6 +86,7 @@ struct ev_call {
 	const json_t *result;    /* result or error object, NULL when unknown (oversized, orphaned) */
 	json_t *schema_violations; /* array, or NULL */
 	bool oversized;
+	bool secret;           /* its arguments or result held a secret-looking value (scrub.h) */
 };
 
 struct ev_notification {
@@ -95,13 +98,15 @@ struct ev_notification {
 
 struct ev_invalid {
 	int fd;
-	uint64_t bytes;
-	const char *preview;   /* first bytes, made printable */
+	uint64_t frames;       /* frames this event stands for: 1, or a burst's summary */
+	uint64_t bytes;        /* of all of them */
+	const char *preview;   /* first bytes of the first, made printable, scrubbed */
 	bool json;             /* valid JSON but not JSON-RPC */
+	bool coalesced;        /* a summary of frames held back since the burst's first */
 };
 
 struct ev_stderr {
-	const char *line;
+	const char *line;      /* made printable, scrubbed */
 	uint64_t bytes;        /* on the wire, may exceed strlen(line) when cut */
 };
 
@@ -136,7 +141,7 @@ struct ev_message {
 	const char *method;
 	const char *id;
 	uint64_t bytes;
-	const char *target;    /* params.name (tools/call, prompts/get) or params.uri, if any */
+	const char *target;    /* params.name (tools/call, prompts/get) or params.uri (scrubbed), if any */
 	const json_t *root;    /* the message, with --capture-values only (parsing costs) */
 };
 
@@ -190,15 +195,16 @@ struct event_format_opts {
 	bool capture_values; /* arguments and results in full; otherwise arg_keys only */
 };
 
-/* How event JSON is written: 15 significant digits print a millisecond value rounded to the
- * microsecond exactly (jansson's default 17 prints 0.493 as 0.49299999999999999). */
+/* How JSON documents built with jansson (reports) are written, as jsonw writes events:
+ * 15 significant digits print a millisecond value rounded to the microsecond exactly
+ * (jansson's default 17 prints 0.493 as 0.49299999999999999). */
 #define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
-/* The JSON object of an event, as written to JSONL. Caller owns the reference. */
-json_t *event_to_json(const struct sonde_event *ev, const struct event_format_opts *opts);
+/* Appends the JSON object of an event, as written to JSONL (compact, no newline). */
+void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "events.h"
+#include "scrub.h"
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
@@ -24,6 +25,7 @@ struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
 	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
 	bool capture_values;
+	enum redact_mode redact;   /* free text: secret-looking values masked (default), dropped, or kept */
 	uint64_t stall_ns;         /* pending-call threshold; 0 disables stall detection */
 	unsigned stall_p99_factor; /* stall when pending > factor * the tool's p99, if larger */
 	uint64_t stdin_linger_ns;  /* server alive this long after stdin closed: reported */

@@ -5,7 +5,7 @@
  * (`mcpsonde postmortem FILE [--json]`).
  *
  * Schema, version REPORT_VERSION. Times "t" are seconds relative to the death (negative);
- * "at" are RFC 3339 UTC. Entries named "event" are event_to_json() renderings.
+ * "at" are RFC 3339 UTC. Entries named "event" are event_render() renderings.
  *   mcpsonde_report  REPORT_VERSION
  *   written_at, generator
  *   process          {pid, comm, name, server_name, server_version, client_name, client_version,

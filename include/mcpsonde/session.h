@@ -35,6 +35,9 @@ void session_on_fork(struct session *s, const struct msd_fork_rec *rec);
 void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind);
 /* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */
 void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_msg *m, const struct frame *f);
+/* A frame on an MCP stream that is not JSON-RPC. Bursts are coalesced: the first frame is
+ * told at once, the next ones as one EV_INVALID per stream and second (frames, bytes, the
+ * first one's preview), by session_tick, or session_finish, or the exit. */
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json);
 void session_on_stderr(struct session *s, const struct frame *f);
 void session_on_stdin_eof(struct session *s, uint64_t ts_ns);
@@ -44,6 +47,8 @@ void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint
 void session_on_exit(struct session *s, const struct msd_exit_rec *rec);
 /* Stalls, unanswered initialize, a server outliving its closed stdin. */
 void session_tick(struct session *s, uint64_t now_ns, bool live);
+/* The capture ends: what is held back (coalesced invalid frames) is told now. */
+void session_finish(struct session *s);
 /* Emits ev after stamping pid, session and wall-clock time. */
 void session_emit(struct session *s, struct sonde_event *ev);
 

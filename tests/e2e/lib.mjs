@@ -290,10 +290,13 @@ export function descendants(pid) {
 /* ---------------------------------------------------------------- mcpsonde */
 
 // Spawns build/mcpsonde ARGV and resolves when it says on stderr that it is attached
-// (a line starting with `mcpsonde: attached`). stdout is collected line by line.
-export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpsonde: attached/ } = {}) {
+// (a line starting with `mcpsonde: attached`). stdout is collected line by line, or written
+// to stdoutFile as the bytes it is (for tests of the bytes themselves).
+export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpsonde: attached/, stdoutFile } = {}) {
 	requireSonde();
-	const proc = spawn(SONDE, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+	const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
+	const proc = spawn(SONDE, argv, { cwd: REPO, stdio: ['ignore', out, 'pipe'] });
+	if (stdoutFile) fs.closeSync(out);
 	const s = {
 		argv, proc,
 		lines: [],
@@ -302,7 +305,8 @@ export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpso
 		stdoutText: '',
 	};
 	s.exited = new Promise((resolve) => proc.once('close', (code, signal) => { s.exit = { code, signal }; resolve(s.exit); }));
-	lineReader(proc.stdout, (l) => { s.lines.push(l); }, (t) => { s.stdoutText += t; });
+	if (!stdoutFile)
+		lineReader(proc.stdout, (l) => { s.lines.push(l); }, (t) => { s.stdoutText += t; });
 	let onReady;
 	const readyP = new Promise((r) => { onReady = r; });
 	lineReader(proc.stderr, (l) => {

@@ -4,7 +4,7 @@
  * server->client or stderr; whether to jump the offset, flag truncation, exit the process)
  * and a length byte, followed by that many payload bytes. Seeds that look like JSON-RPC help
  * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
- * sink would) and dropped. A small max_frame makes oversized frames common.
+ * sink would), checked to parse back, and dropped. A small max_frame makes oversized frames common.
  *
  * Seed (tests/fuzz/corpus/pipeline): initialize, tools/list, a call, stderr, a request left
  * pending, then an exit by SIGSEGV.

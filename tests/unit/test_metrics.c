@@ -493,6 +493,7 @@ static void test_sink_exit_and_loss(void **state)
 	emit(&fx, &ev);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = EV_INVALID;
+	ev.invalid.frames = 1;
 	ev.invalid.bytes = 12;
 	emit(&fx, &ev);
 	request(&fx, "tools/call", "1");

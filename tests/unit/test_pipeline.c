@@ -1,7 +1,7 @@
 /* test_pipeline.c -- crafted record sequences through the whole user-space pipeline.
  *
  * Each test feeds kernel-shaped records (msd_data_rec, msd_exit_rec...) into a pipeline and
- * checks the events a sink receives, rendered by event_to_json as the JSONL sink would. */
+ * checks the events a sink receives, rendered by event_render as the JSONL sink would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,16 +18,23 @@
 
 struct collect {
 	struct sink base;
-	json_t *events; /* array of event_to_json objects, EV_MESSAGE excluded */
+	json_t *events; /* array of event_render objects, EV_MESSAGE excluded */
 };
 
 static void collect_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct collect *c = (struct collect *)s;
 	struct event_format_opts fo = { .capture_values = false };
+	struct outbuf out = { 0 };
+	json_t *o;
 
-	if (ev->type != EV_MESSAGE && ev->type != EV_TOOLS_LIST)
-		json_array_append_new(c->events, event_to_json(ev, &fo));
+	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+		return;
+	event_render(&out, ev, &fo);
+	o = json_loadb(out.data, out.len, 0, NULL);
+	assert_non_null(o); /* every rendering is valid JSON */
+	json_array_append_new(c->events, o);
+	outbuf_free(&out);
 }
 
 struct fixture {
@@ -674,6 +681,121 @@ static void test_malformed_records_are_counted(void **state)
 	fixture_free(f);
 }
 
+/* Issue 13 item 11: a flood of garbage on stdout costs one event at once, then one summary
+ * per stream and second; every frame is still counted, in the stats and in the events. */
+static void test_invalid_flood_is_coalesced(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	uint64_t frames = 0, bytes = 0, sent_bytes = 0;
+	size_t i, n;
+	json_t *e;
+	(void)state;
+
+	for (i = 0; i < 10000; i++) { /* 3 s of garbage, a line every 300 us */
+		char line[64];
+		int len = snprintf(line, sizeof(line), "\x01garbage %zu\n", i);
+		server(f, 300, line);
+		sent_bytes += (uint64_t)len - 1;
+		pipeline_tick(f->p, f->ts);
+	}
+	pipeline_finish(f->p, f->ts);
+	n = count(f, "invalid");
+	assert_true(n >= 2 && n <= 5); /* the first, then a summary per second */
+	assert_false(json_is_true(json_object_get(nth(f, "invalid", 0), "coalesced")));
+	assert_int_equal(num(nth(f, "invalid", 0), "frames"), 1);
+	assert_string_equal(str(nth(f, "invalid", 0), "preview"), ".garbage 0");
+	assert_true(json_is_true(json_object_get(nth(f, "invalid", 1), "coalesced")));
+	assert_string_equal(str(nth(f, "invalid", 1), "preview"), ".garbage 1");
+	json_array_foreach(f->sink.events, i, e) {
+		frames += (uint64_t)num(e, "frames");
+		bytes += (uint64_t)num(e, "bytes");
+	}
+	assert_int_equal(frames, 10000);
+	assert_int_equal(bytes, sent_bytes);
+	assert_int_equal(pipeline_stats(f->p)->invalid_frames, 10000);
+
+	/* After a quiet second the burst is over: the next frame is told at once. */
+	f->ts += 3000000000ull;
+	pipeline_tick(f->p, f->ts);
+	server(f, 10, "late\n");
+	e = nth(f, "invalid", n);
+	assert_non_null(e);
+	assert_string_equal(str(e, "preview"), "late");
+	assert_false(json_is_true(json_object_get(e, "coalesced")));
+	/* Frames held when the process exits are told before its exit. */
+	server(f, 10, "held 1\n");
+	server(f, 10, "held 2\n");
+	exit_with(f, 0);
+	e = nth(f, "invalid", n + 1);
+	assert_non_null(e);
+	assert_int_equal(num(e, "frames"), 2);
+	assert_string_equal(str(e, "preview"), "held 1");
+	assert_string_equal(str(json_array_get(f->sink.events, json_array_size(f->sink.events) - 1), "type"), "exit");
+	fixture_free(f);
+}
+
+/* Issue 13 item 16: a secret never leaves in free text, and calls that carried one say so. */
+static void test_secrets_are_masked_and_flagged(void **state)
+{
+	static const char cmd[] = "node\0server.js\0--api-key=sk-live-123456\0--port\0" "8080";
+	struct fixture *f = fixture_new(0);
+	char *all;
+	json_t *e;
+	(void)state;
+
+	feed_proc(f, "node", cmd, sizeof(cmd), MSD_PROC_ON_CHANNEL);
+	/* a malformed request line holding a secret argument */
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"login\",\"arguments\":{\"password\":\"hunter2\"}\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"login\",\"arguments\":{\"password\":\"hunter2\"}}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32000,\"message\":\"internal failure (db password=hunter2)\"}}\n");
+	feed(f, 2, MSD_DIR_WRITE, 10, "connecting with token=hunter2\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"hi\"}}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}}\n");
+
+	all = json_dumps(f->sink.events, 0);
+	assert_null(strstr(all, "hunter2"));
+	assert_null(strstr(all, "sk-live-123456"));
+	free(all);
+	assert_string_equal(str(nth(f, "session", 0), "cmdline"), "node server.js --api-key=[REDACTED] --port 8080");
+	assert_non_null(strstr(str(nth(f, "invalid", 0), "preview"), "\"password\":\"[REDACTED]\""));
+	e = nth(f, "call", 0);
+	assert_string_equal(str(e, "error_message"), "internal failure (db password=[REDACTED])");
+	assert_true(json_is_true(json_object_get(e, "secret")));
+	assert_null(json_object_get(nth(f, "call", 1), "secret"));
+	assert_string_equal(str(nth(f, "stderr", 0), "line"), "connecting with token=[REDACTED]");
+	fixture_free(f);
+}
+
+/* --redact strict drops free text whole; off (--capture-values) keeps it as written. */
+static void test_redact_modes(void **state)
+{
+	static const char cmd[] = "node\0server.js\0--api-key=k1";
+	enum redact_mode modes[] = { REDACT_STRICT, REDACT_OFF };
+	(void)state;
+
+	for (size_t i = 0; i < 2; i++) {
+		struct fixture *f = fixture_new(0);
+		struct pipeline_opts o;
+
+		pipeline_opts_default(&o);
+		o.redact = modes[i];
+		pipeline_free(f->p);
+		f->p = pipeline_new(&o, &f->sinks);
+		feed_proc(f, "node", cmd, sizeof(cmd), MSD_PROC_ON_CHANNEL);
+		feed(f, 2, MSD_DIR_WRITE, 10, "db password=hunter2\n");
+		server(f, 10, "not json password=hunter2\n");
+		if (modes[i] == REDACT_STRICT) {
+			assert_string_equal(str(nth(f, "stderr", 0), "line"), SCRUB_MARK);
+			assert_string_equal(str(nth(f, "invalid", 0), "preview"), SCRUB_MARK);
+			assert_string_equal(str(nth(f, "stderr", 0), "server"), "server.js");
+		} else {
+			assert_string_equal(str(nth(f, "stderr", 0), "line"), "db password=hunter2");
+			assert_string_equal(str(nth(f, "invalid", 0), "preview"), "not json password=hunter2");
+		}
+		fixture_free(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -697,6 +819,9 @@ int main(void)
 		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
 		cmocka_unit_test(test_schema_violations_on_calls),
 		cmocka_unit_test(test_helper_stdio_is_not_mcp),
+		cmocka_unit_test(test_invalid_flood_is_coalesced),
+		cmocka_unit_test(test_secrets_are_masked_and_flagged),
+		cmocka_unit_test(test_redact_modes),
 		cmocka_unit_test(test_pending_count_as_of_each_event),
 		cmocka_unit_test(test_malformed_records_are_counted),
 	};

@@ -453,7 +453,7 @@ static void test_render_any_shape(void **state)
 	assert_null(strchr(out, '\x07'));
 	assert_non_null(strstr(out, "srv\\x1b]0;title\\x07 (pid 0)"));
 	assert_non_null(strstr(out, "\\x1b[31mred"));
-	assert_non_null(strstr(out, "forged\\x0aline"));
+	assert_non_null(strstr(out, "forged\\nline"));
 	assert_non_null(strstr(out, "... 99744 more"));
 	assert_non_null(strstr(out, "99744 earlier entries"));
 	free(out);
