@@ -13,6 +13,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -DMCPSONDE_VERSION='"$(VERSION)"'
 CPPFLAGS += -Iinclude -I$(OUTPUT)
 LDLIBS   += -lbpf -lelf -lz -ljansson -lmicrohttpd -lpthread -lm
+LDLIBS   += -lhttp_parser -lresolv
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I$(dir $(VMLINUX)) -Iinclude
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)

@@ -16,6 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (metrics scrape tests), procps/coreutils basics.
 packages=(
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev uthash-dev
+	libhttp-parser-dev # the HTTP/1.1 parser of the HTTP transport (src/http.c)
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
 	# Kubernetes tests: a real container runtime driven through the CRI (containerd, runc),

@@ -29,6 +29,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_BLOCKED_WRITE] = "blocked_write",
 	[EV_STDIN_CLOSED] = "stdin_closed",
 	[EV_REPORT] = "report",
+	[EV_PROTOCOL_ERROR] = "protocol_error",
 };
 
 const char *ev_type_name(enum ev_type t)
@@ -44,6 +45,11 @@ const char *call_status_name(enum call_status s)
 	case CALL_TOOL_ERROR: return "tool_error";
 	case CALL_CANCELLED: return "cancelled";
 	case CALL_ORPHANED: return "orphaned";
+	case CALL_INPUT_REQUIRED: return "input_required";
+	case CALL_TASK: return "task";
+	case CALL_PROBE_FAILED: return "probe_failed";
+	case CALL_LOST: return "lost";
+	case CALL_CLOSED: return "closed";
 	}
 	return "?";
 }
@@ -152,11 +158,21 @@ static void render_call(struct jsonw *w, const struct ev_call *c, const struct e
 	render_id(w, c->id);
 	jsonw_member_str(w, "tool", c->tool);
 	jsonw_member_str(w, "status", call_status_name(c->status));
-	if (c->status == CALL_ERROR) {
+	if (c->status == CALL_ERROR || (c->status == CALL_PROBE_FAILED && c->error_code)) {
 		jsonw_member_int(w, "error_code", c->error_code);
+		jsonw_member_str(w, "error_name", c->error_name);
 		jsonw_member_str(w, "error_message", c->error_message);
 	}
 	jsonw_member_ms(w, "duration_ms", c->duration_ns);
+	if (c->rounds) {
+		jsonw_member_int(w, "rounds", c->rounds);
+		jsonw_member_ms(w, "logical_duration_ms", c->logical_ns);
+		jsonw_member_ms(w, "input_wait_ms", c->input_wait_ns);
+	}
+	jsonw_member_str(w, "task_id", c->task_id);
+	jsonw_member_str(w, "task_status", c->task_status);
+	if (c->unknown_tool)
+		jsonw_member_bool(w, "unknown_tool", true);
 	jsonw_member_int(w, "request_bytes", (long long)c->request_bytes);
 	jsonw_member_int(w, "response_bytes", (long long)c->response_bytes);
 	jsonw_member_str(w, "direction", call_direction_name(c->direction));
@@ -216,6 +232,8 @@ static void render_exit(struct jsonw *w, const struct ev_exit *x)
 	jsonw_member_bool(w, "normal", x->normal);
 	jsonw_member_str(w, "reason", x->reason);
 	jsonw_member_int(w, "pending_calls", x->pending_calls);
+	if (x->lost_calls)
+		jsonw_member_int(w, "lost_calls", x->lost_calls);
 }
 
 static void render_session(struct jsonw *w, const struct session_identity *id)
@@ -257,6 +275,12 @@ static void render_stall(struct jsonw *w, const struct ev_stall *st)
 	render_id(w, st->id);
 	jsonw_member_str(w, "tool", st->tool);
 	jsonw_member_ms(w, "pending_ms", st->pending_ns);
+	if (st->since_progress_ns)
+		jsonw_member_ms(w, "since_progress_ms", st->since_progress_ns);
+	jsonw_member_str(w, "task_id", st->task_id);
+	jsonw_member_str(w, "task_status", st->task_status);
+	if (st->task_id)
+		jsonw_member_ms(w, "since_poll_ms", st->since_poll_ns);
 	if (st->state) {
 		char state[2] = { st->state, 0 };
 		jsonw_member_str(w, "state", state);
@@ -289,6 +313,7 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		jsonw_member_str(&w, "method", ev->notification.method);
 		jsonw_member_str(&w, "direction", call_direction_name(ev->notification.direction));
 		jsonw_member_int(&w, "bytes", (long long)ev->notification.bytes);
+		jsonw_member_str(&w, "subscription_id", ev->notification.subscription_id);
 		if (opts && opts->capture_values && ev->notification.params) {
 			jsonw_key(&w, "params");
 			jsonw_value(&w, ev->notification.params);
@@ -334,6 +359,9 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		break;
 	case EV_TOOLS_LIST:
 		jsonw_member_int(&w, "count", ev->tools.count);
+		jsonw_member_int(&w, "kept", ev->tools.kept);
+		if (ev->tools.truncated)
+			jsonw_member_bool(&w, "truncated", true);
 		break;
 	case EV_MESSAGE:
 		render_message(&w, &ev->message, opts);
@@ -353,6 +381,13 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		break;
 	case EV_REPORT:
 		jsonw_member_str(&w, "path", ev->report.path);
+		break;
+	case EV_PROTOCOL_ERROR:
+		jsonw_member_int(&w, "error_code", ev->protocol_error.error_code);
+		jsonw_member_str(&w, "error_name", ev->protocol_error.error_name);
+		jsonw_member_str(&w, "error_message", ev->protocol_error.error_message);
+		jsonw_member_str(&w, "direction", call_direction_name(ev->protocol_error.direction));
+		jsonw_member_int(&w, "bytes", (long long)ev->protocol_error.bytes);
 		break;
 	case EV__COUNT:
 		break;

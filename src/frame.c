@@ -11,7 +11,8 @@
  *   frame never needs a copy and the tail does not depend on how the line was chunked.
  * - wire_len counts every byte of the partial line, whatever was kept of it.
  * - While resync is set, bytes up to and including the next newline are dropped: after a gap
- *   the bytes that follow are the end of a line whose beginning was lost. */
+ *   the bytes that follow are the end of a line whose beginning was lost; unless the first of
+ *   them is '{', which is framed as a line start, flagged after_gap. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,8 @@ void framer_gap(struct framer *fr)
 {
 	framer_drop_line(fr);
 	fr->resync = true;
+	fr->gap_edge = true;
+	fr->after_gap = false;
 }
 
 void framer_reset(struct framer *fr)
@@ -174,6 +177,8 @@ static void framer_emit(struct framer *fr, const char *p, size_t n, uint64_t ts_
 
 	if (n && p[n - 1] == '\r')
 		n--;
+	f.after_gap = fr->after_gap;
+	fr->after_gap = false;
 	if (n == 0)
 		return;
 	f.len = n;
@@ -203,8 +208,10 @@ static void framer_emit_oversized(struct framer *fr, uint64_t ts_last, frame_fn 
 		.ts_first_ns = fr->ts_first_ns,
 		.ts_last_ns = ts_last > fr->ts_first_ns ? ts_last : fr->ts_first_ns,
 		.oversized = true,
+		.after_gap = fr->after_gap,
 	};
 
+	fr->after_gap = false;
 	if (end[-1] == '\r') {
 		f.wire_len--;
 		end--;
@@ -221,6 +228,11 @@ void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, fra
 		const char *nl = memchr(p, '\n', n);
 		size_t k;
 
+		if (fr->resync && fr->gap_edge && *p == '{') {
+			fr->resync = false;
+			fr->after_gap = true;
+		}
+		fr->gap_edge = false;
 		if (fr->resync) {
 			k = nl ? (size_t)(nl - p) + 1 : n;
 			fr->stats.discarded_bytes += k;

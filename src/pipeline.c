@@ -95,6 +95,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 void pipeline_set_live(struct pipeline *p, bool live)
 {
 	p->live = live;
+	p->env.live = live;
 }
 
 static struct session *session_find(struct pipeline *p, uint32_t tgid)
@@ -180,7 +181,9 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_stderr(st->sess, f);
 		return;
 	}
-	if (rpc_decode(f, pipeline_on_message, &d) < 0)
+	/* A line framed from a '{' after a gap that is not JSON was the tail of a lost message:
+	 * part of the loss already reported, not garbage the process wrote. */
+	if (rpc_decode(f, pipeline_on_message, &d) < 0 && !f->after_gap)
 		session_on_invalid(st->sess, st->fd, f, false);
 }
 
@@ -199,6 +202,8 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 	p->stats.gap_bytes += ev.loss.bytes;
 	st->gaps_reported = gaps;
 	session_emit(st->sess, &ev);
+	if (st->role != ROLE_STDERR)
+		session_on_gap(st->sess, st->dir);
 }
 
 static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
@@ -378,6 +383,7 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 		size_t off;
 	} limits[] = {
 		{ "pending_limit", offsetof(struct pipeline_stats, pending_dropped) },
+		{ "logical_call_limit", offsetof(struct pipeline_stats, logical_dropped) },
 		{ "session_limit", offsetof(struct pipeline_stats, sessions_dropped) },
 		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
 		{ "invalid_record", offsetof(struct pipeline_stats, invalid_records) },

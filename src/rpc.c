@@ -23,6 +23,7 @@ struct rpc_dom {
 	size_t len;
 	json_t *root;
 	bool parsed;
+	bool head_only; /* an oversized frame's head: never parsed whole */
 };
 
 const char *rpc_kind_name(enum rpc_kind k)
@@ -37,11 +38,28 @@ const char *rpc_kind_name(enum rpc_kind k)
 	return "?";
 }
 
+const char *rpc_error_name(long long code)
+{
+	switch (code) {
+	case -32700: return "parse_error";
+	case -32600: return "invalid_request";
+	case -32601: return "method_not_found";
+	case -32602: return "invalid_params";
+	case -32603: return "internal_error";
+	case -32002: return "resource_not_found";      /* up to 2025-11-25 */
+	case -32020: return "header_mismatch";         /* 2026-07-28 */
+	case -32021: return "missing_client_capability";
+	case -32022: return "unsupported_protocol_version";
+	case -32042: return "url_elicitation_required"; /* 2025-11-25 */
+	}
+	return NULL;
+}
+
 json_t *rpc_msg_root(const struct rpc_msg *m)
 {
 	struct rpc_dom *d = m->dom;
 
-	if (!d)
+	if (!d || d->head_only)
 		return NULL;
 	if (!d->parsed) {
 		d->parsed = true;
@@ -52,19 +70,20 @@ json_t *rpc_msg_root(const struct rpc_msg *m)
 
 /* --- the skimmer ------------------------------------------------------------------- */
 
+struct span {
+	const char *s;
+	size_t len;
+	bool escaped;
+};
+
 struct skim {
 	const char *p, *end;
 	bool bad;
 	struct rpc_msg *m;
 	bool has_method, has_id, id_null, has_result, has_error;
+	struct span error_text; /* the first content text of a result, copied if isError */
 	char arena[SKIM_ARENA]; /* copies of the strings m points to */
 	size_t used;
-};
-
-struct span {
-	const char *s;
-	size_t len;
-	bool escaped;
 };
 
 static void skim_ws(struct skim *k)
@@ -268,6 +287,112 @@ static void skim_arguments_member(struct skim *k, const struct span *key)
 	skim_value(k, NULL);
 }
 
+/* FNV-1a: requestState and task states are compared, never kept. */
+static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+#define HASH_SEED 0xcbf29ce484222325ull
+
+/* A value's hash, strings by their decoded text so that escaping differences between the two
+ * sides do not matter. Never 0 (0 means absent). */
+static uint64_t skim_hash_value(struct skim *k)
+{
+	struct span sp;
+	uint64_t h;
+
+	if (skim_at(k, '"')) {
+		if (!skim_string(k, &sp))
+			return 0;
+		if (sp.escaped) {
+			json_t *v = json_loadb(sp.s - 1, sp.len + 2, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+			h = json_is_string(v) ? hash_bytes(HASH_SEED, json_string_value(v), json_string_length(v)) : 0;
+			json_decref(v);
+		} else {
+			h = hash_bytes(HASH_SEED, sp.s, sp.len);
+		}
+	} else {
+		skim_value(k, &sp);
+		h = k->bad ? 0 : hash_bytes(HASH_SEED, sp.s, sp.len);
+	}
+	return h ? h : 1;
+}
+
+/* The members of a task (2026-07-28: the result itself; 2025-11-25: result.task, or the params
+ * of notifications/tasks/status) that identify it and say where it is. Returns false when key
+ * is not one of them (the caller consumes the value). The state hash is a sum of per-member
+ * hashes, so member order does not matter. */
+static bool skim_task_field(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+
+	if (key_is(key, "taskId")) {
+		skim_string_member(k, &m->task_id);
+	} else if (key_is(key, "status")) {
+		skim_string_member(k, &m->task_status);
+		if (m->task_status)
+			m->task_state += hash_bytes(hash_bytes(HASH_SEED, "s", 1), m->task_status, strlen(m->task_status));
+	} else if (key_is(key, "statusMessage") || key_is(key, "lastUpdatedAt")) {
+		m->task_state += hash_bytes(skim_hash_value(k), key->s, key->len);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+static void skim_client_info_member(struct skim *k, const struct span *key)
+{
+	if (key_is(key, "name"))
+		skim_string_member(k, &k->m->client_name);
+	else if (key_is(key, "version"))
+		skim_string_member(k, &k->m->client_version);
+	else
+		skim_value(k, NULL);
+}
+
+static void skim_server_info_member(struct skim *k, const struct span *key)
+{
+	if (key_is(key, "name"))
+		skim_string_member(k, &k->m->server_name);
+	else if (key_is(key, "version"))
+		skim_string_member(k, &k->m->server_version);
+	else
+		skim_value(k, NULL);
+}
+
+#define META_PREFIX "io.modelcontextprotocol/"
+
+/* _meta of params or result: the reserved keys of the 2026-07-28 envelope, progressToken. */
+static void skim_meta_member(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+	struct span sub = *key;
+
+	if (key_is(key, "progressToken")) {
+		skim_id(k, m->progress_token, sizeof(m->progress_token));
+		return;
+	}
+	if (key->len <= strlen(META_PREFIX) || memcmp(key->s, META_PREFIX, strlen(META_PREFIX)) != 0) {
+		skim_value(k, NULL);
+		return;
+	}
+	sub.s += strlen(META_PREFIX);
+	sub.len -= strlen(META_PREFIX);
+	if (key_is(&sub, "protocolVersion"))
+		skim_string_member(k, &m->protocol_version);
+	else if (key_is(&sub, "subscriptionId"))
+		skim_string_member(k, &m->subscription_id);
+	else if (key_is(&sub, "clientInfo") && skim_at(k, '{'))
+		skim_object(k, skim_client_info_member);
+	else if (key_is(&sub, "serverInfo") && skim_at(k, '{'))
+		skim_object(k, skim_server_info_member);
+	else
+		skim_value(k, NULL);
+}
+
 static void skim_params_member(struct skim *k, const struct span *key)
 {
 	struct rpc_msg *m = k->m;
@@ -281,20 +406,114 @@ static void skim_params_member(struct skim *k, const struct span *key)
 	} else if (key_is(key, "arguments") && skim_at(k, '{')) {
 		m->has_arguments = true;
 		skim_object(k, skim_arguments_member);
-	} else {
-		if (key_is(key, "_meta"))
-			m->has_meta = true;
+	} else if (key_is(key, "_meta") && skim_at(k, '{')) {
+		m->has_meta = true;
+		skim_object(k, skim_meta_member);
+	} else if (key_is(key, "progressToken")) {
+		skim_id(k, m->progress_token, sizeof(m->progress_token));
+	} else if (key_is(key, "requestState")) {
+		m->request_state = skim_hash_value(k);
+	} else if (key_is(key, "inputResponses")) {
+		m->has_input_responses = true;
+		skim_value(k, NULL);
+	} else if (!skim_task_field(k, key)) {
 		skim_value(k, NULL);
 	}
 }
 
-static void skim_result_member(struct skim *k, const struct span *key)
+/* result.task of a 2025-11-25 CreateTaskResult. */
+static void skim_task_member(struct skim *k, const struct span *key)
+{
+	if (!skim_task_field(k, key))
+		skim_value(k, NULL);
+}
+
+/* Consumes a value: true when it is the literal true. */
+static bool skim_true(struct skim *k)
 {
 	struct span v;
 
 	skim_value(k, &v);
-	if (key_is(key, "isError") && v.len == 4 && memcmp(v.s, "true", 4) == 0)
-		k->m->is_error = true;
+	return !k->bad && v.len == 4 && memcmp(v.s, "true", 4) == 0;
+}
+
+/* result.result of a completed task (tasks/get, 2026-07-28): the tool's own result. */
+static void skim_task_result_member(struct skim *k, const struct span *key)
+{
+	if (key_is(key, "isError"))
+		k->m->task_is_error = skim_true(k);
+	else
+		skim_value(k, NULL);
+}
+
+/* result.error of a failed task. */
+static void skim_task_error_member(struct skim *k, const struct span *key)
+{
+	struct span v;
+
+	skim_value(k, &v);
+	if (key_is(key, "code") && !k->bad)
+		k->m->task_error_code = strtoll(v.s, NULL, 10);
+}
+
+/* result.content: the span of the first text, in case the result turns out to be isError. */
+static void skim_content(struct skim *k)
+{
+	const char *save;
+	struct span key, v;
+
+	skim_ws(k);
+	save = k->p;
+	if (k->p < k->end && *k->p == '[') {
+		k->p++;
+		skim_ws(k);
+		if (k->p < k->end && *k->p == '{') {
+			k->p++;
+			while (!k->bad) {
+				skim_ws(k);
+				if (k->p >= k->end || *k->p != '"' || !skim_string(k, &key) || !skim_expect(k, ':'))
+					break;
+				if (key_is(&key, "text") && skim_at(k, '"') && skim_string(k, &v)) {
+					k->error_text = v;
+					break;
+				}
+				skim_value(k, NULL);
+				skim_ws(k);
+				if (k->p >= k->end || *k->p != ',')
+					break;
+				k->p++;
+			}
+		}
+	}
+	k->p = save;
+	k->bad = false;
+	skim_value(k, NULL);
+}
+
+static void skim_result_member(struct skim *k, const struct span *key)
+{
+	struct rpc_msg *m = k->m;
+
+	if (key_is(key, "resultType")) {
+		skim_string_member(k, &m->result_type);
+	} else if (key_is(key, "requestState")) {
+		m->request_state = skim_hash_value(k);
+	} else if (key_is(key, "_meta") && skim_at(k, '{')) {
+		skim_object(k, skim_meta_member);
+	} else if (key_is(key, "task") && skim_at(k, '{')) {
+		m->task_nested = true;
+		skim_object(k, skim_task_member);
+	} else if (key_is(key, "result") && skim_at(k, '{')) {
+		skim_object(k, skim_task_result_member);
+	} else if (key_is(key, "error") && skim_at(k, '{')) {
+		skim_object(k, skim_task_error_member);
+	} else if (key_is(key, "content")) {
+		skim_content(k);
+	} else if (key_is(key, "isError")) {
+		m->is_error = skim_true(k);
+	} else if (!skim_task_field(k, key)) {
+		skim_value(k, NULL);
+	}
 }
 
 static void skim_error_member(struct skim *k, const struct span *key)
@@ -337,6 +556,69 @@ static void skim_top_member(struct skim *k, const struct span *key)
 	}
 }
 
+/* At '{': moves to the value of member name (true), or past the object (false). */
+static bool skim_find_member(struct skim *k, const char *name)
+{
+	struct span key;
+
+	if (!skim_expect(k, '{'))
+		return false;
+	while (!k->bad) {
+		skim_ws(k);
+		if (k->p >= k->end || *k->p != '"' || !skim_string(k, &key) || !skim_expect(k, ':'))
+			return false;
+		if (key_is(&key, name))
+			return true;
+		skim_value(k, NULL);
+		skim_ws(k);
+		if (k->p >= k->end || *k->p != ',')
+			return false;
+		k->p++;
+	}
+	return false;
+}
+
+json_t *rpc_msg_head_array(const struct rpc_msg *m, const char *member, bool *cut)
+{
+	struct rpc_dom *d = m->dom;
+	struct skim k = { .m = NULL };
+	json_t *out;
+
+	*cut = false;
+	if (!d)
+		return NULL;
+	k.p = d->text;
+	k.end = d->text + d->len;
+	if (!skim_find_member(&k, "result") || !skim_at(&k, '{') || !skim_find_member(&k, member) ||
+	    !skim_at(&k, '['))
+		return NULL;
+	out = json_array();
+	k.p++;
+	for (;;) {
+		const char *start;
+		json_t *el;
+
+		skim_ws(&k);
+		if (k.p < k.end && *k.p == ']')
+			break;
+		start = k.p;
+		skim_value(&k, NULL);
+		if (k.bad || k.p >= k.end || !(el = json_loadb(start, (size_t)(k.p - start), 0, NULL))) {
+			*cut = true;
+			break;
+		}
+		json_array_append_new(out, el);
+		skim_ws(&k);
+		if (k.p < k.end && *k.p == ',') {
+			k.p++;
+			continue;
+		}
+		*cut = k.p >= k.end || *k.p != ']';
+		break;
+	}
+	return out;
+}
+
 /* Skims one message (text holds exactly it). false when the text is irregular. */
 static bool skim_message(struct skim *k, struct rpc_msg *m, const char *text, size_t len)
 {
@@ -345,11 +627,14 @@ static bool skim_message(struct skim *k, struct rpc_msg *m, const char *text, si
 	k->bad = false;
 	k->m = m;
 	k->has_method = k->has_id = k->id_null = k->has_result = k->has_error = false;
+	k->error_text.s = NULL;
 	k->used = 0;
 	skim_object(k, skim_top_member);
 	skim_ws(k);
 	if (k->bad || k->p != k->end)
 		return false;
+	if (m->is_error && k->error_text.s)
+		m->error_text = skim_copy(k, &k->error_text, RPC_NAME_MAX);
 	if (k->has_method && m->method) {
 		m->kind = k->has_id && !k->id_null ? RPC_REQUEST : RPC_NOTIFICATION;
 	} else if (k->has_result && k->has_id) {
@@ -538,7 +823,8 @@ static void scan_tail(const char *t, size_t len, struct rpc_scan *s)
 static int rpc_decode_oversized(const struct frame *f, rpc_fn fn, void *ctx)
 {
 	struct rpc_scan s = { .error_code = 0 };
-	struct rpc_msg m = { .kind = RPC_INVALID, .oversized = true, .wire_len = f->wire_len };
+	struct rpc_dom head = { .text = f->data, .len = f->len, .head_only = true };
+	struct rpc_msg m = { .kind = RPC_INVALID, .oversized = true, .wire_len = f->wire_len, .dom = &head };
 	const char *p = scan_skip_ws(f->data, f->data + f->len);
 
 	if (p >= f->data + f->len || (*p != '{' && *p != '['))

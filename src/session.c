@@ -4,13 +4,30 @@
  * spaces (client->server and server->client requests) never collide. Latency is measured
  * on kernel timestamps: from the read that completed the request frame to the write that
  * started the response frame. Arguments are kept only as their keys unless the user opted
- * in to values, so a pending call costs a bounded, small amount of memory. */
+ * in to values, so a pending call costs a bounded, small amount of memory.
+ *
+ * A pending call sits in one of three tables:
+ * - active: an ordinary request; it can stall, and it is what the identity's pending count
+ *   and oldest age describe (metrics, alerts);
+ * - quiet: a server/discover probe (a legacy server may never answer) or a long-lived
+ *   subscriptions/listen: never a stall, never an orphan of a normal shutdown;
+ * - suspect: its answer may have been lost in a capture gap. It still completes if the
+ *   answer comes, else it is reported lost, never blamed on the server as a stall or an orphan.
+ * Each table keeps insertion order (uthash), so its head is its oldest call. Together they
+ * hold at most PIPELINE_MAX_PENDING calls: a new request evicts the oldest (counted).
+ *
+ * Exchanges that belong to one logical call (multi-round-trip requests, tasks) are linked
+ * through calls.c; each exchange is still reported, and the call event that completes the
+ * logical call carries its rounds and end-to-end time. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uthash.h>
 
+#include "mcpsonde/calls.h"
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/scrub.h"
 #include "mcpsonde/session.h"
@@ -22,21 +39,33 @@
 #define PREVIEW_BYTES 120
 #define INVALID_INTERVAL_NS 1000000000ull /* invalid frames of a stream: one summary per second */
 #define STDERR_LINE_MAX 4096
+#define STALL_BURST 16                          /* stall events a session may emit at once... */
+#define STALL_REFILL_NS 1000000000ull           /* ...then one a second */
+#define ANNOUNCE_WAIT_NS 1000000000ull          /* a request's identity waits this long for serverInfo */
+#define LOST_AFTER_NS (30ull * 1000000000ull)   /* suspects, when stall detection is off */
+
+enum pending_table { PT_ACTIVE, PT_QUIET, PT_SUSPECT, PT__COUNT };
 
 struct pending_call {
-	char key[RPC_ID_MAX + 2]; /* 'C' or 'S' (direction), then the id's JSON text */
+	char key[RPC_ID_MAX + 2];   /* 'C' or 'S' (direction), then the id's JSON text */
+	char token[RPC_ID_MAX + 2]; /* the same for its progress token; "" when none */
 	enum call_direction dir;
+	enum pending_table table;
 	char *method;
-	char *tool;
-	json_t *arguments; /* full, or keys with null values */
+	char *tool;                 /* tools/call and prompts/get: the name */
+	char *target;               /* params.name or params.uri: a retry names the same */
+	char *task_id;              /* a request about a task: tasks/get, tasks/result... */
+	json_t *arguments;          /* full, or keys with null values */
 	json_t *violations;
+	struct logical_call *logical; /* the multi-round-trip chain this exchange continues */
 	uint64_t ts_ns;
 	uint64_t request_bytes;
-	uint64_t cpu_base_ns; /* process CPU when first seen pending at a tick */
+	uint64_t progress_ns;       /* its latest progress notification; 0 when none */
+	uint64_t cpu_base_ns;       /* process CPU when first seen pending at a tick */
 	bool cpu_sampled;
 	bool stalled;
-	bool secret;       /* its request held a secret-looking value */
-	UT_hash_handle hh;
+	bool secret;                /* its request held a secret-looking value */
+	UT_hash_handle hh, hh_token;
 };
 
 struct latency {
@@ -58,13 +87,23 @@ struct invalid_burst {
 struct session {
 	struct session_identity id;
 	struct session_env env;
-	struct pending_call *pending;
-	unsigned npending;
+	struct pending_call *table[PT__COUNT];
+	unsigned ntable[PT__COUNT];
+	struct pending_call *by_token; /* pending calls that carry a progress token */
+	struct calls *calls;
 	struct latency *latency;
 	unsigned nlatency;
 	struct tool_catalog *tools;
 	uint64_t stdin_closed_ns;
 	uint64_t last_blocked_enter_ns;
+	uint64_t gaps[2];          /* capture gaps in what the process read (MSD_DIR_READ) and wrote */
+	uint64_t requests, probes; /* client requests: all but server/discover, and server/discover */
+	unsigned identity_gen, announced_gen;
+	uint64_t announce_due_ns;  /* identity learned from a request: announced with its answer */
+	bool probe_refused;        /* the answer was a refused server/discover: initialize comes next */
+	unsigned stall_tokens;
+	uint64_t stall_refill_ns;
+	uint64_t stalls_suppressed; /* since the last report */
 	bool linger_reported;
 	bool oom_killed;
 	bool announced;
@@ -85,28 +124,48 @@ struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_e
 	s->id.on_channel = true; /* until /proc says otherwise: a capture without identity */
 	s->env = *env;
 	s->tools = tools_new();
+	s->calls = calls_new(&env->stats->logical_dropped);
+	s->stall_tokens = STALL_BURST;
+	s->stall_refill_ns = ts_ns;
+	if (!s->tools || !s->calls) {
+		session_free(s);
+		return NULL;
+	}
 	return s;
 }
 
 /* The identity every event carries says how many calls are pending and since when, so
- * sinks need no table of their own. The hash keeps insertion order: its head is the oldest. */
+ * sinks need no table of their own: the active ones, those that can stall. */
 static void pending_publish(struct session *s)
 {
-	s->id.pending_calls = s->npending;
-	s->id.oldest_pending_ns = s->pending ? s->pending->ts_ns : 0;
+	s->id.pending_calls = s->ntable[PT_ACTIVE];
+	s->id.oldest_pending_ns = s->table[PT_ACTIVE] ? s->table[PT_ACTIVE]->ts_ns : 0;
 }
 
 static void pending_unlink(struct session *s, struct pending_call *pc)
 {
-	HASH_DEL(s->pending, pc);
-	s->npending--;
+	HASH_DEL(s->table[pc->table], pc);
+	s->ntable[pc->table]--;
+	if (pc->token[0])
+		HASH_DELETE(hh_token, s->by_token, pc);
+	pc->token[0] = '\0';
 	pending_publish(s);
+}
+
+static void pending_add(struct session *s, struct pending_call *pc, enum pending_table t)
+{
+	pc->table = t;
+	HASH_ADD_STR(s->table[t], key, pc);
+	s->ntable[t]++;
 }
 
 static void pending_call_free(struct pending_call *pc)
 {
+	calls_end(pc->logical);
 	free(pc->method);
 	free(pc->tool);
+	free(pc->target);
+	free(pc->task_id);
 	json_decref(pc->arguments);
 	json_decref(pc->violations);
 	free(pc);
@@ -118,6 +177,20 @@ static void pending_free(struct session *s, struct pending_call *pc)
 	pending_call_free(pc);
 }
 
+static struct pending_call *pending_find(struct session *s, const char *key)
+{
+	struct pending_call *pc = NULL;
+
+	for (int t = 0; t < PT__COUNT && !pc; t++)
+		HASH_FIND_STR(s->table[t], key, pc);
+	return pc;
+}
+
+static unsigned pending_total(const struct session *s)
+{
+	return s->ntable[PT_ACTIVE] + s->ntable[PT_QUIET] + s->ntable[PT_SUSPECT];
+}
+
 void session_free(struct session *s)
 {
 	struct pending_call *pc, *ptmp;
@@ -125,13 +198,15 @@ void session_free(struct session *s)
 
 	if (!s)
 		return;
-	HASH_ITER(hh, s->pending, pc, ptmp)
-		pending_free(s, pc);
+	for (int t = 0; t < PT__COUNT; t++)
+		HASH_ITER(hh, s->table[t], pc, ptmp)
+			pending_free(s, pc);
 	HASH_ITER(hh, s->latency, l, ltmp) {
 		HASH_DEL(s->latency, l);
 		free(l->name);
 		free(l);
 	}
+	calls_free(s->calls);
 	tools_free(s->tools);
 	free(s->id.cmdline);
 	free(s->id.exe);
@@ -151,7 +226,7 @@ const struct session_identity *session_identity(const struct session *s)
 
 unsigned session_pending(const struct session *s)
 {
-	return s->npending;
+	return pending_total(s);
 }
 
 void session_emit(struct session *s, struct sonde_event *ev)
@@ -162,12 +237,21 @@ void session_emit(struct session *s, struct sonde_event *ev)
 	sinks_emit(s->env.sinks, ev);
 }
 
-static void replace_str(char **dst, const char *src)
+/* true when *dst changed */
+static bool replace_str(char **dst, const char *src)
 {
 	if (!src || (*dst && strcmp(*dst, src) == 0))
-		return;
+		return false;
 	free(*dst);
 	*dst = strdup(src);
+	return true;
+}
+
+/* Identity that other events are labelled with: a change is announced (session event). */
+static void learn(struct session *s, char **dst, const char *src)
+{
+	if (replace_str(dst, src))
+		s->identity_gen++;
 }
 
 static void copy_comm(char *dst, const char *src)
@@ -176,14 +260,51 @@ static void copy_comm(char *dst, const char *src)
 	dst[MSD_COMM_LEN - 1] = '\0';
 }
 
+/* "@scope/name" or "name" at the start of a path inside node_modules/. */
+static char *package_at(const char *p)
+{
+	const char *end = strchr(p, '/');
+
+	if (end && p[0] == '@')
+		end = strchr(end + 1, '/');
+	return end ? strndup(p, (size_t)(end - p)) : strdup(p);
+}
+
+/* npx runs a package's executable as node_modules/.bin/NAME, a symlink into the package
+ * (../@scope/pkg/dist/index.js): the package is where the link points. The link is read on
+ * this machine, so only live; otherwise (or when .bin holds a script, not a link) the
+ * executable's name it is. */
+static char *program_of_bin(const char *script, uint32_t pid, bool live)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	const char *p = link, *nm;
+	ssize_t n = -1;
+
+	if (live) {
+		snprintf(path, sizeof(path), script[0] == '/' ? "/proc/%u/root%s" : "/proc/%u/cwd/%s", pid, script);
+		n = readlink(path, link, sizeof(link) - 1);
+	}
+	if (n <= 0)
+		return strdup(strrchr(script, '/') + 1);
+	link[n] = '\0';
+	if (link[0] != '/') { /* relative to node_modules/.bin */
+		if (strncmp(link, "../", 3) != 0 || strncmp(link + 3, "../", 3) == 0)
+			return strdup(strrchr(script, '/') + 1);
+		return package_at(link + 3);
+	}
+	for (; (nm = strstr(p, "node_modules/")); p = nm + strlen("node_modules/"))
+		;
+	return p == link ? strdup(strrchr(script, '/') + 1) : package_at(p);
+}
+
 /* For an interpreter (node, python, npx, uv...), the program it runs: the npm package a
  * script lives in ("@scope/name" after the last node_modules/), else the script's file
  * name. args are NUL-separated, as in /proc/PID/cmdline. */
-static char *program_of(const char *args, size_t len)
+static char *program_of(const char *args, size_t len, uint32_t pid, bool live)
 {
 	static const char *const interpreters[] = { "node", "nodejs", "python", "python3", "deno", "bun",
 						    "npx", "npm", "uv", "uvx", "pipx", "ruby", "java", NULL };
-	const char *arg0 = args, *base = strrchr(arg0, '/'), *script = NULL, *nm, *end;
+	const char *arg0 = args, *base = strrchr(arg0, '/'), *script = NULL, *nm;
 	const char *p = args + strlen(args) + 1;
 	bool interp = false;
 
@@ -204,12 +325,8 @@ static char *program_of(const char *args, size_t len)
 	nm = script;
 	for (const char *q; (q = strstr(nm, "node_modules/")); )
 		nm = q + strlen("node_modules/");
-	if (nm != script) {
-		end = strchr(nm, '/');
-		if (end && nm[0] == '@')
-			end = strchr(end + 1, '/');
-		return end ? strndup(nm, (size_t)(end - nm)) : strdup(nm);
-	}
+	if (nm != script)
+		return strncmp(nm, ".bin/", 5) == 0 ? program_of_bin(script, pid, live) : package_at(nm);
 	base = strrchr(script, '/');
 	return strdup(base ? base + 1 : script);
 }
@@ -228,7 +345,7 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 	memcpy(cmd, rec->cmdline, n);
 	cmd[n] = '\0';
 	free(s->id.program);
-	s->id.program = n ? program_of(cmd, n) : NULL;
+	s->id.program = n ? program_of(cmd, n, s->id.pid, s->env.live) : NULL;
 	while (n > 0 && cmd[n - 1] == '\0') /* trailing NUL */
 		n--;
 	for (size_t i = 0; i < n; i++)
@@ -261,7 +378,45 @@ static void session_announce(struct session *s, uint64_t ts_ns)
 	struct sonde_event ev = { .type = EV_SESSION, .ts_ns = ts_ns };
 
 	s->announced = true;
+	s->announced_gen = s->identity_gen;
+	s->announce_due_ns = 0;
 	session_emit(s, &ev);
+}
+
+/* One session event per change of identity. A client request tells who the client is (and,
+ * in 2026-07-28, the protocol) but its answer tells who the server is: the announcement
+ * waits for the answer (ANNOUNCE_WAIT_NS at most, see session_tick). A legacy server's refusal
+ * of server/discover names nobody: the initialize that follows will. */
+static void session_maybe_announce(struct session *s, enum call_direction dir, const struct rpc_msg *m,
+				   uint64_t ts_ns)
+{
+	bool request = dir == DIR_CLIENT_TO_SERVER && m->kind == RPC_REQUEST;
+	bool wait = (request && !s->id.server_name) || s->probe_refused;
+
+	if (request)
+		s->probe_refused = false; /* the request after the refusal waits for its own answer */
+	if (s->announced && s->identity_gen == s->announced_gen)
+		return;
+	if (wait) {
+		if (!s->announce_due_ns)
+			s->announce_due_ns = ts_ns;
+		return;
+	}
+	session_announce(s, ts_ns);
+}
+
+/* The 2026-07-28 envelope: every request says which protocol and client; results say which
+ * server. Skimmed, so learning it costs no parse. */
+static void session_learn_envelope(struct session *s, enum call_direction dir, const struct rpc_msg *m)
+{
+	if (dir == DIR_CLIENT_TO_SERVER) {
+		learn(s, &s->id.protocol_version, m->protocol_version);
+		learn(s, &s->id.client_name, m->client_name);
+		learn(s, &s->id.client_version, m->client_version);
+	} else {
+		learn(s, &s->id.server_name, m->server_name);
+		learn(s, &s->id.server_version, m->server_version);
+	}
 }
 
 /* --- latency per tool, for stall thresholds ------------------------------------------ */
@@ -347,20 +502,17 @@ static const json_t *message_params(const struct rpc_msg *m)
 	return json_object_get(rpc_msg_root(m), "params");
 }
 
-static void session_learn_meta(struct session *s, const json_t *params, uint64_t ts_ns)
+/* Room for one more: the oldest call goes, preferably one already in doubt. Its answer, if
+ * it ever comes, matches nothing (counted as unmatched). */
+static void pending_evict(struct session *s)
 {
-	const json_t *meta = json_object_get(params, "_meta");
-	const char *v = json_string_value(json_object_get(meta, "io.modelcontextprotocol/protocolVersion"));
-	const json_t *ci = json_object_get(meta, "io.modelcontextprotocol/clientInfo");
+	struct pending_call *pc = s->table[PT_SUSPECT] ? s->table[PT_SUSPECT] :
+				  s->table[PT_ACTIVE] ? s->table[PT_ACTIVE] : s->table[PT_QUIET];
 
-	if (!v || (s->id.protocol_version && strcmp(s->id.protocol_version, v) == 0))
-		return;
-	replace_str(&s->id.protocol_version, v);
-	if (json_is_object(ci)) {
-		replace_str(&s->id.client_name, json_string_value(json_object_get(ci, "name")));
-		replace_str(&s->id.client_version, json_string_value(json_object_get(ci, "version")));
+	if (pc) {
+		pending_free(s, pc);
+		s->env.stats->pending_dropped++;
 	}
-	session_announce(s, ts_ns);
 }
 
 /* Whether a request or its response carries a secret-looking value: what flags the call.
@@ -379,26 +531,29 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 {
 	struct pending_call *pc;
 	char key[RPC_ID_MAX + 2];
+	bool probe = dir == DIR_CLIENT_TO_SERVER && strcmp(m->method, "server/discover") == 0;
 
 	pending_key(key, sizeof(key), dir, m->id);
-	HASH_FIND_STR(s->pending, key, pc);
-	if (pc) /* the id was reused before its answer: the old call can no longer be matched */
+	if ((pc = pending_find(s, key))) /* the id was reused before its answer: the old call can no longer be matched */
 		pending_free(s, pc), s->env.stats->unmatched_responses++;
-	if (s->npending >= PIPELINE_MAX_PENDING) {
-		s->env.stats->pending_dropped++;
+	if (pending_total(s) >= PIPELINE_MAX_PENDING)
+		pending_evict(s);
+	pc = calloc(1, sizeof(*pc));
+	if (!pc || !(pc->method = strdup(m->method))) {
+		free(pc);
 		return;
 	}
-	pc = calloc(1, sizeof(*pc));
-	if (!pc)
-		return;
 	memcpy(pc->key, key, sizeof(key));
 	pc->dir = dir;
-	pc->method = strdup(m->method);
 	pc->ts_ns = dir == DIR_CLIENT_TO_SERVER ? f->ts_last_ns : f->ts_first_ns;
 	pc->request_bytes = f->wire_len;
 	pc->secret = frame_has_secret(m->method, f);
-	if (dir == DIR_CLIENT_TO_SERVER && m->has_meta)
-		session_learn_meta(s, message_params(m), f->ts_last_ns);
+	if (m->name || m->uri)
+		pc->target = strdup(m->name ? m->name : m->uri);
+	if (m->task_id && strncmp(m->method, "tasks/", 6) == 0)
+		pc->task_id = strdup(m->task_id);
+	if (dir == DIR_CLIENT_TO_SERVER)
+		probe ? s->probes++ : s->requests++;
 	if (strcmp(m->method, "tools/call") == 0) {
 		pc->tool = m->name ? strdup(m->name) : NULL;
 		pc->arguments = arguments_keep(m, s->env.opts->capture_values);
@@ -415,12 +570,25 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	} else if (strcmp(m->method, "initialize") == 0 && dir == DIR_CLIENT_TO_SERVER) {
 		const json_t *params = message_params(m);
 		const json_t *ci = json_object_get(params, "clientInfo");
-		replace_str(&s->id.client_name, json_string_value(json_object_get(ci, "name")));
-		replace_str(&s->id.client_version, json_string_value(json_object_get(ci, "version")));
-		replace_str(&s->id.protocol_version, json_string_value(json_object_get(params, "protocolVersion")));
+		learn(s, &s->id.client_name, json_string_value(json_object_get(ci, "name")));
+		learn(s, &s->id.client_version, json_string_value(json_object_get(ci, "version")));
+		learn(s, &s->id.protocol_version, json_string_value(json_object_get(params, "protocolVersion")));
 	}
-	HASH_ADD_STR(s->pending, key, pc);
-	s->npending++;
+	/* A retry of a multi-round-trip request echoes the requestState it was given. */
+	if (dir == DIR_CLIENT_TO_SERVER && (m->request_state || m->has_input_responses))
+		pc->logical = calls_retry(s->calls, pc->method, pc->target, m->request_state, pc->ts_ns);
+	pending_add(s, pc, probe || strcmp(m->method, "subscriptions/listen") == 0 ? PT_QUIET : PT_ACTIVE);
+	if (m->progress_token[0]) {
+		struct pending_call *old;
+
+		pending_key(pc->token, sizeof(pc->token), dir, m->progress_token);
+		HASH_FIND(hh_token, s->by_token, pc->token, strlen(pc->token), old);
+		if (old) { /* a token reused: the newer call has it */
+			HASH_DELETE(hh_token, s->by_token, old);
+			old->token[0] = '\0';
+		}
+		HASH_ADD(hh_token, s->by_token, token, strlen(pc->token), pc);
+	}
 	pending_publish(s);
 }
 
@@ -428,44 +596,88 @@ static void session_learn_initialize(struct session *s, const json_t *result, ui
 {
 	const json_t *si = json_object_get(result, "serverInfo");
 
-	replace_str(&s->id.server_name, json_string_value(json_object_get(si, "name")));
-	replace_str(&s->id.server_version, json_string_value(json_object_get(si, "version")));
-	replace_str(&s->id.protocol_version, json_string_value(json_object_get(result, "protocolVersion")));
+	learn(s, &s->id.server_name, json_string_value(json_object_get(si, "name")));
+	learn(s, &s->id.server_version, json_string_value(json_object_get(si, "version")));
+	learn(s, &s->id.protocol_version, json_string_value(json_object_get(result, "protocolVersion")));
 	s->id.initialized_ns = ts_ns;
-	session_announce(s, ts_ns);
+	s->identity_gen++; /* initialized: the session event says so even if nothing else changed */
 }
 
-static void session_learn_tools(struct session *s, const json_t *result, uint64_t ts_ns)
+/* A tools/list result: the catalog learns what fits. A list cut by --max-frame is learned
+ * from the tools wholly inside the head that was kept. */
+static void session_learn_tools(struct session *s, const struct rpc_msg *m, uint64_t ts_ns)
 {
-	const json_t *tools = json_object_get(result, "tools");
 	struct sonde_event ev = { .type = EV_TOOLS_LIST, .ts_ns = ts_ns };
-	json_t *change;
+	json_t *tools, *change;
+	bool cut = false;
 
-	if (!json_is_array(tools))
+	if (m->oversized)
+		tools = rpc_msg_head_array(m, "tools", &cut);
+	else
+		tools = json_incref(json_object_get(json_object_get(rpc_msg_root(m), "result"), "tools"));
+	if (!json_is_array(tools)) {
+		json_decref(tools);
 		return;
-	change = tools_update(s->tools, tools);
+	}
+	change = tools_update(s->tools, tools, cut);
 	ev.tools.tools = tools;
 	ev.tools.count = (unsigned)json_array_size(tools);
+	ev.tools.kept = (unsigned)tools_count(s->tools);
+	ev.tools.truncated = tools_partial(s->tools);
 	session_emit(s, &ev);
 	if (change) {
 		struct sonde_event ch = { .type = EV_TOOLS_CHANGED, .ts_ns = ts_ns };
+		ch.tools = ev.tools;
 		ch.tools.change = change;
-		ch.tools.tools = tools;
-		ch.tools.count = ev.tools.count;
 		session_emit(s, &ch);
 		json_decref(change);
 	}
+	json_decref(tools);
+}
+
+/* "Tool X not found": the v2 SDK answers an unknown tool with -32602, the v1 SDK with an
+ * isError result saying "MCP error -32602: Tool X not found". */
+static bool says_tool_not_found(const char *text)
+{
+	return text && ((strstr(text, "Tool ") && strstr(text, "not found")) || strstr(text, "Unknown tool") ||
+			strstr(text, "unknown tool"));
+}
+
+static bool call_unknown_tool(struct session *s, const struct pending_call *pc, enum call_status status,
+			      const struct rpc_msg *m)
+{
+	if (!pc->tool || strcmp(pc->method, "tools/call") != 0)
+		return false;
+	if (m && status == CALL_ERROR && m->error_code == -32602 && says_tool_not_found(m->error_message))
+		return true;
+	if (m && status == CALL_TOOL_ERROR && m->error_text && strstr(m->error_text, "-32602") &&
+	    says_tool_not_found(m->error_text))
+		return true;
+	/* A partial catalog cannot say a tool is missing. */
+	return (status == CALL_ERROR || status == CALL_TOOL_ERROR) && tools_known(s->tools) &&
+	       !tools_partial(s->tools) && !tools_has(s->tools, pc->tool);
+}
+
+static const char *call_error_name(const char *method, long long code, const char *message)
+{
+	/* 2026-07-28 answers an unknown resource with -32602 where earlier revisions used -32002. */
+	if (method && strcmp(method, "resources/read") == 0 && code == -32602 && message && strstr(message, "not found"))
+		return "resource_not_found";
+	return rpc_error_name(code);
 }
 
 static void session_complete(struct session *s, struct pending_call *pc, enum call_status status,
 			     const struct rpc_msg *m, uint64_t ts_ns, uint64_t response_bytes)
 {
 	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
+	struct logical_call *lc = pc->logical;
 	char message[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 	const json_t *result = NULL;
+	bool final = status != CALL_INPUT_REQUIRED && status != CALL_TASK;
 
 	if (m && s->env.opts->capture_values)
 		result = json_object_get(rpc_msg_root(m), m->kind == RPC_ERROR ? "error" : "result");
+	pc->logical = NULL;
 	ev.call.method = pc->method;
 	ev.call.id = pc->key + 1;
 	ev.call.tool = pc->tool;
@@ -477,21 +689,133 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	ev.call.arguments = pc->arguments;
 	ev.call.result = result;
 	ev.call.schema_violations = pc->violations;
+	ev.call.task_id = pc->task_id;
 	ev.call.secret = pc->secret;
 	if (m) {
 		ev.call.error_code = m->error_code;
+		ev.call.error_name = m->kind == RPC_ERROR ? call_error_name(pc->method, m->error_code, m->error_message) : NULL;
 		if (m->error_message) {
 			scrub_text(s->env.opts->redact, m->error_message, strlen(m->error_message), message,
 				   sizeof(message), NULL);
 			ev.call.error_message = message;
 		}
 		ev.call.oversized = m->oversized;
+		if (m->task_id && m->task_status)
+			ev.call.task_status = m->task_status;
+	}
+	ev.call.unknown_tool = call_unknown_tool(s, pc, status, m);
+	if (!final && !lc)
+		lc = calls_begin(pc->key + 1, pc->method, pc->tool, pc->arguments, pc->dir, pc->ts_ns);
+	if (lc) {
+		lc->rounds++;
+		lc->request_bytes += pc->request_bytes;
+	}
+	if (lc && final) { /* the last exchange of a multi-round-trip call */
+		ev.call.rounds = lc->rounds;
+		ev.call.logical_ns = ts_ns > lc->start_ns ? ts_ns - lc->start_ns : 0;
+		ev.call.input_wait_ns = lc->input_wait_ns;
 	}
 	if (status == CALL_OK || status == CALL_TOOL_ERROR || status == CALL_ERROR)
-		latency_add(s, pc->tool ? pc->tool : pc->method, ev.call.duration_ns);
+		latency_add(s, pc->tool ? pc->tool : pc->method, lc ? ev.call.logical_ns : ev.call.duration_ns);
+	if (status == CALL_TASK) {
+		ev.call.task_id = m->task_id;
+		if (lc)
+			calls_task_created(s->calls, lc, m, ts_ns);
+	} else if (status == CALL_INPUT_REQUIRED && lc) {
+		calls_wait_input(s->calls, lc, pc->target, m->request_state, ts_ns);
+	}
 	pending_unlink(s, pc); /* sinks see the count without this call */
 	session_emit(s, &ev);
+	if (final)
+		calls_end(lc);
 	pending_call_free(pc);
+}
+
+/* The call a task stood for has an outcome: one call event for it, with the original id, from
+ * the tools/call read to the answer that told the outcome. */
+static void session_task_done(struct session *s, struct logical_call *lc, enum call_status status,
+			      long long code, uint64_t ts_ns, uint64_t response_bytes)
+{
+	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
+
+	calls_remove(s->calls, lc);
+	ev.call.method = lc->method;
+	ev.call.id = lc->id;
+	ev.call.tool = lc->tool;
+	ev.call.arguments = lc->arguments;
+	ev.call.direction = lc->dir;
+	ev.call.status = status;
+	ev.call.error_code = code;
+	ev.call.error_name = status == CALL_ERROR ? rpc_error_name(code) : NULL;
+	ev.call.duration_ns = ev.call.logical_ns = ts_ns > lc->start_ns ? ts_ns - lc->start_ns : 0;
+	ev.call.input_wait_ns = lc->input_wait_ns;
+	ev.call.rounds = lc->rounds;
+	ev.call.request_bytes = lc->request_bytes;
+	ev.call.response_bytes = response_bytes;
+	ev.call.task_id = lc->task_id;
+	ev.call.task_status = lc->task_status;
+	if (status == CALL_OK || status == CALL_TOOL_ERROR || status == CALL_ERROR)
+		latency_add(s, lc->tool ? lc->tool : lc->method, ev.call.duration_ns);
+	session_emit(s, &ev);
+	calls_end(lc);
+}
+
+enum task_news { NEWS_NOTIFICATION, NEWS_POLL, NEWS_RESULT };
+
+/* A message that says where a task is: a tasks/get (or tasks/cancel...) answer (a poll), a
+ * 2025-11-25 tasks/result answer, notifications/tasks/status. A terminal status completes the
+ * call the task stood for; in 2025-11-25 a completed task's outcome is the tasks/result answer. */
+static void session_task_news(struct session *s, const char *task_id, enum task_news news,
+			      const struct rpc_msg *m, uint64_t ts_ns, uint64_t bytes)
+{
+	struct logical_call *lc = calls_task(s->calls, task_id);
+	const char *st;
+
+	if (!lc)
+		return;
+	calls_task_seen(lc, m, ts_ns, news != NEWS_NOTIFICATION);
+	st = lc->task_status;
+	if (news == NEWS_RESULT)
+		session_task_done(s, lc, m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK,
+				  m->error_code, ts_ns, bytes);
+	else if (st && strcmp(st, "failed") == 0)
+		session_task_done(s, lc, CALL_ERROR, m->task_error_code, ts_ns, bytes);
+	else if (st && strcmp(st, "cancelled") == 0)
+		session_task_done(s, lc, CALL_CANCELLED, 0, ts_ns, bytes);
+	else if (st && strcmp(st, "completed") == 0 && !lc->task_nested && m->kind == RPC_RESULT)
+		session_task_done(s, lc, m->task_is_error ? CALL_TOOL_ERROR : CALL_OK, 0, ts_ns, bytes);
+}
+
+/* An error without id (2025-11-25): the peer could not parse a request, so nothing can be
+ * matched; it is the peer's protocol error, reported as such. */
+static void session_on_protocol_error(struct session *s, enum call_direction dir, const struct rpc_msg *m,
+				      const struct frame *f, uint64_t ts_ns)
+{
+	struct sonde_event ev = { .type = EV_PROTOCOL_ERROR, .ts_ns = ts_ns };
+
+	ev.protocol_error.error_code = m->error_code;
+	ev.protocol_error.error_name = rpc_error_name(m->error_code);
+	ev.protocol_error.error_message = m->error_message;
+	ev.protocol_error.direction = dir;
+	ev.protocol_error.bytes = f->wire_len;
+	session_emit(s, &ev);
+}
+
+/* An answer that matches no pending call. After a capture gap on the other side its request
+ * may have been lost there: a lost call, not the server's fault. */
+static void session_on_unmatched(struct session *s, enum call_direction req_dir, const struct rpc_msg *m,
+				 uint64_t ts_ns, uint64_t bytes)
+{
+	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
+
+	s->env.stats->unmatched_responses++;
+	if (!s->gaps[req_dir == DIR_CLIENT_TO_SERVER ? MSD_DIR_READ : MSD_DIR_WRITE])
+		return;
+	ev.call.id = m->id;
+	ev.call.status = CALL_LOST;
+	ev.call.direction = req_dir;
+	ev.call.response_bytes = bytes;
+	session_emit(s, &ev);
 }
 
 static void session_on_response(struct session *s, enum call_direction dir, const struct rpc_msg *m,
@@ -503,15 +827,18 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 	struct pending_call *pc;
 	char key[RPC_ID_MAX + 2];
 	enum call_status status;
+	bool task;
 
-	if (!m->id[0]) { /* an error for an unparsable request: nothing to match */
-		s->env.stats->unmatched_responses++;
+	if (!m->id[0]) {
+		if (m->kind == RPC_ERROR)
+			session_on_protocol_error(s, dir, m, f, ts);
+		else
+			s->env.stats->unmatched_responses++;
 		return;
 	}
 	pending_key(key, sizeof(key), req_dir, m->id);
-	HASH_FIND_STR(s->pending, key, pc);
-	if (!pc) {
-		s->env.stats->unmatched_responses++;
+	if (!(pc = pending_find(s, key))) {
+		session_on_unmatched(s, req_dir, m, ts, f->wire_len);
 		return;
 	}
 	status = m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK;
@@ -520,7 +847,25 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		if (strcmp(pc->method, "initialize") == 0)
 			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);
 		else if (strcmp(pc->method, "tools/list") == 0)
-			session_learn_tools(s, json_object_get(rpc_msg_root(m), "result"), ts);
+			session_learn_tools(s, m, ts);
+	}
+	task = m->kind == RPC_RESULT && m->task_id && !pc->task_id &&
+	       ((m->result_type && strcmp(m->result_type, "task") == 0) || m->task_nested);
+	if (task)
+		status = CALL_TASK;
+	else if (m->kind == RPC_RESULT && m->result_type && strcmp(m->result_type, "input_required") == 0)
+		status = CALL_INPUT_REQUIRED;
+	else if (pc->table == PT_QUIET && m->kind == RPC_ERROR && strcmp(pc->method, "server/discover") == 0)
+		status = CALL_PROBE_FAILED, s->probe_refused = true;
+	session_maybe_announce(s, dir, m, ts); /* who the server is, before what it answered */
+	if (pc->task_id) { /* the poll is reported first, then what it says of the task */
+		enum task_news news = strcmp(pc->method, "tasks/result") == 0 ? NEWS_RESULT : NEWS_POLL;
+		char task_id[RPC_NAME_MAX];
+
+		snprintf(task_id, sizeof(task_id), "%s", pc->task_id);
+		session_complete(s, pc, status, m, ts, f->wire_len);
+		session_task_news(s, task_id, news, m, ts, f->wire_len);
+		return;
 	}
 	session_complete(s, pc, status, m, ts, f->wire_len);
 }
@@ -529,25 +874,34 @@ static void session_on_notification(struct session *s, enum call_direction dir, 
 				    const struct frame *f)
 {
 	struct sonde_event ev = { .type = EV_NOTIFICATION, .ts_ns = f->ts_last_ns };
+	char key[RPC_ID_MAX + 2];
+	struct pending_call *pc;
+	/* Notifications about a request travel the other way: the client cancels what the
+	 * server handles, the server reports progress on it. */
+	enum call_direction req_dir = dir == DIR_CLIENT_TO_SERVER ? DIR_SERVER_TO_CLIENT : DIR_CLIENT_TO_SERVER;
 
 	ev.notification.method = m->method;
 	ev.notification.direction = dir;
 	ev.notification.params = s->env.opts->capture_values ? message_params(m) : NULL;
 	ev.notification.bytes = f->wire_len;
+	ev.notification.subscription_id = m->subscription_id;
 	session_emit(s, &ev);
 	if (strcmp(m->method, "notifications/cancelled") == 0) {
-		/* Cancels a request of the other side: the client cancels what the server handles. */
-		char key[RPC_ID_MAX + 2];
-		struct pending_call *pc;
-
 		if (!m->request_id[0])
 			return;
 		pending_key(key, sizeof(key), dir, m->request_id);
-		HASH_FIND_STR(s->pending, key, pc);
-		if (pc)
+		if ((pc = pending_find(s, key)))
 			session_complete(s, pc, CALL_CANCELLED, NULL, f->ts_last_ns, 0);
-	} else if (dir == DIR_CLIENT_TO_SERVER && m->has_meta) {
-		session_learn_meta(s, message_params(m), f->ts_last_ns);
+	} else if (strcmp(m->method, "notifications/progress") == 0 && m->progress_token[0]) {
+		/* The call is alive: its stall clock restarts. */
+		pending_key(key, sizeof(key), req_dir, m->progress_token);
+		HASH_FIND(hh_token, s->by_token, key, strlen(key), pc);
+		if (pc) {
+			pc->progress_ns = f->ts_last_ns;
+			pc->stalled = false;
+		}
+	} else if (m->task_id && m->task_status) {
+		session_task_news(s, m->task_id, NEWS_NOTIFICATION, m, f->ts_last_ns, f->wire_len);
 	}
 }
 
@@ -562,11 +916,8 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 		return;
 	}
 	s->env.stats->messages++;
-	if (!s->id.speaks_mcp) {
-		s->id.speaks_mcp = true;
-		if (!s->announced && !(m->kind == RPC_REQUEST && strcmp(m->method, "initialize") == 0))
-			session_announce(s, ev.ts_ns);
-	}
+	s->id.speaks_mcp = true;
+	session_learn_envelope(s, dir, m);
 	ev.message.direction = dir;
 	ev.message.kind = rpc_kind_name(m->kind);
 	ev.message.method = m->method;
@@ -597,6 +948,7 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 	case RPC_INVALID:
 		break;
 	}
+	session_maybe_announce(s, dir, m, ev.ts_ns);
 }
 
 /* --- stdout garbage, stderr ---------------------------------------------------------- */
@@ -699,6 +1051,28 @@ void session_finish(struct session *s)
 	invalid_flush(s);
 }
 
+/* --- capture gaps -------------------------------------------------------------------- */
+
+void session_on_gap(struct session *s, enum msd_dir rdir)
+{
+	/* What the server wrote carries the answers to the client's requests; what it read, the
+	 * answers to its own. Those pending now may have been answered inside the gap. */
+	enum call_direction answered_in = rdir == MSD_DIR_WRITE ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
+	struct pending_call *pc, *tmp;
+
+	s->gaps[rdir]++;
+	for (int t = PT_ACTIVE; t <= PT_QUIET; t++) {
+		HASH_ITER(hh, s->table[t], pc, tmp) {
+			if (pc->dir != answered_in)
+				continue;
+			HASH_DEL(s->table[t], pc);
+			s->ntable[t]--;
+			pending_add(s, pc, PT_SUSPECT);
+		}
+	}
+	pending_publish(s);
+}
+
 /* --- silences and exits -------------------------------------------------------------- */
 
 void session_on_stdin_eof(struct session *s, uint64_t ts_ns)
@@ -730,30 +1104,139 @@ void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint
 	session_emit(s, &ev);
 }
 
-static uint64_t stall_threshold(struct session *s, const struct pending_call *pc)
+static uint64_t stall_threshold(struct session *s, const char *method, const char *tool)
 {
 	const struct pipeline_opts *o = s->env.opts;
 	uint64_t t = o->stall_ns, p99;
 
-	if (strcmp(pc->method, "initialize") == 0 && o->init_timeout_ns)
+	if (strcmp(method, "initialize") == 0 && o->init_timeout_ns)
 		return o->init_timeout_ns;
-	p99 = latency_p99_ns(s, pc->tool ? pc->tool : pc->method);
+	p99 = latency_p99_ns(s, tool ? tool : method);
 	if (o->stall_p99_factor && p99 * o->stall_p99_factor > t)
 		t = p99 * o->stall_p99_factor;
 	return t;
 }
 
+/* Stall events are rate-limited per session (a burst, then one a second): a hostile client
+ * with a million unanswered requests costs a counted loss, not a million events. */
+static bool stall_allowed(struct session *s, uint64_t now_ns)
+{
+	if (now_ns > s->stall_refill_ns + STALL_REFILL_NS) {
+		uint64_t n = (now_ns - s->stall_refill_ns) / STALL_REFILL_NS;
+		s->stall_tokens = n + s->stall_tokens > STALL_BURST ? STALL_BURST : s->stall_tokens + (unsigned)n;
+		s->stall_refill_ns += n * STALL_REFILL_NS;
+	}
+	if (s->stall_tokens) {
+		s->stall_tokens--;
+		return true;
+	}
+	s->stalls_suppressed++;
+	return false;
+}
+
+#define CPU_UNKNOWN UINT64_MAX /* no CPU figure at the start of what stalled */
+
+struct stall_sample {
+	struct proc_sample ps;
+	bool live, sampled;
+};
+
+static void stall_emit(struct session *s, struct sonde_event *ev, struct stall_sample *smp, uint64_t cpu_base_ns)
+{
+	if (smp->live && !smp->sampled)
+		smp->sampled = proc_sample((pid_t)s->id.pid, &smp->ps) == 0;
+	ev->stall.state = smp->sampled ? smp->ps.state : 0;
+	ev->stall.cpu_ns = smp->sampled && cpu_base_ns != CPU_UNKNOWN && smp->ps.cpu_ns > cpu_base_ns ?
+				   smp->ps.cpu_ns - cpu_base_ns : 0;
+	ev->stall.threads = smp->sampled ? smp->ps.threads : 0;
+	ev->stall.wchan = smp->sampled ? smp->ps.wchan : NULL;
+	session_emit(s, ev);
+}
+
+static void session_check_stalls(struct session *s, uint64_t now_ns, struct stall_sample *smp)
+{
+	struct pending_call *pc, *tmp;
+
+	HASH_ITER(hh, s->table[PT_ACTIVE], pc, tmp) {
+		struct sonde_event ev = { .type = EV_STALL, .ts_ns = now_ns };
+		uint64_t since = pc->progress_ns > pc->ts_ns ? pc->progress_ns : pc->ts_ns;
+
+		if (pc->stalled || pc->dir != DIR_CLIENT_TO_SERVER)
+			continue;
+		/* 2025-11-25 tasks/result waits for its task: the task's polls say whether it moves. */
+		if (pc->task_id && calls_task(s->calls, pc->task_id))
+			continue;
+		if (smp->live && !pc->cpu_sampled && !smp->sampled)
+			smp->sampled = proc_sample((pid_t)s->id.pid, &smp->ps) == 0;
+		if (!pc->cpu_sampled) { /* CPU at (about) the start of the call */
+			pc->cpu_base_ns = smp->ps.cpu_ns;
+			pc->cpu_sampled = true;
+		}
+		if (now_ns <= since || now_ns - since <= stall_threshold(s, pc->method, pc->tool))
+			continue;
+		pc->stalled = true;
+		if (!stall_allowed(s, now_ns))
+			continue;
+		ev.stall.method = pc->method;
+		ev.stall.id = pc->key + 1;
+		ev.stall.tool = pc->tool;
+		ev.stall.pending_ns = now_ns - pc->ts_ns;
+		ev.stall.since_progress_ns = pc->progress_ns ? now_ns - pc->progress_ns : 0;
+		stall_emit(s, &ev, smp, pc->cpu_base_ns);
+	}
+}
+
+/* A task is alive while it is polled and its state moves; a stall is its polls stopping, or
+ * its state standing still, past the threshold. */
+static void session_check_tasks(struct session *s, uint64_t now_ns, struct stall_sample *smp)
+{
+	for (struct logical_call *lc = calls_first(s->calls); lc; lc = calls_next(lc)) {
+		struct sonde_event ev = { .type = EV_STALL, .ts_ns = now_ns };
+		uint64_t thr;
+
+		if (!lc->task_id || lc->stalled || calls_task_terminal(lc->task_status))
+			continue;
+		thr = stall_threshold(s, lc->method, lc->tool);
+		if (now_ns - lc->polled_ns <= thr && now_ns - lc->changed_ns <= thr)
+			continue;
+		lc->stalled = true;
+		if (!stall_allowed(s, now_ns))
+			continue;
+		ev.stall.method = lc->method;
+		ev.stall.id = lc->id;
+		ev.stall.tool = lc->tool;
+		ev.stall.pending_ns = now_ns - lc->start_ns;
+		ev.stall.since_progress_ns = now_ns - lc->changed_ns;
+		ev.stall.task_id = lc->task_id;
+		ev.stall.task_status = lc->task_status;
+		ev.stall.since_poll_ns = now_ns - lc->polled_ns;
+		stall_emit(s, &ev, smp, CPU_UNKNOWN);
+	}
+}
+
+/* A call in doubt that got no answer within the stall threshold: lost, not stalled. */
+static void session_expire_suspects(struct session *s, uint64_t now_ns)
+{
+	struct pending_call *pc, *tmp;
+
+	HASH_ITER(hh, s->table[PT_SUSPECT], pc, tmp) {
+		uint64_t after = s->env.opts->stall_ns ? stall_threshold(s, pc->method, pc->tool) : LOST_AFTER_NS;
+
+		if (now_ns > pc->ts_ns && now_ns - pc->ts_ns > after)
+			session_complete(s, pc, CALL_LOST, NULL, now_ns, 0);
+	}
+}
+
 void session_tick(struct session *s, uint64_t now_ns, bool live)
 {
 	const struct pipeline_opts *o = s->env.opts;
-	struct proc_sample ps = { 0 };
-	bool sampled = false;
-	struct pending_call *pc, *tmp;
+	struct stall_sample smp = { .live = live };
 
 	for (int fd = 0; fd < 2; fd++)
 		for (int json = 0; json < 2; json++)
 			invalid_advance(s, fd, json, now_ns);
-
+	if (s->announce_due_ns && now_ns - s->announce_due_ns > ANNOUNCE_WAIT_NS)
+		session_announce(s, now_ns);
 	if (s->stdin_closed_ns && !s->linger_reported && o->stdin_linger_ns &&
 	    now_ns - s->stdin_closed_ns > o->stdin_linger_ns) {
 		struct sonde_event ev = { .type = EV_STDIN_CLOSED, .ts_ns = now_ns };
@@ -762,64 +1245,93 @@ void session_tick(struct session *s, uint64_t now_ns, bool live)
 		s->linger_reported = true;
 		session_emit(s, &ev);
 	}
+	session_expire_suspects(s, now_ns);
+	calls_expire(s->calls, now_ns);
 	if (!o->stall_ns)
 		return;
-	HASH_ITER(hh, s->pending, pc, tmp) {
-		struct sonde_event ev = { .type = EV_STALL, .ts_ns = now_ns };
-		uint64_t age = now_ns > pc->ts_ns ? now_ns - pc->ts_ns : 0;
-
-		if (pc->stalled || pc->dir != DIR_CLIENT_TO_SERVER)
-			continue;
-		if (live && !sampled && (!pc->cpu_sampled || age > stall_threshold(s, pc)))
-			sampled = proc_sample((pid_t)s->id.pid, &ps) == 0;
-		if (!pc->cpu_sampled) { /* CPU at (about) the start of the call */
-			pc->cpu_base_ns = ps.cpu_ns;
-			pc->cpu_sampled = true;
-		}
-		if (age <= stall_threshold(s, pc))
-			continue;
-		pc->stalled = true;
-		ev.stall.method = pc->method;
-		ev.stall.id = pc->key + 1;
-		ev.stall.tool = pc->tool;
-		ev.stall.pending_ns = age;
-		ev.stall.state = sampled ? ps.state : 0;
-		ev.stall.cpu_ns = sampled && ps.cpu_ns > pc->cpu_base_ns ? ps.cpu_ns - pc->cpu_base_ns : 0;
-		ev.stall.threads = sampled ? ps.threads : 0;
-		ev.stall.wchan = sampled ? ps.wchan : NULL;
+	session_check_stalls(s, now_ns, &smp);
+	session_check_tasks(s, now_ns, &smp);
+	if (s->stalls_suppressed) {
+		struct sonde_event ev = { .type = EV_LOSS, .ts_ns = now_ns };
+		ev.loss.reason = "stall_limit";
+		ev.loss.records = s->stalls_suppressed;
+		ev.loss.fd = -1;
+		s->stalls_suppressed = 0;
 		session_emit(s, &ev);
 	}
+}
+
+/* What the calls pending at an exit become. A probe never answered is a probe's outcome; an
+ * answer in doubt is lost; a subscription or a task still open is closed by a normal
+ * shutdown and orphaned by anything else. Returns the number orphaned. */
+static unsigned session_settle(struct session *s, uint64_t ts_ns, bool normal, unsigned *lost)
+{
+	struct pending_call *pc, *tmp;
+	unsigned orphans = 0;
+
+	for (int t = 0; t < PT__COUNT; t++) {
+		HASH_ITER(hh, s->table[t], pc, tmp) {
+			enum call_status st = CALL_ORPHANED;
+
+			if (t == PT_SUSPECT)
+				st = CALL_LOST, (*lost)++;
+			else if (t == PT_QUIET && strcmp(pc->method, "server/discover") == 0)
+				st = CALL_PROBE_FAILED;
+			else if (t == PT_QUIET && normal)
+				st = CALL_CLOSED;
+			else
+				orphans++;
+			session_complete(s, pc, st, NULL, ts_ns, 0);
+		}
+	}
+	for (struct logical_call *lc = calls_first(s->calls), *next; lc; lc = next) {
+		next = calls_next(lc);
+		if (!lc->task_id)
+			continue;
+		if (lc->task_status && strcmp(lc->task_status, "completed") == 0) {
+			session_task_done(s, lc, CALL_OK, 0, ts_ns, 0);
+		} else {
+			orphans += !normal;
+			session_task_done(s, lc, normal ? CALL_CLOSED : CALL_ORPHANED, 0, ts_ns, 0);
+		}
+	}
+	return orphans;
 }
 
 void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 {
 	struct sonde_event ev = { .type = EV_EXIT, .ts_ns = rec->hdr.ts_ns };
 	struct ev_exit *x = &ev.exit;
-	struct pending_call *pc, *tmp;
-	unsigned pending = s->npending;
+	unsigned active = s->ntable[PT_ACTIVE];
+	bool terminated;
 
 	copy_comm(s->id.comm, rec->comm);
 	invalid_flush(s);
-	HASH_ITER(hh, s->pending, pc, tmp)
-		session_complete(s, pc, CALL_ORPHANED, NULL, rec->hdr.ts_ns, 0);
-
+	if (s->announce_due_ns)
+		session_announce(s, rec->hdr.ts_ns);
 	x->raw = rec->exit_code;
 	x->signal = (int)(rec->exit_code & 0x7f);
 	x->core_dumped = (rec->exit_code & 0x80) != 0;
 	x->exit_code = x->signal ? -1 : (int)((rec->exit_code >> 8) & 0xff);
 	x->oom_killed = s->oom_killed;
 	x->stdin_closed = s->stdin_closed_ns != 0;
-	x->pending_calls = pending;
-	/* The spec's stdio shutdown: close stdin, wait, SIGTERM, SIGKILL. */
+	terminated = (x->signal == 0 && x->exit_code == 0) || x->signal == SIGTERM || x->signal == SIGKILL;
+	/* The spec's stdio shutdown: close stdin, wait, SIGTERM, SIGKILL. A client's probe copy of
+	 * the server (the v2 SDK starts one for server/discover and terminates it without
+	 * closing its stdin) handled nothing else. */
 	if (x->oom_killed)
 		x->reason = "oom";
-	else if (x->stdin_closed && (x->exit_code == 0 || x->signal == SIGTERM || x->signal == SIGKILL))
+	else if (s->probes && !s->requests && !active && terminated)
+		x->reason = "probe";
+	else if (x->stdin_closed && terminated)
 		x->reason = "shutdown";
 	else if (x->signal)
 		x->reason = "signal";
 	else
 		x->reason = "exit";
-	x->normal = !x->oom_killed && pending == 0 &&
-		    ((x->signal == 0 && x->exit_code == 0) || strcmp(x->reason, "shutdown") == 0);
+	x->normal = !x->oom_killed && !active &&
+		    ((x->signal == 0 && x->exit_code == 0) || strcmp(x->reason, "shutdown") == 0 ||
+		     strcmp(x->reason, "probe") == 0);
+	x->pending_calls = session_settle(s, rec->hdr.ts_ns, x->normal, &x->lost_calls);
 	session_emit(s, &ev);
 }

@@ -54,6 +54,7 @@ static const char *const spec_methods[] = {
 	"notifications/resources/list_changed",
 	"notifications/resources/updated",
 	"notifications/roots/list_changed",
+	"notifications/subscriptions/acknowledged",
 	"notifications/tasks/status",
 	"notifications/tools/list_changed",
 	"ping",
@@ -67,10 +68,12 @@ static const char *const spec_methods[] = {
 	"roots/list",
 	"sampling/createMessage",
 	"server/discover",
+	"subscriptions/listen",
 	"tasks/cancel",
 	"tasks/get",
 	"tasks/list",
 	"tasks/result",
+	"tasks/update",
 	"tools/call",
 	"tools/list",
 };
@@ -87,6 +90,7 @@ struct deferred {
 	double messages[NKINDS][2], message_bytes[2];
 	double stderr_lines, stderr_bytes;
 	double invalid[2], invalid_bytes;
+	double probes_failed; /* a client's server/discover comes before initialize */
 };
 
 /* One observed process. Keyed by its identity's address, which the pipeline keeps stable
@@ -97,6 +101,7 @@ struct mprocess {
 	char name[METRICS_LABEL_MAX + 1];  /* the identity's name at the last event */
 	uint64_t first_seen_ns;
 	struct tool_catalog *tools;
+	unsigned tools_listed;      /* in the last tools/list: the catalog may hold fewer */
 	unsigned npending;          /* the session's count, as of its last event */
 	uint64_t oldest_pending_ns;
 	struct deferred deferred;
@@ -129,8 +134,9 @@ struct sink_metrics {
 		*stderr_lines, *stderr_bytes, *exits, *exits_pending, *tools, *tool_def_bytes, *tool_def_tokens,
 		*tool_result_bytes, *list_changes, *tool_changes, *list_changed_notifications, *unknown_tool_calls,
 		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
-		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls,
-		*masked;
+		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls, *masked,
+		*input_rounds, *tasks, *probes, *lost_calls, *subscription_notifications, *protocol_errors,
+		*tools_truncated;
 };
 
 #define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -158,6 +164,31 @@ static void register_families(struct sink_metrics *m)
 	m->abandoned = metrics_counter(r, "mcpsonde_calls_abandoned",
 				       "Requests that got no answer: cancelled by the client, or orphaned by the server's exit.",
 				       L("server", "mcp_method_name", "gen_ai_tool_name", "reason"));
+	m->input_rounds = metrics_counter(r, "mcpsonde_input_required",
+					  "Exchanges answered input_required: the client gets input and retries (2026-07-28 "
+					  "multi-round-trip requests). The call's latency, end to end, is in the operation "
+					  "histogram once.",
+					  L("server", "mcp_method_name", "gen_ai_tool_name"));
+	m->tasks = metrics_counter(r, "mcpsonde_tasks_created",
+				   "tools/call answered with a task; the call's outcome and end-to-end latency come "
+				   "when the task ends.",
+				   L("server", "gen_ai_tool_name"));
+	m->probes = metrics_counter(r, "mcpsonde_discover_probes",
+				    "server/discover probes by outcome: supported (2026-07-28), failed (a legacy server "
+				    "answered with an error, or never). Never errors of the server.",
+				    L("server", "outcome"));
+	m->lost_calls = metrics_counter(r, "mcpsonde_calls_lost",
+					"Calls whose request or answer the capture lost (ring buffer overflow, "
+					"truncation): not the server's doing.",
+					L("server"));
+	m->subscription_notifications = metrics_counter(
+		r, "mcpsonde_subscription_notifications",
+		"Notifications of a subscriptions/listen stream (tagged with a subscriptionId), by method.",
+		L("server", "mcp_method_name"));
+	m->protocol_errors = metrics_counter(r, "mcpsonde_protocol_errors",
+					     "Error responses without id: the peer could not parse a request "
+					     "(direction server_to_client: the server could not).",
+					     L("server", "error_type", "direction"));
 	m->pending = metrics_gauge(r, "mcpsonde_pending_calls", "Requests seen and not yet answered.", L("server"));
 	m->pending_age = metrics_gauge(r, "mcpsonde_pending_call_max_age_seconds",
 				       "Age of the oldest unanswered request, 0 when none.", L("server"));
@@ -180,6 +211,11 @@ static void register_families(struct sink_metrics *m)
 	m->exits_pending = metrics_counter(r, "mcpsonde_exits_with_pending_calls",
 					   "Server exits that left requests unanswered.", L("server"));
 	m->tools = metrics_gauge(r, "mcpsonde_tools", "Tools in the server's last tools/list.", L("server"));
+	m->tools_truncated = metrics_counter(r, "mcpsonde_tools_list_truncated",
+					     "tools/list results only partly learned: longer than the catalog holds "
+					     "(4096 tools), or cut by --max-frame. Drift and argument checks cover the "
+					     "tools learned.",
+					     L("server"));
 	m->tool_def_bytes = metrics_gauge(
 		r, "mcpsonde_tool_definition_bytes",
 		"Size of a tool's definition as minified JSON, by part: description, schema (inputSchema + "
@@ -375,7 +411,7 @@ static void process_free(struct sink_metrics *m, struct mprocess *p)
 
 /* ---- events ---------------------------------------------------------------------- */
 
-static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv, struct mprocess *p)
+static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv)
 {
 	const struct ev_call *c = &ev->call;
 	const char *method = server_method(m, srv, c->method);
@@ -394,6 +430,21 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 		metrics_counter_add(m->abandoned,
 				    V(srv->name, method, tool, c->status == CALL_CANCELLED ? "cancelled" : "orphaned"), 1);
 		return;
+	/* Not outcomes of a call: no latency, never an error. */
+	case CALL_INPUT_REQUIRED:
+		metrics_counter_add(m->input_rounds, V(srv->name, method, tool), 1);
+		return;
+	case CALL_TASK:
+		metrics_counter_add(m->tasks, V(srv->name, tool), 1);
+		return;
+	case CALL_PROBE_FAILED:
+		metrics_counter_add(m->probes, V(srv->name, "failed"), 1);
+		return;
+	case CALL_LOST:
+		metrics_counter_add(m->lost_calls, V(srv->name), 1);
+		return;
+	case CALL_CLOSED:
+		return;
 	case CALL_ERROR:
 		snprintf(code, sizeof(code), "%lld", c->error_code);
 		error_type = fold(m, srv->errors, code, "error_type");
@@ -404,14 +455,17 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 	case CALL_OK:
 		break;
 	}
+	if (c->method && strcmp(c->method, "server/discover") == 0 && c->status == CALL_OK)
+		metrics_counter_add(m->probes, V(srv->name, "supported"), 1);
+	/* A call of several exchanges (multi-round-trip, task) counts once, end to end. */
 	metrics_histogram_observe(c->direction == DIR_CLIENT_TO_SERVER ? m->op_duration : m->client_op_duration,
 				  V(srv->name, method, tool, prompt, error_type, protocol_label(m, ev->session),
 				    ev->session ? small_label(m, ev->session->transport, "network_transport") : ""),
-				  (double)c->duration_ns / 1e9);
+				  (double)(c->rounds ? c->logical_ns : c->duration_ns) / 1e9);
 	if (!is_tool || c->direction != DIR_CLIENT_TO_SERVER)
 		return;
 	metrics_histogram_observe(m->tool_result_bytes, V(srv->name, tool), (double)c->response_bytes);
-	if (p && tools_known(p->tools) && c->tool && !tools_has(p->tools, c->tool))
+	if (c->unknown_tool)
 		metrics_counter_add(m->unknown_tool_calls, V(srv->name), 1);
 	if (json_is_array(c->schema_violations)) {
 		size_t i;
@@ -497,6 +551,11 @@ static bool defer(struct mprocess *p, const struct sonde_event *ev)
 		d->invalid[ev->invalid.json ? 1 : 0] += (double)ev->invalid.frames;
 		d->invalid_bytes += (double)ev->invalid.bytes;
 		break;
+	case EV_CALL:
+		if (ev->call.status != CALL_PROBE_FAILED)
+			return false;
+		d->probes_failed++;
+		break;
 	default:
 		return false;
 	}
@@ -546,13 +605,16 @@ static void flush_deferred(struct sink_metrics *m, struct mprocess *p)
 	count_stderr(m, srv, d->stderr_lines, d->stderr_bytes);
 	count_invalid(m, srv, false, d->invalid[0], d->invalid_bytes);
 	count_invalid(m, srv, true, d->invalid[1], 0);
+	if (d->probes_failed)
+		metrics_counter_add(m->probes, V(srv->name, "failed"), d->probes_failed);
 	memset(d, 0, sizeof(*d));
 }
 
 static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_metrics *m = (struct sink_metrics *)s;
-	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID;
+	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID ||
+		       (ev->type == EV_CALL && ev->call.status == CALL_PROBE_FAILED);
 	struct mserver *srv;
 	struct mprocess *p;
 
@@ -583,7 +645,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 
 	switch (ev->type) {
 	case EV_CALL:
-		on_call(m, ev, srv, p);
+		on_call(m, ev, srv);
 		break;
 	case EV_NOTIFICATION:
 		metrics_counter_add(m->notifications,
@@ -592,7 +654,19 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 				    1);
 		if (ev->notification.method && strcmp(ev->notification.method, "notifications/tools/list_changed") == 0)
 			metrics_counter_add(m->list_changed_notifications, V(srv->name), 1);
+		if (ev->notification.subscription_id)
+			metrics_counter_add(m->subscription_notifications,
+					    V(srv->name, server_method(m, srv, ev->notification.method)), 1);
 		break;
+	case EV_PROTOCOL_ERROR: {
+		char code[32];
+		snprintf(code, sizeof(code), "%lld", ev->protocol_error.error_code);
+		metrics_counter_add(m->protocol_errors,
+				    V(srv->name, fold(m, srv->errors, code, "error_type"),
+				      dir_label(ev->protocol_error.direction)),
+				    1);
+		break;
+	}
 	case EV_MESSAGE:
 		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
 		break;
@@ -615,8 +689,11 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		on_tools_changed(m, ev, srv);
 		break;
 	case EV_TOOLS_LIST:
+		if (ev->tools.truncated)
+			metrics_counter_add(m->tools_truncated, V(srv->name), 1);
 		if (p) {
-			json_decref(tools_update(p->tools, ev->tools.tools));
+			p->tools_listed = ev->tools.count;
+			json_decref(tools_update(p->tools, ev->tools.tools, ev->tools.truncated));
 			/* admit the listed names now, so that folding is counted once per list */
 			for (size_t i = 0; i < tools_count(p->tools); i++)
 				server_tool(m, srv, tools_size_at(p->tools, i)->name, true);
@@ -677,7 +754,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		if (!tools_known(p->tools) || srv->published == m->generation)
 			continue;
 		srv->published = m->generation;
-		metrics_gauge_set(m->tools, V(srv->name), (double)tools_count(p->tools));
+		metrics_gauge_set(m->tools, V(srv->name), (double)p->tools_listed);
 		for (size_t i = 0; i < tools_count(p->tools); i++) {
 			const struct tool_def_size *sz = tools_size_at(p->tools, i);
 			const char *tool = server_tool(m, srv, sz->name, false);

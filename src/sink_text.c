@@ -100,12 +100,20 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 	outbuf_put_safe(b, c->id);
 	outbuf_putc(b, ' ');
 	outbuf_puts(b, call_status_name(c->status));
-	if (c->status == CALL_ERROR) {
+	if (c->status == CALL_ERROR || (c->status == CALL_PROBE_FAILED && c->error_code)) {
 		outbuf_printf(b, " %lld", c->error_code);
+		if (c->error_name)
+			outbuf_printf(b, " %s", c->error_name);
 		if (c->error_message) {
 			outbuf_putc(b, ' ');
 			outbuf_put_safe(b, c->error_message);
 		}
+	}
+	if (c->task_id) {
+		outbuf_puts(b, " task ");
+		outbuf_put_safe(b, c->task_id);
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, c->task_status ? c->task_status : "");
 	}
 	outbuf_putc(b, ' ');
 	put_ms3(b, c->duration_ns);
@@ -118,6 +126,17 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 		outbuf_puts(b, " (oversized)");
 	if (c->secret)
 		outbuf_puts(b, " (secret-looking value)");
+	if (c->unknown_tool)
+		outbuf_puts(b, " (unknown tool)");
+	if (c->rounds && c->task_id) {
+		outbuf_printf(b, "  [task of %u exchanges]", c->rounds);
+	} else if (c->rounds) {
+		outbuf_printf(b, "  [%u rounds, ", c->rounds);
+		put_ms3(b, c->logical_ns);
+		outbuf_puts(b, " ms in all, ");
+		put_ms3(b, c->input_wait_ns);
+		outbuf_puts(b, " ms waiting for input]");
+	}
 	outbuf_putc(b, '\n');
 	if (c->schema_violations && json_array_size(c->schema_violations)) {
 		outbuf_puts(b, "    schema violations: ");
@@ -174,6 +193,15 @@ static void text_stall(struct outbuf *b, const struct ev_stall *st)
 		outbuf_puts(b, ", wchan ");
 		outbuf_put_safe(b, st->wchan);
 	}
+	if (st->since_progress_ns)
+		outbuf_printf(b, ", last progress %.1f s ago", (double)st->since_progress_ns / 1e9);
+	if (st->task_id) {
+		outbuf_puts(b, ", task ");
+		outbuf_put_safe(b, st->task_id);
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, st->task_status ? st->task_status : "");
+		outbuf_printf(b, ", last poll %.1f s ago", (double)st->since_poll_ns / 1e9);
+	}
 	outbuf_putc(b, '\n');
 }
 
@@ -189,7 +217,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_text *t = (struct sink_text *)s;
 	struct outbuf *b = &t->buf;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+	if (ev->type == EV_MESSAGE || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated))
 		return;
 	text_prefix(t, ev);
 	switch (ev->type) {
@@ -260,8 +288,19 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		outbuf_put_safe(b, ev->report.path);
 		outbuf_putc(b, '\n');
 		break;
-	case EV_MESSAGE:
+	case EV_PROTOCOL_ERROR:
+		outbuf_printf(b, "PROTOCOL ERROR from the %s: %lld %s ",
+			      ev->protocol_error.direction == DIR_SERVER_TO_CLIENT ? "server" : "client",
+			      ev->protocol_error.error_code,
+			      ev->protocol_error.error_name ? ev->protocol_error.error_name : "");
+		outbuf_put_safe(b, ev->protocol_error.error_message);
+		outbuf_putc(b, '\n');
+		break;
 	case EV_TOOLS_LIST:
+		outbuf_printf(b, "tools/list: %u tools, %u in the catalog: drift and argument checks cover those only\n",
+			      ev->tools.count, ev->tools.kept);
+		break;
+	case EV_MESSAGE:
 	case EV__COUNT:
 		break;
 	}

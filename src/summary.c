@@ -2,6 +2,13 @@
  * (the tool for tools/call, the method otherwise) with calls, errors by type, latency
  * percentiles and bytes.
  *
+ * A row counts calls as the client made them: a call of several exchanges (a multi-round-trip
+ * request, a task) is one call, with its end-to-end latency, and the intermediate exchanges
+ * (input_required, task) are not calls of their own. Outcomes that are not the server's errors
+ * (a failed server/discover probe, a call lost by the capture, a subscription closed by the
+ * shutdown) have a column of their own. Error responses without id (the server could not
+ * parse a request) are counted in a row of their own.
+ *
  * Latencies go into a log-linear histogram: per power of two of nanoseconds, 128 linear
  * sub-buckets, allocated when first used. A percentile is the middle of the bucket that
  * holds the nearest-rank sample, clamped to the exact min and max: it is within 0.4% of
@@ -16,6 +23,7 @@
 
 #define SUMMARY_ROWS_MAX 2048
 #define SUMMARY_ERROR_TYPES 6 /* per row; more are summed as "other" */
+#define ROW_PROTOCOL_ERRORS "(error without id)"
 #define HIST_OCTAVES 64
 #define HIST_SUB 128
 
@@ -27,7 +35,7 @@ struct loghist {
 };
 
 struct row_error {
-	char type[24];
+	char type[48];
 	uint64_t n;
 };
 
@@ -40,6 +48,7 @@ struct row {
 	struct row_error errors[SUMMARY_ERROR_TYPES];
 	unsigned nerrors;
 	uint64_t errors_other;
+	uint64_t probes_failed, lost, closed; /* not errors */
 	uint64_t request_bytes, response_bytes;
 	struct loghist h;
 };
@@ -175,24 +184,44 @@ static void row_error(struct row *r, const char *type)
 	r->errors[r->nerrors++].n = 1;
 }
 
+/* "-32601/method_not_found", or the code alone when it has no name. */
+static void error_type(char *buf, size_t len, long long code, const char *name)
+{
+	snprintf(buf, len, "%lld%s%s", code, name ? "/" : "", name ? name : "");
+}
+
 static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 {
 	struct sink_summary *s = (struct sink_summary *)sk;
 	const struct ev_call *c = &ev->call;
 	const char *server = ev->session ? session_identity_name(ev->session) : NULL;
-	char code[24];
+	char code[48];
 	struct row *r;
 	bool named;
 
+	if (!server || !server[0])
+		server = "unknown";
+	if (ev->type == EV_PROTOCOL_ERROR && (r = row_get(s, server, ROW_PROTOCOL_ERRORS, ""))) {
+		r->calls++;
+		r->response_bytes += ev->protocol_error.bytes;
+		error_type(code, sizeof(code), ev->protocol_error.error_code, ev->protocol_error.error_name);
+		row_error(r, code);
+		return;
+	}
 	if (ev->type != EV_CALL)
 		return;
 	named = c->tool && c->method && (strcmp(c->method, "tools/call") == 0 || strcmp(c->method, "prompts/get") == 0);
-	r = row_get(s, server && server[0] ? server : "unknown", c->method ? c->method : "", named ? c->tool : "");
+	r = row_get(s, server, c->method ? c->method : "?", named ? c->tool : "");
 	if (!r)
 		return;
+	/* Bytes are the exchanges'; the call a task ends was its tools/call and its polls. */
+	if (!(c->rounds && c->task_id)) {
+		r->request_bytes += c->request_bytes;
+		r->response_bytes += c->response_bytes;
+	}
+	if (c->status == CALL_INPUT_REQUIRED || c->status == CALL_TASK)
+		return; /* an exchange: the call it belongs to is counted when it ends */
 	r->calls++;
-	r->request_bytes += c->request_bytes;
-	r->response_bytes += c->response_bytes;
 	switch (c->status) {
 	case CALL_CANCELLED:
 		row_error(r, "cancelled");
@@ -200,17 +229,30 @@ static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 	case CALL_ORPHANED:
 		row_error(r, "orphaned");
 		return;
+	case CALL_LOST:
+		r->lost++;
+		return;
+	case CALL_CLOSED:
+		r->closed++;
+		return;
+	case CALL_PROBE_FAILED:
+		r->probes_failed++;
+		if (!c->error_code)
+			return; /* never answered */
+		break;
 	case CALL_ERROR:
-		snprintf(code, sizeof(code), "%lld", c->error_code);
+		error_type(code, sizeof(code), c->error_code, c->error_name);
 		row_error(r, code);
 		break;
 	case CALL_TOOL_ERROR:
 		row_error(r, "tool_error");
 		break;
 	case CALL_OK:
+	case CALL_INPUT_REQUIRED:
+	case CALL_TASK:
 		break;
 	}
-	loghist_add(&r->h, c->duration_ns);
+	loghist_add(&r->h, c->rounds ? c->logical_ns : c->duration_ns);
 }
 
 static void format_duration(char *buf, size_t len, double ns)
@@ -253,6 +295,23 @@ static void format_errors(char *buf, size_t len, const struct row *r)
 		snprintf(buf, len, "-");
 }
 
+static void format_other(char *buf, size_t len, const struct row *r)
+{
+	size_t o = 0;
+	const struct {
+		const char *name;
+		uint64_t n;
+	} other[] = { { "probe_failed", r->probes_failed }, { "lost", r->lost }, { "closed", r->closed } };
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]) && o < len; i++)
+		if (other[i].n)
+			o += snprintf(buf + o, len - o, "%s%s:%llu", o ? "," : "", other[i].name,
+				      (unsigned long long)other[i].n);
+	if (!buf[0])
+		snprintf(buf, len, "-");
+}
+
 static int row_cmp(const void *a, const void *b)
 {
 	const struct row *x = *(const struct row *const *)a, *y = *(const struct row *const *)b;
@@ -268,7 +327,7 @@ static void sink_summary_print(struct sink_summary *s)
 	struct row **rows, *r, *tmp;
 	unsigned n = 0;
 	int ws = 6, wo = 9, we = 6;
-	char errors[256], p50[32], p95[32], p99[32], in[32], out[32];
+	char errors[256], other[96], p50[32], p95[32], p99[32], in[32], out[32];
 
 	if (!s->nrows) {
 		fprintf(s->out, "mcpsonde: no calls observed\n");
@@ -291,8 +350,8 @@ static void sink_summary_print(struct sink_summary *s)
 	wo = wo > 60 ? 60 : wo;
 	we = we > 60 ? 60 : we;
 	qsort(rows, n, sizeof(*rows), row_cmp);
-	fprintf(s->out, "%-*s  %-*s %8s  %-*s %9s %9s %9s %8s %8s\n", ws, "SERVER", wo, "OPERATION", "CALLS", we,
-		"ERRORS", "P50", "P95", "P99", "REQ_B", "RESP_B");
+	fprintf(s->out, "%-*s  %-*s %8s  %-*s %9s %9s %9s %8s %8s  %s\n", ws, "SERVER", wo, "OPERATION", "CALLS", we,
+		"ERRORS", "P50", "P95", "P99", "REQ_B", "RESP_B", "NOT_ERRORS");
 	for (unsigned i = 0; i < n; i++) {
 		char op[512];
 
@@ -304,10 +363,12 @@ static void sink_summary_print(struct sink_summary *s)
 		format_duration(p99, sizeof(p99), loghist_quantile(&r->h, 0.99));
 		format_bytes(in, sizeof(in), r->request_bytes);
 		format_bytes(out, sizeof(out), r->response_bytes);
-		fprintf(s->out, "%-*.*s  %-*.*s %8llu  %-*.*s %9s %9s %9s %8s %8s\n", ws, ws, r->server, wo, wo, op,
-			(unsigned long long)r->calls, we, we, errors, p50, p95, p99, in, out);
+		format_other(other, sizeof(other), r);
+		fprintf(s->out, "%-*.*s  %-*.*s %8llu  %-*.*s %9s %9s %9s %8s %8s  %s\n", ws, ws, r->server, wo, wo, op,
+			(unsigned long long)r->calls, we, we, errors, p50, p95, p99, in, out, other);
 	}
-	fprintf(s->out, "(percentiles of answered calls, within 0.4%%; cancelled and orphaned calls have none)\n");
+	fprintf(s->out, "(percentiles of answered calls, within 0.4%%, end to end for calls of several exchanges; "
+			"cancelled, orphaned, lost and closed calls have none)\n");
 	free(rows);
 }
 

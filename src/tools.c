@@ -5,7 +5,9 @@
  * sorted keys) of each compared field, so drift detection costs a few words per tool
  * whatever the size of the definitions and ignores key order; and a copy of inputSchema
  * for argument checks. Tools are kept sorted by name (binary search per call). Bounded:
- * TOOLS_MAX tools, the rest counted in dropped; TOOLS_VIOLATIONS_MAX violations per call. */
+ * TOOLS_MAX tools, the first ones listed; TOOLS_VIOLATIONS_MAX violations per call. A catalog
+ * that holds part of a list (capped, or learned from a cut frame) is partial: it cannot say a
+ * tool is missing, and drift is reported only where both lists are whole enough to know. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@ struct tool_catalog {
 	struct tool *tools; /* sorted by name */
 	size_t n;
 	bool known;
-	size_t dropped;     /* tools past TOOLS_MAX, or without a name, in the last list */
+	bool partial;       /* the last list was cut, or had more than TOOLS_MAX tools */
 };
 
 struct dump_state {
@@ -149,12 +151,12 @@ static void change_add(json_t **change, const char *key, json_t *item)
 		json_decref(item);
 }
 
-json_t *tools_update(struct tool_catalog *c, const json_t *tools)
+json_t *tools_update(struct tool_catalog *c, const json_t *tools, bool cut)
 {
-	size_t n = 0, i, j, idx, dropped = 0;
+	size_t n = 0, i, j, idx;
 	struct tool *next;
 	json_t *change = NULL, *def;
-	bool first = !c->known;
+	bool first = !c->known, capped = false;
 
 	if (!json_is_array(tools))
 		return NULL;
@@ -162,31 +164,36 @@ json_t *tools_update(struct tool_catalog *c, const json_t *tools)
 	if (!next)
 		return NULL;
 	json_array_foreach(tools, idx, def) {
-		if (n >= TOOLS_MAX || !tool_parse(def, &next[n])) {
-			dropped++;
-			continue;
+		if (n >= TOOLS_MAX) {
+			capped = true;
+			break;
 		}
-		next[n++].order = idx;
+		if (tool_parse(def, &next[n]))
+			next[n++].order = idx;
 	}
 	qsort(next, n, sizeof(*next), tool_cmp_order);
 	/* a name listed twice: the first definition wins, as in a client's lookup */
 	for (i = j = 0; i < n; i++) {
 		if (j > 0 && strcmp(next[j - 1].name, next[i].name) == 0) {
 			tool_free(&next[i]);
-			dropped++;
 			continue;
 		}
 		next[j++] = next[i];
 	}
 	n = j;
 
-	/* merge the two sorted lists */
+	/* Merge the two sorted lists. A tool missing from a partial list may be beyond its end:
+	 * "removed" needs the new list whole, "added" the old one. */
 	for (i = j = 0; !first && (i < c->n || j < n);) {
 		int cmp = i == c->n ? 1 : j == n ? -1 : strcmp(c->tools[i].name, next[j].name);
 		if (cmp < 0) {
-			change_add(&change, "removed", json_string(c->tools[i++].name));
+			if (!capped && !cut)
+				change_add(&change, "removed", json_string(c->tools[i].name));
+			i++;
 		} else if (cmp > 0) {
-			change_add(&change, "added", json_string(next[j++].name));
+			if (!c->partial)
+				change_add(&change, "added", json_string(next[j].name));
+			j++;
 		} else {
 			json_t *fields = NULL;
 			for (size_t f = 0; f < TOOL_NFIELDS; f++) {
@@ -205,13 +212,18 @@ json_t *tools_update(struct tool_catalog *c, const json_t *tools)
 	c->tools = next;
 	c->n = n;
 	c->known = true;
-	c->dropped = dropped;
+	c->partial = capped || cut;
 	return change;
 }
 
 bool tools_known(const struct tool_catalog *c)
 {
 	return c->known;
+}
+
+bool tools_partial(const struct tool_catalog *c)
+{
+	return c->partial;
 }
 
 bool tools_has(const struct tool_catalog *c, const char *name)

@@ -28,6 +28,7 @@ enum ev_type {
 	EV_BLOCKED_WRITE, /* a write by the server blocked longer than a threshold */
 	EV_STDIN_CLOSED,  /* the client closed the server's stdin (read returned 0) */
 	EV_REPORT,        /* a post-mortem report was written */
+	EV_PROTOCOL_ERROR,/* an error response without id: the peer could not parse a request */
 	EV__COUNT,
 };
 
@@ -37,6 +38,11 @@ enum call_status {
 	CALL_TOOL_ERROR, /* result.isError == true */
 	CALL_CANCELLED,  /* notifications/cancelled for it */
 	CALL_ORPHANED,   /* its process exited with it pending */
+	CALL_INPUT_REQUIRED, /* answered resultType "input_required": the client retries (MRTR) */
+	CALL_TASK,       /* answered with a task: the outcome comes with a later call event */
+	CALL_PROBE_FAILED, /* server/discover answered with an error, or never: a legacy server */
+	CALL_LOST,       /* its request or its answer was lost in a capture gap */
+	CALL_CLOSED,     /* a long-lived request (subscriptions/listen) open at a normal shutdown */
 };
 
 enum call_direction {
@@ -62,7 +68,8 @@ struct session_identity {
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
-	unsigned pending_calls;     /* requests (either direction) pending as of this event */
+	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
+				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
 	bool on_channel;           /* its stdin is the client's channel: a server (or its wrapper),
 				    * not a helper it spawned with pipes of its own */
@@ -79,7 +86,9 @@ struct ev_call {
 	enum call_status status;
 	long long error_code;  /* CALL_ERROR */
 	const char *error_message; /* scrubbed (scrub.h), like every free text in an event */
-	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death */
+	const char *error_name; /* the code's name ("method_not_found"), NULL when it has none */
+	uint64_t duration_ns;  /* request frame read -> response frame write; orphaned: age at death;
+				* the call a task completes: tools/call read -> terminal answer write */
 	uint64_t request_bytes, response_bytes;
 	enum call_direction direction;
 	const json_t *arguments; /* tools/call arguments object, or NULL */
@@ -87,6 +96,13 @@ struct ev_call {
 	json_t *schema_violations; /* array, or NULL */
 	bool oversized;
 	bool secret;           /* its arguments or result held a secret-looking value (scrub.h) */
+	bool unknown_tool;     /* tools/call of a tool the server does not have */
+	/* The call event that completes a logical call (multi-round-trip, or a task): */
+	unsigned rounds;       /* exchanges of the logical call; 0 for a call of one exchange */
+	uint64_t logical_ns;   /* its first request read -> its final answer written */
+	uint64_t input_wait_ns;/* time between rounds, the client getting input */
+	const char *task_id;   /* CALL_TASK, task polls, and the call a task completes */
+	const char *task_status;
 };
 
 struct ev_notification {
@@ -94,6 +110,7 @@ struct ev_notification {
 	enum call_direction direction;
 	const json_t *params;
 	uint64_t bytes;
+	const char *subscription_id; /* _meta["io.modelcontextprotocol/subscriptionId"], or NULL */
 };
 
 struct ev_invalid {
@@ -117,8 +134,9 @@ struct ev_exit {
 	bool oom_killed;
 	bool stdin_closed;     /* the client had closed stdin before */
 	bool normal;           /* a normal shutdown: code 0, or stdin closed then SIGTERM/SIGKILL */
-	const char *reason;    /* "exit", "signal", "oom", "shutdown" */
-	unsigned pending_calls;
+	const char *reason;    /* "exit", "signal", "oom", "shutdown", "probe" */
+	unsigned pending_calls;/* orphaned: not the lost ones, nor a probe or a subscription */
+	unsigned lost_calls;   /* pending, but their answer may have been lost in a capture gap */
 	uint32_t raw;
 };
 
@@ -131,8 +149,10 @@ struct ev_loss {
 
 struct ev_tools {
 	json_t *change;        /* EV_TOOLS_CHANGED: {added:[], removed:[], changed:[{name, fields:[]}]} */
-	const json_t *tools;   /* EV_TOOLS_LIST: the tools array */
-	unsigned count;
+	const json_t *tools;   /* EV_TOOLS_LIST: the tools array, as far as it could be read */
+	unsigned count;        /* tools listed (read: a list cut by --max-frame has more) */
+	unsigned kept;         /* tools in the catalog (drift, argument checks): at most TOOLS_MAX */
+	bool truncated;        /* the catalog is partial: the list was cut, or longer than TOOLS_MAX */
 };
 
 struct ev_message {
@@ -148,6 +168,9 @@ struct ev_message {
 struct ev_stall {
 	const char *method, *id, *tool;
 	uint64_t pending_ns;
+	uint64_t since_progress_ns; /* since its last progress notification (or task change); 0: none */
+	const char *task_id, *task_status; /* a task whose polls stopped, or whose state stopped moving */
+	uint64_t since_poll_ns;
 	char state;            /* /proc/PID/stat state: R S D T Z ... ; 0 unknown */
 	uint64_t cpu_ns;       /* CPU time the process used during the stall */
 	unsigned threads;
@@ -162,6 +185,14 @@ struct ev_blocked_write {
 
 struct ev_report {
 	const char *path;
+};
+
+struct ev_protocol_error {
+	long long error_code;
+	const char *error_name;
+	const char *error_message;
+	enum call_direction direction; /* server_to_client: the server could not parse a request */
+	uint64_t bytes;
 };
 
 struct ev_stdin_closed {
@@ -188,6 +219,7 @@ struct sonde_event {
 		struct ev_blocked_write blocked_write;
 		struct ev_report report;
 		struct ev_stdin_closed stdin_closed;
+		struct ev_protocol_error protocol_error;
 	};
 };
 

@@ -3,10 +3,12 @@
  * Bytes go in, complete lines come out with a trailing "\r" stripped. A line longer than the
  * cap is never buffered whole: its head and tail are kept (the TS SDK puts "id" at the end of
  * a response) and the frame is flagged oversized. After a gap the partial line is discarded
- * and framing resumes after the next newline. A frame is oversized exactly when the line,
- * "\r" stripped, is longer than max_frame, however it was chunked. Memory per framer is
- * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
- * tail window, allocated only while an oversized line is being read). */
+ * and framing resumes after the next newline, unless the bytes after the gap begin with '{':
+ * a lost record ends where a syscall ended, and writers write whole messages, so that is
+ * most likely a message's start (the frame says after_gap: it may be a line's tail). A frame
+ * is oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
+ * chunked. Memory per framer is bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame,
+ * FRAME_EDGE_BYTES) + 1) (the tail window, allocated only while an oversized line is read). */
 #ifndef MCPSONDE_FRAME_H
 #define MCPSONDE_FRAME_H
 
@@ -26,6 +28,7 @@ struct frame {
 	uint64_t ts_first_ns; /* syscall that carried the first byte */
 	uint64_t ts_last_ns;  /* syscall that carried the newline; never before ts_first_ns */
 	bool oversized;
+	bool after_gap;       /* framed from a '{' right after a gap: a message, or the tail of one */
 };
 
 typedef void (*frame_fn)(void *ctx, const struct frame *f);
@@ -45,6 +48,8 @@ struct framer {
 	uint64_t ts_first_ns; /* of its first byte */
 	bool oversized;
 	bool resync; /* after a gap: drop bytes up to and including the next newline */
+	bool gap_edge; /* the next byte is the first after a gap */
+	bool after_gap; /* the line being read began right after a gap */
 	struct framer_stats stats;
 };
 

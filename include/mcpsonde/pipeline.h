@@ -17,7 +17,7 @@
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
-#define PIPELINE_MAX_PENDING 65536 /* pending calls per session; more are counted and dropped */
+#define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
 
@@ -43,7 +43,8 @@ struct pipeline_stats {
 	uint64_t invalid_frames;
 	uint64_t oversized_frames;
 	uint64_t gaps, gap_bytes;
-	uint64_t pending_dropped;   /* calls forgotten because a session hit PIPELINE_MAX_PENDING */
+	uint64_t pending_dropped;   /* pending calls evicted because a session hit PIPELINE_MAX_PENDING */
+	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
 	uint64_t invalid_records;   /* malformed records (record_check) turned away */

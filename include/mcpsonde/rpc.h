@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "frame.h"
 
@@ -47,9 +48,31 @@ struct rpc_msg {
 	char request_id[RPC_ID_MAX];/* params.requestId as JSON text (notifications/cancelled) */
 	bool has_meta;              /* params._meta is there */
 	bool has_arguments;         /* params.arguments is an object */
-	unsigned narg_keys;         /* keys of params.arguments, all of them */
-	const char *arg_keys[RPC_ARG_KEYS_MAX];
+	unsigned narg_keys;         /* keys of params.arguments, all of them (arg_keys: the first) */
+	/* The 2026-07-28 envelope in _meta (io.modelcontextprotocol/...): protocolVersion and
+	 * clientInfo of a request, serverInfo of a result, subscriptionId of a notification. */
+	const char *protocol_version;
+	const char *client_name, *client_version;
+	const char *server_name, *server_version;
+	const char *subscription_id;
+	char progress_token[RPC_ID_MAX]; /* params._meta.progressToken of a request, params.progressToken
+					  * of notifications/progress, as JSON text; "" when absent */
+	/* Multi-round-trip requests and tasks. */
+	const char *result_type;    /* result.resultType: "complete", "input_required", "task"... */
+	uint64_t request_state;     /* hash of params.requestState (a retry) or result.requestState
+				     * (input_required); 0 when absent */
+	bool has_input_responses;   /* params.inputResponses: a retry carrying the client's input */
+	const char *task_id;        /* params.taskId, result.taskId, or result.task.taskId (2025-11-25) */
+	const char *task_status;    /* status next to that taskId: working, input_required, completed,
+				     * failed, cancelled */
+	uint64_t task_state;        /* hash of the task's status, statusMessage and lastUpdatedAt: it
+				     * changes when the task moves */
+	bool task_nested;           /* the task came as result.task{} (2025-11-25 CreateTaskResult) */
+	bool task_is_error;         /* a completed task's result.result.isError */
+	long long task_error_code;  /* a failed task's result.error.code */
+	const char *error_text;     /* a result with isError: the first content text, cut */
 	struct rpc_dom *dom;
+	const char *arg_keys[RPC_ARG_KEYS_MAX]; /* last: rpc_msg_init clears everything before it */
 };
 
 typedef void (*rpc_fn)(void *ctx, const struct rpc_msg *m);
@@ -61,6 +84,12 @@ int rpc_decode(const struct frame *f, rpc_fn fn, void *ctx);
 /* The message as a jansson object, parsed on first use; NULL when oversized or when the
  * text is not valid JSON after all. Borrowed: valid during the callback. */
 json_t *rpc_msg_root(const struct rpc_msg *m);
+/* An oversized result's array member result.<member> as far as its head goes: a new array of
+ * the elements that lie wholly inside the head (the rest were cut), or NULL when the head
+ * holds no such array. *cut says whether elements were left out. */
+json_t *rpc_msg_head_array(const struct rpc_msg *m, const char *member, bool *cut);
 const char *rpc_kind_name(enum rpc_kind k);
+/* The name of a JSON-RPC or MCP error code ("method_not_found"), NULL for one without. */
+const char *rpc_error_name(long long code);
 
 #endif

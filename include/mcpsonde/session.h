@@ -2,11 +2,13 @@
  *
  * Requests are pending, keyed by (direction, id as JSON text), until their response, a
  * notifications/cancelled, or the process's exit (orphaned). There is no time-to-live:
- * a slow call is a stall, reported once, never dropped. The table is bounded
- * (PIPELINE_MAX_PENDING); an insert beyond it is counted in stats.pending_dropped. */
+ * a slow call is a stall, reported once, never dropped; a call whose answer may have been
+ * lost in a capture gap is reported lost. The table is bounded (PIPELINE_MAX_PENDING): a new
+ * request evicts the oldest pending one, counted in stats.pending_dropped. */
 #ifndef MCPSONDE_SESSION_H
 #define MCPSONDE_SESSION_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "event.h"
@@ -22,6 +24,7 @@ struct session_env {
 	struct sink_list *sinks;
 	const struct pipeline_opts *opts;
 	struct pipeline_stats *stats;
+	bool live; /* the processes run on this machine: /proc and their files can be read */
 };
 
 struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_env *env);
@@ -40,6 +43,9 @@ void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_ms
  * first one's preview), by session_tick, or session_finish, or the exit. */
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json);
 void session_on_stderr(struct session *s, const struct frame *f);
+/* The pipeline lost bytes of what the process read or wrote (ring buffer overflow,
+ * truncation): requests and answers may have gone with them. */
+void session_on_gap(struct session *s, enum msd_dir dir);
 void session_on_stdin_eof(struct session *s, uint64_t ts_ns);
 void session_on_oom(struct session *s, uint64_t ts_ns);
 void session_on_blocked_write(struct session *s, int fd, uint64_t enter_ns, uint64_t bytes, uint64_t now_ns);

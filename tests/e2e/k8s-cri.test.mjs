@@ -262,18 +262,20 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml attaches to th
 	const logPath = pod.containers[0].logPath;
 	try {
 		const attached = `mcpsonde: attached to 1 process (pid ${agent.serverPid})`;
+		const described = describeLine(agent.serverPid, agent.pod, agent.containerId);
 		const until = Date.now() + 30000;
 		let log;
 		for (;;) {
 			log = readContainerLog(logPath);
-			if (log.stderr.includes(attached)) break;
+			// The pod line follows the attached line: wait for both to reach the log.
+			if (log.stderr.includes(attached) && (log.stderr.includes(described) || Date.now() > until)) break;
 			const st = await node.cri.runtime.ContainerStatus({ container_id: pod.containers[0].id });
 			if (st.status.state === 'CONTAINER_EXITED' || Date.now() > until) {
 				assert.fail(`mcpsonde in the DaemonSet's pod did not attach (state ${st.status.state}, exit ${st.status.exit_code}); its stderr:\n${log.stderr.join('\n')}`);
 			}
 			await sleep(50);
 		}
-		assert.ok(log.stderr.includes(describeLine(agent.serverPid, agent.pod, agent.containerId)),
+		assert.ok(log.stderr.includes(described),
 			`attribution from inside the pod:\n${log.stderr.join('\n')}`);
 		// The probes' endpoint answers.
 		const res = await fetch(`http://127.0.0.1:${port}${probePath}`);

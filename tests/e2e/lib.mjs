@@ -21,6 +21,8 @@ import assert from 'node:assert/strict';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Client as ClientV2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioClientTransportV2 } from '@modelcontextprotocol/client/stdio';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
@@ -29,6 +31,7 @@ export const TESTS = path.join(REPO, 'tests');
 export const SONDE = path.join(REPO, 'build', 'mcpsonde');
 export const EVERYTHING = path.join(TESTS, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 export const FILESYSTEM = path.join(TESTS, 'node_modules/@modelcontextprotocol/server-filesystem/dist/index.js');
+export const V2_SERVER = path.join(TESTS, 'e2e/v2-server.mjs');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // A timer for Promise.race() that does not keep the process alive once the race is won.
@@ -130,8 +133,13 @@ export class ClientLog {
 	}
 }
 
-// The status mcpsonde must report for a request the client logged.
+// The status mcpsonde must report for a request the client logged: a 2026-07-28 result that
+// asks for input or hands over a task is an exchange of a longer call; a server/discover
+// refused is the probe's outcome, not an error.
 export function expectedStatus(e) {
+	const resultType = e.response?.result?.resultType;
+	if (e.outcome === 'ok' && (resultType === 'input_required' || resultType === 'task')) return resultType;
+	if (e.outcome === 'error' && e.method === 'server/discover') return 'probe_failed';
 	return { ok: 'ok', error: 'error', isError: 'tool_error' }[e.outcome];
 }
 
@@ -234,6 +242,39 @@ export async function launchNpx() {
 		for (const pid of tree) killPid(pid);
 	};
 	return p;
+}
+
+// (d) The v2 SDK client (protocol revision 2026-07-28), which negotiates with server/discover
+// first. Its stdio transport probes on a short-lived copy of the server and then starts the
+// real one; a subclass (inPlace) probes on the server it talks to, so that the probe and the
+// fallback are seen on one process. start: spawn now (mcpsonde can attach before the probe;
+// with the base class the probe copy is another process).
+export async function launchV2({ args = [V2_SERVER], command = process.execPath, env, cwd = TESTS, inPlace = false, start = false } = {}) {
+	const Transport = inPlace ? class InPlace extends StdioClientTransportV2 {} : StdioClientTransportV2;
+	const transport = new Transport({ command, args, cwd, stderr: 'pipe', env: { ...getDefaultEnvironment(), ...env } });
+	const stderr = collectStream(transport.stderr);
+	const log = new ClientLog(transport);
+	if (start) {
+		await transport.start();
+		transport.start = async () => {};
+	}
+	const client = new ClientV2({ name: 'mcpsonde-e2e-v2', version: '0.0.2' }, {
+		versionNegotiation: { mode: 'auto' },
+		capabilities: { elicitation: {}, extensions: { 'io.modelcontextprotocol/tasks': {} } },
+	});
+	// Multi-round-trip requests: the tools of v2-server.mjs ask for a confirmation.
+	client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { confirm: true } }));
+	return {
+		kind: 'v2',
+		get pid() { return transport.pid; },
+		transport, client, log, stderr,
+		connect: () => client.connect(transport),
+		async close() {
+			const pid = transport.pid;
+			await closeQuietly(client);
+			killPid(pid);
+		},
+	};
 }
 
 async function closeQuietly(client) {
@@ -427,6 +468,7 @@ export function assertCallsMatch(requests, events, { allowExtra = false } = {}) 
 	for (const r of requests) {
 		const got = byId.get(idKey(r.id)) ?? [];
 		const want = { id: r.id, method: r.method, tool: r.tool, status: expectedStatus(r), error_code: r.outcome === 'error' ? r.error_code : undefined };
+		const hasCode = (e) => e.status === 'error' || (e.status === 'probe_failed' && e.error_code !== undefined);
 		if (got.length !== 1) {
 			problems.push(`request ${JSON.stringify(want)}: ${got.length} call events ${JSON.stringify(got)}`);
 			continue;
@@ -436,7 +478,7 @@ export function assertCallsMatch(requests, events, { allowExtra = false } = {}) 
 		const alt = r.method === 'prompts/get' ? r.params?.name : r.method === 'resources/read' ? r.params?.uri : undefined;
 		const lenient = r.method !== 'tools/call' && (e.tool === undefined || e.tool === null || (alt !== undefined && e.tool === alt));
 		const tool = lenient ? want.tool : (e.tool ?? undefined);
-		const have = { id: e.id, method: e.method, tool, status: e.status, error_code: e.status === 'error' ? e.error_code : undefined };
+		const have = { id: e.id, method: e.method, tool, status: e.status, error_code: hasCode(e) ? e.error_code : undefined };
 		if (JSON.stringify(have) !== JSON.stringify(want)) problems.push(`request ${JSON.stringify(want)} reported as ${JSON.stringify(e)}`);
 		pairs.push([r, e]);
 	}
@@ -492,6 +534,71 @@ export function count(haystack, needle) {
 	let n = 0;
 	for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + needle.length)) n++;
 	return n;
+}
+
+/* ---------------------------------------------------------------- metrics and --summary */
+
+export function freePort() {
+	return new Promise((resolve, reject) => {
+		const srv = net.createServer();
+		srv.once('error', reject);
+		srv.listen(0, '127.0.0.1', () => {
+			const { port } = srv.address();
+			srv.close(() => resolve(port));
+		});
+	});
+}
+
+export async function httpGet(url, headers = {}) {
+	const r = await fetch(url, { headers });
+	return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
+}
+
+// Prometheus text format 0.0.4 -> [{name, labels: {..}, value}] (samples only).
+export function parseMetrics(text) {
+	const out = [];
+	for (const line of text.split('\n')) {
+		if (!line || line.startsWith('#')) continue;
+		const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+		if (!m) throw new Error(`not a sample line: ${line}`);
+		const labels = {};
+		for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+		out.push({ name: m[1], labels, value: Number(m[3]) });
+	}
+	return out;
+}
+
+// Sum of the samples of a family whose labels include `match`.
+export function metricSum(samples, name, match = {}) {
+	return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v))
+		.reduce((a, s) => a + s.value, 0);
+}
+
+// The --summary table -> [{server, operation, calls, errors: {type: n}, p50, notErrors: {..}}],
+// columns found by the header's titles.
+export function parseSummary(text) {
+	const lines = text.split('\n');
+	const h = lines.findIndex((l) => l.startsWith('SERVER '));
+	if (h < 0) return [];
+	const header = lines[h];
+	const col = (name) => header.indexOf(name);
+	const counts = (cell) => Object.fromEntries(cell.trim() === '-' ? [] : cell.trim().split(',').map((p) => {
+		const i = p.lastIndexOf(':');
+		return [p.slice(0, i), Number(p.slice(i + 1))];
+	}));
+	const rows = [];
+	for (const line of lines.slice(h + 1)) {
+		if (!line || line.startsWith('(')) break;
+		rows.push({
+			server: line.slice(0, col('OPERATION')).trim(),
+			operation: line.slice(col('OPERATION'), col('CALLS') + 5 - 8).trim(),
+			calls: Number(line.slice(col('CALLS') + 5 - 8, col('CALLS') + 5)),
+			errors: counts(line.slice(col('ERRORS'), col('P50') - 6)),
+			p50: line.slice(col('P50') - 6, col('P50') + 3).trim(),
+			notErrors: counts(line.slice(col('NOT_ERRORS'))),
+		});
+	}
+	return rows;
 }
 
 /* ---------------------------------------------------------------- capture files */

@@ -10,13 +10,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 import {
 	REPO, launchSocketpair, startSonde, spawnSonde, stopSonde, killSonde, killPid, sleep, requestUnknownMethod,
-	randomTag,
+	randomTag, freePort, httpGet,
 } from './lib.mjs';
 
 const TIMEOUT = 150000;
@@ -27,22 +26,6 @@ const DASHBOARD = path.join(REPO, 'deploy/grafana/mcpsonde.json');
 const SLOW_SECONDS = 1.5;
 // mcp_server_operation_duration_seconds buckets (src/sink_metrics.c)
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
-
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.once('error', reject);
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address();
-			srv.close(() => resolve(port));
-		});
-	});
-}
-
-async function httpGet(url, headers = {}) {
-	const r = await fetch(url, { headers });
-	return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
-}
 
 /* ---------------------------------------------------------------- Prometheus */
 
@@ -298,7 +281,7 @@ test('--summary prints a per-tool table on exit', { timeout: TIMEOUT }, async ()
 		assert.match(all, /SERVER\s+OPERATION\s+CALLS\s+ERRORS\s+P50\s+P95\s+P99/);
 		assert.match(all, /tools\/call echo\s+4\s+-\s+\S+/);
 		assert.match(all, /tools\/call no-such-tool\s+1\s+tool_error:1/);
-		assert.match(all, /no\/such_method\s+1\s+-32601:1/);
+		assert.match(all, /no\/such_method\s+1\s+-32601\/method_not_found:1/);
 	} finally {
 		killSonde(sonde);
 		await srv.close();

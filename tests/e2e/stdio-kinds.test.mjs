@@ -66,6 +66,8 @@ test('npx chain: attached to the npm wrapper, mcpsonde follows its existing chil
 		const { events } = await observe(srv, srv.pid);
 		const callPids = [...new Set(calls(events).map((e) => e.pid))];
 		assert.deepEqual(callPids, node, 'call events come from the node grandchild');
+		// Attached mid-session (no initialize seen): named after the package its .bin link runs.
+		assert.deepEqual([...new Set(calls(events).map((e) => e.server))], ['@modelcontextprotocol/server-everything']);
 		assertEventShape(events, [srv.pid, ...tree]);
 	} finally {
 		await srv.close();

@@ -441,7 +441,14 @@ static void test_sink_tools(void **state)
 	ev.notification.direction = DIR_SERVER_TO_CLIENT;
 	emit(&fx, &ev);
 
-	call(&fx, "tools/call", "nope", "1", CALL_TOOL_ERROR, 0, 0.001);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_CALL;
+	ev.call.method = "tools/call";
+	ev.call.tool = "nope";
+	ev.call.id = "1";
+	ev.call.status = CALL_TOOL_ERROR;
+	ev.call.unknown_tool = true; /* the session decides, from the catalog or the answer */
+	emit(&fx, &ev);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = EV_CALL;
 	ev.call.method = "tools/call";

@@ -3,6 +3,7 @@
  * Each test feeds kernel-shaped records (msd_data_rec, msd_exit_rec...) into a pipeline and
  * checks the events a sink receives, rendered by event_render as the JSONL sink would. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mcpsonde/pipeline.h"
+#include "mcpsonde/tools.h"
 
 #define PID 4242
 
@@ -28,7 +30,7 @@ static void collect_on_event(struct sink *s, const struct sonde_event *ev)
 	struct outbuf out = { 0 };
 	json_t *o;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_TOOLS_LIST)
+	if (ev->type == EV_MESSAGE)
 		return;
 	event_render(&out, ev, &fo);
 	o = json_loadb(out.data, out.len, 0, NULL);
@@ -45,20 +47,26 @@ struct fixture {
 	uint64_t ts;
 };
 
-static struct fixture *fixture_new(size_t max_frame)
+static struct fixture *fixture_with(const struct pipeline_opts *o)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->sink.base.on_event = collect_on_event;
+	f->sink.events = json_array();
+	sinks_add(&f->sinks, &f->sink.base);
+	f->p = pipeline_new(o, &f->sinks);
+	f->ts = 1000000000ull;
+	return f;
+}
+
+static struct fixture *fixture_new(size_t max_frame)
+{
 	struct pipeline_opts o;
 
 	pipeline_opts_default(&o);
 	if (max_frame)
 		o.max_frame = max_frame;
-	f->sink.base.on_event = collect_on_event;
-	f->sink.events = json_array();
-	sinks_add(&f->sinks, &f->sink.base);
-	f->p = pipeline_new(&o, &f->sinks);
-	f->ts = 1000000000ull;
-	return f;
+	return fixture_with(&o);
 }
 
 static void fixture_free(struct fixture *f)
@@ -260,12 +268,32 @@ static void test_gap_inside_a_message(void **state)
 	assert_non_null(loss);
 	assert_string_equal(str(loss, "reason"), "gap");
 	assert_int_equal(num(loss, "bytes"), 40);
-	/* message 8 started right after the gap: the resync waits for the next newline, so it
-	 * is dropped too; the stream recovers with the following message */
+	/* message 8 starts right after the gap, where a syscall started: it is framed from its
+	 * '{' and reported; so is the one after */
 	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"after\"}}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n");
-	assert_int_equal(count(f, "call"), 1);
-	assert_string_equal(str(nth(f, "call", 0), "tool"), "after");
+	assert_int_equal(count(f, "call"), 2);
+	assert_string_equal(str(nth(f, "call", 0), "tool"), "kept");
+	assert_string_equal(str(nth(f, "call", 0), "status"), "ok");
+	assert_string_equal(str(nth(f, "call", 1), "tool"), "after");
+	assert_string_equal(str(nth(f, "call", 1), "status"), "ok");
+	assert_int_equal(count(f, "invalid"), 0);
+	fixture_free(f);
+
+	/* a hole that ends inside a message whose tail begins with '{': the tail is no message,
+	 * and not garbage of the server's either */
+	f = fixture_new(0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\"}}\n");
+	{
+		const char *head = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":", *tail = "{\"type\":\"text\"}]}}\n";
+		feed_at(f, 1, MSD_DIR_WRITE, 0, f->ts, head, strlen(head));
+		feed_at(f, 1, MSD_DIR_WRITE, 60, f->ts + 1000, tail, strlen(tail));
+		f->off[1][1] = 60 + strlen(tail);
+	}
+	pipeline_tick(f->p, f->ts + 100000000ull);
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n");
+	assert_int_equal(count(f, "invalid"), 0);
+	assert_int_equal(count(f, "notification"), 1);
 	fixture_free(f);
 }
 
@@ -622,12 +650,14 @@ static void test_name_from_cmdline(void **state)
 
 	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 	assert_string_equal(str(nth(f, "session", 0), "server"), "@acme/mcp-db");
 	assert_string_equal(str(nth(f, "session", 0), "cmdline"),
 			    "/usr/bin/node /srv/node_modules/@acme/mcp-db/dist/index.js stdio");
 	feed_proc(f, "python3", py, sizeof(py), MSD_PROC_ON_CHANNEL);
-	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
-	assert_string_equal(str(nth(f, "call", 0), "server"), "weather_server.py");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 1), "server"), "weather_server.py");
 	fixture_free(f);
 }
 
@@ -678,6 +708,516 @@ static void test_malformed_records_are_counted(void **state)
 	assert_non_null(loss);
 	assert_string_equal(str(loss, "reason"), "invalid_record");
 	assert_int_equal(num(loss, "records"), 2);
+	fixture_free(f);
+}
+
+/* --- protocol revision 2026-07-28, logical calls, probes, lost calls ----------------- */
+
+static struct fixture *fixture_stall(uint64_t stall_ms)
+{
+	struct pipeline_opts o;
+
+	pipeline_opts_default(&o);
+	o.stall_ns = stall_ms * 1000000ull;
+	return fixture_with(&o);
+}
+
+/* Advances the clock and runs the session ticks. */
+static void tick(struct fixture *f, uint64_t ms)
+{
+	f->ts += ms * 1000000ull;
+	pipeline_tick(f->p, f->ts);
+}
+
+static double ms(json_t *e, const char *key)
+{
+	return json_number_value(json_object_get(e, key));
+}
+
+static void exit_signal(struct fixture *f, int sig)
+{
+	exit_with(f, (uint32_t)sig);
+}
+
+#define META "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientInfo\":{\"name\":\"cli\",\"version\":\"1\"}}"
+#define SERVER_META "\"_meta\":{\"io.modelcontextprotocol/serverInfo\":{\"name\":\"srv\",\"version\":\"2\"}}"
+
+/* A tool that asks for input once: two exchanges, each reported, and one logical call whose
+ * end-to-end time is the first request's read to the final answer's write. */
+static void test_multi_round_trip_call(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *c;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"confirm\",\"arguments\":{\"a\":1}," META "},\"jsonrpc\":\"2.0\",\"id\":4}\n");
+	server(f, 1000, "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"resultType\":\"input_required\",\"inputRequests\":{},\"requestState\":\"s1\"}}\n");
+	/* another call in between, and a retry of another chain that matches nothing */
+	client(f, 500, "{\"method\":\"tools/call\",\"params\":{\"name\":\"confirm\",\"requestState\":\"zz\"},\"jsonrpc\":\"2.0\",\"id\":9}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"resultType\":\"complete\",\"content\":[]}}\n");
+	client(f, 3000, "{\"method\":\"tools/call\",\"params\":{\"name\":\"confirm\",\"inputResponses\":{\"c\":{}},\"requestState\":\"s1\"},\"jsonrpc\":\"2.0\",\"id\":5}\n");
+	server(f, 2000, "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"resultType\":\"complete\",\"content\":[]}}\n");
+	assert_int_equal(count(f, "call"), 3);
+	c = nth(f, "call", 0);
+	assert_string_equal(str(c, "status"), "input_required");
+	assert_null(json_object_get(c, "rounds"));
+	assert_true(ms(c, "duration_ms") == 1.0);
+	c = nth(f, "call", 1);
+	assert_int_equal(num(c, "id"), 9);
+	assert_null(json_object_get(c, "rounds"));
+	c = nth(f, "call", 2);
+	assert_int_equal(num(c, "id"), 5);
+	assert_string_equal(str(c, "status"), "ok");
+	assert_true(ms(c, "duration_ms") == 2.0);
+	assert_int_equal(num(c, "rounds"), 2);
+	assert_true(ms(c, "logical_duration_ms") == 6.6);
+	assert_true(ms(c, "input_wait_ms") == 3.6);
+	fixture_free(f);
+}
+
+/* 2026-07-28 tasks: the tools/call answered with a task, polls as tasks/get calls of their
+ * own, and the call's outcome when a poll says completed. */
+static void test_task_lifecycle(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *c;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"research\",\"arguments\":{\"q\":1}},\"jsonrpc\":\"2.0\",\"id\":7}\n");
+	server(f, 1000, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resultType\":\"task\",\"taskId\":\"t1\",\"status\":\"working\"}}\n");
+	for (int i = 0; i < 3; i++) {
+		char req[160], resp[200];
+		snprintf(req, sizeof(req), "{\"method\":\"tasks/get\",\"params\":{\"taskId\":\"t1\"},\"jsonrpc\":\"2.0\",\"id\":%d}\n", 10 + i);
+		snprintf(resp, sizeof(resp), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"taskId\":\"t1\",\"status\":\"%s\"%s}}\n", 10 + i,
+			 i < 2 ? "working" : "completed", i < 2 ? "" : ",\"result\":{\"content\":[],\"isError\":true}");
+		client(f, 100000, req);
+		server(f, 100, resp);
+	}
+	assert_int_equal(count(f, "call"), 5);
+	c = nth(f, "call", 0);
+	assert_string_equal(str(c, "status"), "task");
+	assert_string_equal(str(c, "task_id"), "t1");
+	assert_string_equal(str(c, "task_status"), "working");
+	c = nth(f, "call", 1);
+	assert_string_equal(str(c, "method"), "tasks/get");
+	assert_string_equal(str(c, "status"), "ok");
+	assert_string_equal(str(c, "task_id"), "t1");
+	c = nth(f, "call", 4);
+	assert_string_equal(str(c, "method"), "tools/call");
+	assert_int_equal(num(c, "id"), 7);
+	assert_string_equal(str(c, "tool"), "research");
+	assert_string_equal(str(c, "status"), "tool_error");
+	assert_string_equal(str(c, "task_status"), "completed");
+	assert_int_equal(num(c, "rounds"), 4);
+	assert_true(ms(c, "duration_ms") == 301.3);
+	assert_true(ms(c, "logical_duration_ms") == 301.3);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(c, "arg_keys"), 0)), "q");
+	fixture_free(f);
+}
+
+/* 2025-11-25 experimental tasks: result.task, notifications/tasks/status, and the outcome
+ * from tasks/result; a failed task is an error with the task's code. */
+static void test_task_2025(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *c;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"r\",\"task\":{\"ttl\":60000}},\"jsonrpc\":\"2.0\",\"id\":2}\n");
+	server(f, 1000, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"task\":{\"taskId\":\"64fe\",\"status\":\"working\"}}}\n");
+	server(f, 1000, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":\"64fe\",\"status\":\"completed\"}}\n");
+	client(f, 1000, "{\"method\":\"tasks/result\",\"params\":{\"taskId\":\"64fe\"},\"jsonrpc\":\"2.0\",\"id\":3}\n");
+	assert_int_equal(count(f, "call"), 1); /* completed, but the outcome is the result's */
+	server(f, 1000, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[],\"_meta\":{\"io.modelcontextprotocol/related-task\":{\"taskId\":\"64fe\"}}}}\n");
+	assert_int_equal(count(f, "call"), 3);
+	assert_string_equal(str(nth(f, "call", 0), "status"), "task");
+	assert_string_equal(str(nth(f, "call", 1), "method"), "tasks/result");
+	c = nth(f, "call", 2);
+	assert_int_equal(num(c, "id"), 2);
+	assert_string_equal(str(c, "status"), "ok");
+	assert_true(ms(c, "duration_ms") == 4.0);
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"r\"},\"jsonrpc\":\"2.0\",\"id\":4}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"task\":{\"taskId\":\"65\",\"status\":\"working\"}}}\n");
+	client(f, 10, "{\"method\":\"tasks/get\",\"params\":{\"taskId\":\"65\"},\"jsonrpc\":\"2.0\",\"id\":5}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"taskId\":\"65\",\"status\":\"failed\",\"error\":{\"code\":-32603,\"message\":\"x\"}}}\n");
+	c = nth(f, "call", 5);
+	assert_int_equal(num(c, "id"), 4);
+	assert_string_equal(str(c, "status"), "error");
+	assert_int_equal(num(c, "error_code"), -32603);
+	assert_string_equal(str(c, "error_name"), "internal_error");
+	fixture_free(f);
+}
+
+/* A working task is alive while it is polled; when its polls stop, it stalls (once). */
+static void test_task_stalls_when_polls_stop(void **state)
+{
+	struct fixture *f = fixture_stall(1000);
+	json_t *st;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"long\"},\"jsonrpc\":\"2.0\",\"id\":1}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"task\",\"taskId\":\"t\",\"status\":\"working\"}}\n");
+	for (int i = 0; i < 10; i++) { /* 3 s of polls, each a moment later in the task's life */
+		char req[128], resp[200];
+		snprintf(req, sizeof(req), "{\"method\":\"tasks/get\",\"params\":{\"taskId\":\"t\"},\"jsonrpc\":\"2.0\",\"id\":%d}\n", 2 + i);
+		snprintf(resp, sizeof(resp), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"taskId\":\"t\",\"status\":\"working\",\"lastUpdatedAt\":\"%d\"}}\n", 2 + i, i);
+		client(f, 300000, req);
+		server(f, 100, resp);
+		tick(f, 0);
+	}
+	assert_int_equal(count(f, "stall"), 0);
+	tick(f, 600);
+	assert_int_equal(count(f, "stall"), 0);
+	tick(f, 600);
+	tick(f, 600);
+	assert_int_equal(count(f, "stall"), 1);
+	st = nth(f, "stall", 0);
+	assert_string_equal(str(st, "task_id"), "t");
+	assert_string_equal(str(st, "task_status"), "working");
+	assert_int_equal(num(st, "id"), 1);
+	assert_true(ms(st, "since_poll_ms") > 1000.0);
+	fixture_free(f);
+}
+
+/* A slow call that reports progress is alive: no stall while progress comes; when it stops,
+ * the stall says how long ago the last came. */
+static void test_progress_restarts_stall_clock(void **state)
+{
+	struct fixture *f = fixture_stall(1000);
+	json_t *st;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"slow\",\"_meta\":{\"progressToken\":\"tok\"}},\"jsonrpc\":\"2.0\",\"id\":3}\n");
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"mute\",\"_meta\":{\"progressToken\":\"other\"}},\"jsonrpc\":\"2.0\",\"id\":4}\n");
+	for (int i = 0; i < 8; i++) {
+		server(f, 400000, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"tok\",\"progress\":1}}\n");
+		tick(f, 0);
+	}
+	/* 3.2 s: the muted call stalled, the progressing one not */
+	assert_int_equal(count(f, "stall"), 1);
+	assert_string_equal(str(nth(f, "stall", 0), "tool"), "mute");
+	assert_null(json_object_get(nth(f, "stall", 0), "since_progress_ms"));
+	tick(f, 1500);
+	assert_int_equal(count(f, "stall"), 2);
+	st = nth(f, "stall", 1);
+	assert_string_equal(str(st, "tool"), "slow");
+	assert_true(ms(st, "since_progress_ms") == 1500.0);
+	assert_true(ms(st, "pending_ms") == 4700.0);
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[]}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "status"), "ok");
+	fixture_free(f);
+}
+
+/* The v2 SDK's probe of a legacy server: -32601 to server/discover is the probe's outcome,
+ * not an error; the probe copy terminated with SIGTERM is a probe, not a crash. */
+static void test_discover_probe_is_not_an_error(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *x;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"server-discover-probe-1\",\"method\":\"server/discover\",\"params\":{" META "}}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":\"server-discover-probe-1\",\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "status"), "probe_failed");
+	assert_int_equal(num(nth(f, "call", 0), "error_code"), -32601);
+	exit_signal(f, SIGTERM);
+	x = nth(f, "exit", 0);
+	assert_string_equal(str(x, "reason"), "probe");
+	assert_true(json_is_true(json_object_get(x, "normal")));
+	assert_int_equal(num(x, "pending_calls"), 0);
+	assert_int_equal(count(f, "session"), 1);
+	fixture_free(f);
+
+	/* probing in place: the refusal names nobody, the initialize that follows does, once */
+	f = fixture_new(0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"server/discover\",\"params\":{" META "}}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}\n");
+	client(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":{\"name\":\"cli\"}}}\n");
+	server(f, 100, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\",\"serverInfo\":{\"name\":\"legacy\"}}}\n");
+	assert_int_equal(count(f, "session"), 1);
+	assert_string_equal(str(json_object_get(nth(f, "session", 0), "server_info"), "name"), "legacy");
+	assert_string_equal(str(nth(f, "session", 0), "protocol_version"), "2025-11-25");
+	fixture_free(f);
+}
+
+/* A server that never answers the probe, with a subscription open and a session going:
+ * neither stalls; a normal shutdown closes them, a crash orphans the subscription only. */
+static void test_quiet_calls_at_shutdown(void **state)
+{
+	struct fixture *f = fixture_stall(1000);
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"server/discover\"}\n");
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscriptions/listen\",\"params\":{}}\n");
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"a\",\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":\"s1\"}}}\n");
+	tick(f, 5000);
+	assert_int_equal(count(f, "stall"), 0);
+	assert_string_equal(str(nth(f, "notification", 0), "subscription_id"), "s1");
+	f->ts += 1000;
+	{
+		struct msd_data_rec eof = { .hdr = { .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = sizeof(eof),
+						     .ts_ns = f->ts, .tgid = PID, .tid = PID },
+					    .fd = 0, .dir = MSD_DIR_READ, .flags = MSD_DATA_LAST, .stream_off = f->off[0][0] };
+		pipeline_feed(f->p, &eof.hdr);
+	}
+	exit_signal(f, SIGTERM);
+	assert_string_equal(str(nth(f, "call", 1), "status"), "probe_failed");
+	assert_null(json_object_get(nth(f, "call", 1), "error_code"));
+	assert_string_equal(str(nth(f, "call", 2), "status"), "closed");
+	assert_string_equal(str(nth(f, "exit", 0), "reason"), "shutdown");
+	assert_true(json_is_true(json_object_get(nth(f, "exit", 0), "normal")));
+	assert_int_equal(num(nth(f, "exit", 0), "pending_calls"), 0);
+	fixture_free(f);
+
+	f = fixture_new(0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscriptions/listen\",\"params\":{}}\n");
+	exit_signal(f, SIGSEGV);
+	assert_string_equal(str(nth(f, "call", 0), "status"), "orphaned");
+	assert_false(json_is_true(json_object_get(nth(f, "exit", 0), "normal")));
+	assert_int_equal(num(nth(f, "exit", 0), "pending_calls"), 1);
+	fixture_free(f);
+}
+
+/* Attached mid-stream to a 2026-07-28 session: protocol and client from the request's _meta,
+ * the server from the result's, in one session event; the server is named from it. */
+static void test_identity_from_meta(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *s;
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/list\",\"params\":{" META "},\"jsonrpc\":\"2.0\",\"id\":1}\n");
+	assert_int_equal(count(f, "session"), 0); /* waits for the answer that names the server */
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{" SERVER_META ",\"tools\":[],\"resultType\":\"complete\"}}\n");
+	client(f, 10, "{\"method\":\"tools/call\",\"params\":{\"name\":\"x\"," META "},\"jsonrpc\":\"2.0\",\"id\":2}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{" SERVER_META ",\"content\":[],\"resultType\":\"complete\"}}\n");
+	assert_int_equal(count(f, "session"), 1);
+	s = nth(f, "session", 0);
+	assert_string_equal(str(s, "protocol_version"), "2026-07-28");
+	assert_string_equal(str(json_object_get(s, "client"), "name"), "cli");
+	assert_string_equal(str(json_object_get(s, "server_info"), "name"), "srv");
+	assert_string_equal(str(nth(f, "call", 1), "server"), "srv");
+	/* an unanswered request still gets its session event, a moment later */
+	fixture_free(f);
+	f = fixture_new(0);
+	client(f, 0, "{\"method\":\"ping\",\"params\":{" META "},\"jsonrpc\":\"2.0\",\"id\":1}\n");
+	tick(f, 2000);
+	assert_int_equal(count(f, "session"), 1);
+	assert_string_equal(str(nth(f, "session", 0), "protocol_version"), "2026-07-28");
+	fixture_free(f);
+}
+
+/* An unknown tool, without any tools/list: the v2 SDK's -32602 "Tool X not found" and the
+ * v1 SDK's isError text both say so; another -32602 does not. */
+static void test_unknown_tool_from_answers(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	(void)state;
+
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"nope\"},\"jsonrpc\":\"2.0\",\"id\":1}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32602,\"message\":\"Tool nope not found\"}}\n");
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"nope\"},\"jsonrpc\":\"2.0\",\"id\":2}\n");
+	server(f, 10, "{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"MCP error -32602: Tool nope not found\"}],\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":2}\n");
+	client(f, 0, "{\"method\":\"tools/call\",\"params\":{\"name\":\"sum\"},\"jsonrpc\":\"2.0\",\"id\":3}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":\"Invalid arguments: a\"}}\n");
+	assert_true(json_is_true(json_object_get(nth(f, "call", 0), "unknown_tool")));
+	assert_string_equal(str(nth(f, "call", 0), "error_name"), "invalid_params");
+	assert_true(json_is_true(json_object_get(nth(f, "call", 1), "unknown_tool")));
+	assert_null(json_object_get(nth(f, "call", 2), "unknown_tool"));
+	fixture_free(f);
+}
+
+/* An error without id (2025-11-25: the server could not parse the request) is the server's
+ * protocol error; newer codes have names. */
+static void test_protocol_error_and_error_names(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	json_t *e;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32022,\"message\":\"Unsupported protocol version\"}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700,\"message\":\"Parse error\"}}\n");
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":{\"uri\":\"x://1\"}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32602,\"message\":\"Resource x://1 not found\"}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "error_name"), "unsupported_protocol_version");
+	assert_string_equal(str(nth(f, "call", 1), "error_name"), "resource_not_found");
+	e = nth(f, "protocol_error", 0);
+	assert_non_null(e);
+	assert_int_equal(num(e, "error_code"), -32700);
+	assert_string_equal(str(e, "error_name"), "parse_error");
+	assert_string_equal(str(e, "direction"), "server_to_client");
+	assert_int_equal(count(f, "call"), 2);
+	fixture_free(f);
+}
+
+/* A gap in what the server wrote may have held answers: the calls pending then are in doubt.
+ * One answered later completes; the others are lost, at the stall threshold or at the exit,
+ * which stays normal. Calls after the gap are all reported. */
+static void test_answers_lost_in_a_gap(void **state)
+{
+	struct fixture *f = fixture_stall(1000);
+	const char *answer1 = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+	(void)state;
+
+	for (int i = 1; i <= 4; i++) {
+		char req[80];
+		snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}\n", i);
+		client(f, 10, req);
+	}
+	/* the answer to 1 is cut by a lost record: its head, a hole, its newline and 2 */
+	feed_at(f, 1, MSD_DIR_WRITE, 0, f->ts, answer1, 10);
+	f->off[1][1] = strlen(answer1);
+	server(f, 10, "\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
+	tick(f, 10);
+	assert_string_equal(str(nth(f, "loss", 0), "reason"), "gap");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n"); /* in doubt, answered: fine */
+	for (int i = 5; i <= 7; i++) {
+		char req[80], resp[80];
+		snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}\n", i);
+		snprintf(resp, sizeof(resp), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\n", i);
+		client(f, 10, req);
+		server(f, 10, resp);
+	}
+	tick(f, 2000); /* 1 and 4 were in doubt past the threshold: lost, no stall */
+	assert_int_equal(count(f, "stall"), 0);
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\"}\n");
+	assert_int_equal(count(f, "call"), 7);
+	exit_signal(f, SIGKILL); /* no stdin EOF: not a shutdown, but nothing the server owes */
+	{
+		size_t lost = 0, ok = 0;
+		for (size_t i = 0; nth(f, "call", i); i++) {
+			const char *st = str(nth(f, "call", i), "status");
+			lost += strcmp(st, "lost") == 0;
+			ok += strcmp(st, "ok") == 0;
+		}
+		assert_int_equal(lost, 2);
+		assert_int_equal(ok, 5);
+	}
+	assert_string_equal(str(nth(f, "call", 7), "status"), "orphaned"); /* 8: after the gap, not in doubt */
+	assert_int_equal(num(nth(f, "exit", 0), "pending_calls"), 1);
+	fixture_free(f);
+
+	/* the same gap with nothing pending after it: the exit is normal */
+	f = fixture_new(0);
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	feed_at(f, 1, MSD_DIR_WRITE, 0, f->ts, answer1, 10);
+	f->off[1][1] = strlen(answer1);
+	server(f, 10, "\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n");
+	exit_with(f, 0);
+	assert_string_equal(str(nth(f, "call", 0), "status"), "lost");
+	assert_true(json_is_true(json_object_get(nth(f, "exit", 0), "normal")));
+	assert_int_equal(num(nth(f, "exit", 0), "lost_calls"), 1);
+	fixture_free(f);
+}
+
+/* A million requests nobody answers: the table keeps the newest, counts what it evicted, and
+ * the calls that follow are all reported; stall events come at a bounded rate, the rest counted. */
+static void test_million_unanswered_requests(void **state)
+{
+	struct fixture *f = fixture_stall(1000);
+	size_t n = 1000000, per = 20000, cap = per * 48;
+	char *buf = malloc(cap);
+	uint64_t evicted = 0, suppressed = 0;
+	json_t *e;
+	size_t i;
+	(void)state;
+
+	for (size_t done = 0; done < n; done += per) {
+		size_t len = 0;
+		for (size_t k = done; k < done + per; k++)
+			len += (size_t)sprintf(buf + len, "{\"jsonrpc\":\"2.0\",\"id\":%zu,\"method\":\"x\"}\n", k);
+		client(f, 0, buf);
+	}
+	for (int k = 0; k < 20; k++) {
+		char req[80], resp[80];
+		snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":\"late-%d\",\"method\":\"ping\"}\n", k);
+		snprintf(resp, sizeof(resp), "{\"jsonrpc\":\"2.0\",\"id\":\"late-%d\",\"result\":{}}\n", k);
+		client(f, 10, req);
+		server(f, 10, resp);
+	}
+	assert_int_equal(count(f, "call"), 20);
+	tick(f, 2000);
+	tick(f, 1000);
+	json_array_foreach(f->sink.events, i, e) {
+		if (strcmp(str(e, "type"), "loss") == 0 && strcmp(str(e, "reason"), "pending_limit") == 0)
+			evicted += (uint64_t)num(e, "records");
+		if (strcmp(str(e, "type"), "loss") == 0 && strcmp(str(e, "reason"), "stall_limit") == 0)
+			suppressed += (uint64_t)num(e, "records");
+	}
+	assert_int_equal(evicted, n - PIPELINE_MAX_PENDING + 1); /* the late calls freed their room */
+	assert_true(count(f, "stall") <= 16 + 2);
+	assert_int_equal(count(f, "stall") + suppressed, PIPELINE_MAX_PENDING - 1);
+	free(buf);
+	fixture_free(f);
+}
+
+static char *tools_list(int id, int ntools)
+{
+	size_t cap = (size_t)ntools * 96 + 128, len = 0;
+	char *s = malloc(cap);
+
+	len += (size_t)sprintf(s, "{\"result\":{\"tools\":[");
+	for (int i = 0; i < ntools; i++)
+		len += (size_t)sprintf(s + len, "%s{\"name\":\"t%05d\",\"inputSchema\":{\"required\":[\"a\"]}}", i ? "," : "", i);
+	sprintf(s + len, "]},\"jsonrpc\":\"2.0\",\"id\":%d}\n", id);
+	return s;
+}
+
+/* 5000 tools: the catalog keeps 4096 and says it is partial; a list too long for the frame
+ * cap is learned from the tools in its head. Neither calls a tool beyond them unknown. */
+static void test_tool_catalog_cap(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	char *list = tools_list(1, 5000);
+	json_t *e;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n");
+	server(f, 10, list);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"t04999\"}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[],\"isError\":true}}\n");
+	e = nth(f, "tools_list", 0);
+	assert_int_equal(num(e, "count"), 5000);
+	assert_int_equal(num(e, "kept"), TOOLS_MAX);
+	assert_true(json_is_true(json_object_get(e, "truncated")));
+	assert_null(json_object_get(nth(f, "call", 1), "unknown_tool"));
+	free(list);
+	fixture_free(f);
+
+	f = fixture_new(64 * 1024);
+	list = tools_list(1, 5000); /* ~300 KB: only its first 64 KiB are kept */
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n");
+	server(f, 10, list);
+	assert_string_equal(str(nth(f, "call", 0), "status"), "ok");
+	assert_true(json_is_true(json_object_get(nth(f, "call", 0), "oversized")));
+	e = nth(f, "tools_list", 0);
+	assert_true(num(e, "kept") > 500 && num(e, "kept") < 5000);
+	assert_int_equal(num(e, "count"), num(e, "kept"));
+	assert_true(json_is_true(json_object_get(e, "truncated")));
+	/* a tool from the head is known: its schema is checked */
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"t00001\"}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n");
+	assert_non_null(json_object_get(nth(f, "call", 1), "schema_violations"));
+	free(list);
+	fixture_free(f);
+}
+
+/* Replayed (not live), an npx server's node_modules/.bin link cannot be read: it is named
+ * after the executable, never ".bin". */
+static void test_npx_bin_name_offline(void **state)
+{
+	static const char node[] = "node\0/root/.npm/_npx/1a2b/node_modules/.bin/mcp-server-everything\0stdio";
+	struct fixture *f = fixture_new(0);
+	(void)state;
+
+	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "server"), "mcp-server-everything");
 	fixture_free(f);
 }
 
@@ -824,6 +1364,20 @@ int main(void)
 		cmocka_unit_test(test_redact_modes),
 		cmocka_unit_test(test_pending_count_as_of_each_event),
 		cmocka_unit_test(test_malformed_records_are_counted),
+		cmocka_unit_test(test_multi_round_trip_call),
+		cmocka_unit_test(test_task_lifecycle),
+		cmocka_unit_test(test_task_2025),
+		cmocka_unit_test(test_task_stalls_when_polls_stop),
+		cmocka_unit_test(test_progress_restarts_stall_clock),
+		cmocka_unit_test(test_discover_probe_is_not_an_error),
+		cmocka_unit_test(test_quiet_calls_at_shutdown),
+		cmocka_unit_test(test_identity_from_meta),
+		cmocka_unit_test(test_unknown_tool_from_answers),
+		cmocka_unit_test(test_protocol_error_and_error_names),
+		cmocka_unit_test(test_answers_lost_in_a_gap),
+		cmocka_unit_test(test_million_unanswered_requests),
+		cmocka_unit_test(test_tool_catalog_cap),
+		cmocka_unit_test(test_npx_bin_name_offline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -203,6 +203,174 @@ static void test_many_argument_keys(void **state)
 	free(s);
 }
 
+/* What one message told of the 2026-07-28 envelope, multi-round-trip requests and tasks. */
+struct fields {
+	char protocol[64], client[64], client_version[64], server[64], subscription[64];
+	char progress[RPC_ID_MAX], result_type[32], task_id[64], task_status[32], error_text[RPC_NAME_MAX];
+	uint64_t request_state, task_state;
+	bool input_responses, task_nested, task_is_error;
+	long long task_error_code;
+};
+
+#define COPY(dst, src) snprintf(dst, sizeof(dst), "%s", (src) ? (src) : "")
+
+static void collect_fields(void *ctx, const struct rpc_msg *m)
+{
+	struct fields *f = ctx;
+
+	COPY(f->protocol, m->protocol_version);
+	COPY(f->client, m->client_name);
+	COPY(f->client_version, m->client_version);
+	COPY(f->server, m->server_name);
+	COPY(f->subscription, m->subscription_id);
+	COPY(f->progress, m->progress_token);
+	COPY(f->result_type, m->result_type);
+	COPY(f->task_id, m->task_id);
+	COPY(f->task_status, m->task_status);
+	COPY(f->error_text, m->error_text);
+	f->request_state = m->request_state;
+	f->task_state = m->task_state;
+	f->input_responses = m->has_input_responses;
+	f->task_nested = m->task_nested;
+	f->task_is_error = m->task_is_error;
+	f->task_error_code = m->task_error_code;
+}
+
+static struct fields skim_fields(const char *text)
+{
+	struct frame fr = { .data = text, .len = strlen(text), .wire_len = strlen(text) };
+	struct fields f;
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(rpc_decode(&fr, collect_fields, &f), 1);
+	return f;
+}
+
+static void test_envelope_2026(void **state)
+{
+	struct fields f;
+	(void)state;
+
+	f = skim_fields("{\"method\":\"tools/call\",\"params\":{\"name\":\"ok\",\"arguments\":{},\"_meta\":{"
+			"\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientInfo\":"
+			"{\"version\":\"0.1\",\"name\":\"cli\"},\"io.modelcontextprotocol/clientCapabilities\":{\"x\":{}},"
+			"\"progressToken\":\"p-1\"}},\"jsonrpc\":\"2.0\",\"id\":3}");
+	assert_string_equal(f.protocol, "2026-07-28");
+	assert_string_equal(f.client, "cli");
+	assert_string_equal(f.client_version, "0.1");
+	assert_string_equal(f.progress, "\"p-1\"");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"_meta\":{\"io.modelcontextprotocol/serverInfo\":"
+			"{\"name\":\"srv\",\"version\":\"2\"}},\"content\":[],\"resultType\":\"complete\"}}");
+	assert_string_equal(f.server, "srv");
+	assert_string_equal(f.result_type, "complete");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":4,"
+			"\"progress\":1}}");
+	assert_string_equal(f.progress, "4");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"x\","
+			"\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":\"sub-9\"}}}");
+	assert_string_equal(f.subscription, "sub-9");
+}
+
+/* A retry echoes the requestState of the input_required result: the two hash alike, whatever
+ * the escaping; inputResponses marks the retry. */
+static void test_multi_round_trip_fields(void **state)
+{
+	struct fields r, retry, other;
+	(void)state;
+
+	r = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"resultType\":\"input_required\",\"inputRequests\":"
+			"{\"confirm\":{\"method\":\"elicitation/create\",\"params\":{}}},\"requestState\":\"st/1\"}}");
+	assert_string_equal(r.result_type, "input_required");
+	assert_true(r.request_state != 0);
+	retry = skim_fields("{\"method\":\"tools/call\",\"params\":{\"name\":\"confirm\",\"inputResponses\":{\"confirm\":"
+			    "{\"action\":\"accept\"}},\"requestState\":\"st\\/1\"},\"jsonrpc\":\"2.0\",\"id\":5}");
+	assert_true(retry.input_responses);
+	assert_true(retry.request_state == r.request_state);
+	other = skim_fields("{\"method\":\"tools/call\",\"params\":{\"name\":\"confirm\",\"requestState\":\"st/2\"},"
+			    "\"jsonrpc\":\"2.0\",\"id\":6}");
+	assert_true(other.request_state != r.request_state);
+}
+
+static void test_task_fields(void **state)
+{
+	struct fields a, b, c, f;
+	(void)state;
+
+	/* 2026-07-28: the result is the task; tasks/get answers carry its state */
+	a = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resultType\":\"task\",\"taskId\":\"t1\",\"status\":"
+			"\"working\",\"lastUpdatedAt\":\"10:00\",\"ttlMs\":60000}}");
+	assert_string_equal(a.result_type, "task");
+	assert_string_equal(a.task_id, "t1");
+	assert_string_equal(a.task_status, "working");
+	assert_false(a.task_nested);
+	b = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"ttlMs\":60000,\"lastUpdatedAt\":\"10:00\",\"status\":"
+			"\"working\",\"taskId\":\"t1\",\"resultType\":\"complete\"}}");
+	assert_true(b.task_state == a.task_state); /* the same state, members in another order */
+	c = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"taskId\":\"t1\",\"status\":\"completed\","
+			"\"lastUpdatedAt\":\"10:01\",\"result\":{\"content\":[],\"isError\":true}}}");
+	assert_true(c.task_state != a.task_state);
+	assert_true(c.task_is_error);
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":10,\"result\":{\"taskId\":\"t1\",\"status\":\"failed\",\"error\":"
+			"{\"code\":-32603,\"message\":\"boom\"}}}");
+	assert_int_equal(f.task_error_code, -32603);
+	/* 2025-11-25: CreateTaskResult nests the task; the status notification has it in params */
+	a = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"task\":{\"taskId\":\"64fe\",\"status\":\"working\"}}}");
+	assert_true(a.task_nested);
+	assert_string_equal(a.task_id, "64fe");
+	b = skim_fields("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":\"64fe\","
+			"\"status\":\"completed\"}}");
+	assert_string_equal(b.task_status, "completed");
+}
+
+/* An isError result keeps its first text: the v1 SDK answers an unknown tool that way. */
+static void test_error_text(void **state)
+{
+	struct fields f;
+	(void)state;
+
+	f = skim_fields("{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"MCP error -32602: Tool x not found\"}],"
+			"\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":3}");
+	assert_string_equal(f.error_text, "MCP error -32602: Tool x not found");
+	f = skim_fields("{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"fine\"}]},\"jsonrpc\":\"2.0\",\"id\":3}");
+	assert_string_equal(f.error_text, "");
+}
+
+struct head_array {
+	json_t *tools;
+	bool cut;
+	enum rpc_kind kind;
+};
+
+static void collect_head_array(void *ctx, const struct rpc_msg *m)
+{
+	struct head_array *got = ctx;
+
+	got->kind = m->kind;
+	got->tools = rpc_msg_head_array(m, "tools", &got->cut);
+}
+
+/* A tools/list cut by the frame cap: the tools wholly inside the head, and whether it was cut. */
+static void test_head_array(void **state)
+{
+	static const char text[] = "{\"result\":{\"tools\":[{\"name\":\"a\",\"inputSchema\":{\"type\":\"object\"}},"
+				   "{\"name\":\"b\"},{\"name\":\"c\",\"description\":\"cut he";
+	static const char tail[] = "\"}]},\"jsonrpc\":\"2.0\",\"id\":1}";
+	struct frame f = { .data = text, .len = sizeof(text) - 1, .wire_len = 1 << 30, .oversized = true,
+			   .tail = tail, .tail_len = sizeof(tail) - 1 };
+	struct head_array got = { 0 };
+	(void)state;
+
+	assert_int_equal(rpc_decode(&f, collect_head_array, &got), 1);
+	assert_int_equal(got.kind, RPC_RESULT);
+	assert_non_null(got.tools);
+	assert_int_equal(json_array_size(got.tools), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(got.tools, 1), "name")), "b");
+	assert_true(got.cut);
+	json_decref(got.tools);
+	assert_string_equal(rpc_error_name(-32022), "unsupported_protocol_version");
+	assert_null(rpc_error_name(-1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +381,11 @@ int main(void)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_many_argument_keys),
+		cmocka_unit_test(test_envelope_2026),
+		cmocka_unit_test(test_multi_round_trip_fields),
+		cmocka_unit_test(test_task_fields),
+		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_head_array),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,16 +116,16 @@ static void test_hold_overflow_declares_gap(void **state)
 	assert_int_equal(st.stats.gaps, 0);
 	snprintf(rec, sizeof(rec), "{\"n\":%02d}\n", STREAM_HOLD_MAX);
 	feed_at(&st, off, rec, &c);
-	/* The hole is given up: the partial "lost" line goes, and so does the rest of the line that
-	 * follows the hole (framing resumes after the first newline), then all comes through. */
+	/* The hole is given up: the partial "lost" line goes; the record after the hole begins a
+	 * message ('{'), framed as such, then all comes through. */
 	assert_int_equal(st.stats.gaps, 1);
 	assert_int_equal(st.stats.gap_bytes, 10);
 	assert_int_equal(st.nheld, 0);
-	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX);
+	assert_int_equal(c.n, 2 + STREAM_HOLD_MAX);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_string_equal(c.f[1].text, "{\"n\":01}");
-	assert_string_equal(c.f[STREAM_HOLD_MAX].text, "{\"n\":16}");
-	assert_int_equal(st.framer.stats.discarded_bytes, 8 + strlen(rec));
+	assert_string_equal(c.f[1].text, "{\"n\":00}");
+	assert_string_equal(c.f[STREAM_HOLD_MAX + 1].text, "{\"n\":16}");
+	assert_int_equal(st.framer.stats.discarded_bytes, 8);
 	assert_int_equal(st.next_off, off + strlen(rec));
 	assert_int_equal(st.stats.reordered, STREAM_HOLD_MAX);
 	stream_free(&st);
@@ -147,10 +147,10 @@ static void test_overflow_new_record_first(void **state)
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.f[0].text, "{\"m\":1}");
 	assert_int_equal(st.nheld, STREAM_HOLD_MAX);
-	stream_flush(&st, collect, &c); /* [61, 100) goes, and with it the first held line */
+	stream_flush(&st, collect, &c); /* [61, 100) goes; the held lines begin messages */
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 50 + 39);
-	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX - 1);
+	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX);
 	assert_string_equal(c.f[1].text, "{\"n\":00}");
 	assert_int_equal(st.next_off, 100 + 10 * STREAM_HOLD_MAX);
 	stream_free(&st);
@@ -279,8 +279,10 @@ static void test_flush_declares_holes(void **state)
 	feed_at(&st, 40, "{\"c\":3}\n", &c);
 	assert_int_equal(c.n, 1);
 	stream_flush(&st, collect, &c);
-	assert_int_equal(c.n, 2); /* "b" follows the hole at [8, 20) and [32, 40) eats "c"'s line */
+	/* after the hole at [8, 20) the line's tail goes, "b" follows; after [32, 40) "c" begins */
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.f[1].text, "{\"b\":2}");
+	assert_string_equal(c.f[2].text, "{\"c\":3}");
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 12 + 8);
 	assert_int_equal(st.nheld, 0);

@@ -22,7 +22,7 @@ static json_t *parse(const char *text)
 /* Updates the catalog with a list given as JSON text; returns the change (owned). */
 static json_t *update(struct tool_catalog *c, const char *list)
 {
-	json_t *tools = parse(list), *change = tools_update(c, tools);
+	json_t *tools = parse(list), *change = tools_update(c, tools, false);
 
 	json_decref(tools);
 	return change;
@@ -136,7 +136,7 @@ static void test_hostile_lists(void **state)
 		snprintf(name, sizeof(name), "t%05d", i);
 		json_array_append_new(list, json_pack("{s:s}", "name", name));
 	}
-	ch = tools_update(c, list);
+	ch = tools_update(c, list, false);
 	assert_non_null(ch);
 	assert_int_equal(tools_count(c), TOOLS_MAX);
 	assert_int_equal(json_array_size(json_object_get(ch, "added")), TOOLS_MAX);
