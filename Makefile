@@ -37,7 +37,7 @@ FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_OBJS    := $(patsubst src/%.c,$(OUTPUT)/fuzz/obj/%.o,$(filter-out src/main.c src/source_live.c,$(SRCS)))
-FUZZ_LDLIBS  := -lz -ljansson -lmicrohttpd -lpthread -lm
+FUZZ_LDLIBS  := $(filter-out -lbpf -lelf,$(LDLIBS))
 
 ifeq ($(V),1)
 	Q =
