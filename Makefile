@@ -10,7 +10,7 @@ CC       ?= cc
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -DMCPSONDE_VERSION='"$(VERSION)"'
+CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE
 CPPFLAGS += -Iinclude -I$(OUTPUT)
 LDLIBS   += -lbpf -lelf -lz -ljansson -lmicrohttpd -lpthread -lm
 LDLIBS   += -lhttp_parser -lresolv
@@ -37,7 +37,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all test unit bench demo vmlinux setup clean fuzz image install
+.PHONY: all test unit bench demo vmlinux setup clean fuzz image install FORCE
 
 all: $(OUTPUT)/mcpsonde
 
@@ -57,7 +57,13 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) | $(OUTPUT)/obj
+# The version (git describe) lives in a generated header that is rewritten only when it
+# changes, so that a new commit rebuilds what prints it and nothing runs with a stale one.
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)
+	$(Q)printf '#define MCPSONDE_VERSION "%s"\n' "$(VERSION)" > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) $(OUTPUT)/version.h | $(OUTPUT)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 

@@ -29,6 +29,7 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
+#include "version.h"
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull

@@ -29,6 +29,7 @@
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/recorder.h"
 #include "mcpsonde/report.h"
+#include "version.h"
 
 #define RECORDER_EVENTS 64          /* stall, blocked_write... per server */
 #define RECORDER_CALLS 256          /* orphaned calls per server */
