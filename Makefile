@@ -10,7 +10,7 @@ CC       ?= cc
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -DMCPSONDE_VERSION='"$(VERSION)"'
+CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE
 CPPFLAGS += -Iinclude -I$(OUTPUT)
 LDLIBS   += -lbpf -lelf -lz -ljansson -lmicrohttpd -lpthread -lm
 LDLIBS   += -lhttp_parser -lresolv
@@ -49,7 +49,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all test unit bench demo vmlinux setup clean fuzz image install
+.PHONY: all test unit bench demo vmlinux setup clean fuzz image install FORCE
 
 all: $(OUTPUT)/mcpsonde
 
@@ -60,11 +60,22 @@ $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/mcpsonde/events.h
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+# The bench's floor: the same programs built to return at once (tests/tools/floor.c).
+$(OUTPUT)/floor.bpf.o: bpf/mcpsonde.bpf.c $(wildcard bpf/*.bpf.h) include/mcpsonde/events.h $(VMLINUX) | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -DMSD_HOOKS_ONLY -c $< -o $@
+
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) | $(OUTPUT)/obj
+# The version (git describe) lives in a generated header that is rewritten only when it
+# changes, so that a new commit rebuilds what prints it and nothing runs with a stale one.
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)
+	$(Q)printf '#define MCPSONDE_VERSION "%s"\n' "$(VERSION)" > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) $(OUTPUT)/version.h | $(OUTPUT)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -76,9 +87,11 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
+# Test and bench tools.
+$(OUTPUT)/tools/floor: $(OUTPUT)/floor.skel.h
 $(OUTPUT)/tools/%: tests/tools/%.c | $(OUTPUT)/tools
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LDLIBS) -o $@
 
 # The e2e tests' view of attribution: linked with the module itself.
 $(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o | $(OUTPUT)/tools

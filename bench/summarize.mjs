@@ -18,9 +18,10 @@ if (!metaFile || !rawFile) {
 const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
 const runs = fs.readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
-const CONDITIONS = ['none', 'untracked', 'tracked', 'strace', 'socat'];
+const CONDITIONS = ['none', 'floor', 'untracked', 'tracked', 'strace', 'socat'];
 const COND_TITLE = {
 	none: 'no observer',
+	floor: 'empty programs, same hooks',
 	untracked: 'mcpsonde, not tracked',
 	tracked: 'mcpsonde tracking',
 	strace: 'strace -f, payloads',
@@ -88,6 +89,7 @@ function sondeFigures(r) {
 		bpfNsPerRun: bpfCnt ? bpfTime / bpfCnt : NaN,
 		bpfUsPerMsg: made ? bpfTime / made / 1e3 : NaN,
 		bpfRunsPerMsg: made ? bpfCnt / made : NaN,
+		ringSlack: s.ring_reserved ? s.ring_unused / s.ring_reserved : NaN,
 		lagMs: s.lag_ms,
 	};
 }
@@ -138,6 +140,7 @@ p();
 
 const tracked = main.filter((r) => r.condition === 'tracked' && ok(r) && r.sonde);
 const untracked = main.filter((r) => r.condition === 'untracked' && ok(r) && r.sonde);
+const floor = main.filter((r) => r.condition === 'floor' && ok(r) && r.sonde);
 const problems = [];
 if (tracked.length || untracked.length) {
 	p('## What mcpsonde kept and what it cost');
@@ -145,13 +148,16 @@ if (tracked.length || untracked.length) {
 	p('Tracked runs, all repetitions: calls the workload made, `tools/call` events mcpsonde reported with status ok, ' +
 		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
 		'call (a request and its response), from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
-		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message.');
+		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
+		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves. ' +
+		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records).');
 	p();
-	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF µs/msg | runs/msg |');
-	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const w of workloads) {
 		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
 		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
+		const fl = floor.filter((r) => r.workload === w).map(sondeFigures);
 		if (!t.length && !u.length) continue;
 		const made = sum(t.map((f) => f.made));
 		const reported = sum(t.map((f) => f.reported));
@@ -164,7 +170,9 @@ if (tracked.length || untracked.length) {
 			`${fmtNum(median(t.map((f) => f.cpuPerCallUs)), 2)} (${fmtNum(median(t.map((f) => f.userPerCallUs)), 2)}) | ` +
 			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
-			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} |`);
+			`${fmtNum(median(fl.map((f) => f.bpfNsPerRun)), 0)} | ` +
+			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} | ` +
+			`${fmtNum(median(t.map((f) => f.ringSlack * 100)), 1)} % |`);
 	}
 	p();
 	const progs = new Map();

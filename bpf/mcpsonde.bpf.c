@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
-/* mcpsonde.bpf.c -- the kernel side: what tracked processes read and write on pipes, sockets
- * and ttys, and when they fork, exec, exit or are chosen by the OOM killer.
+/* mcpsonde.bpf.c -- the kernel side: what tracked processes move on their channel (the files
+ * that were their stdin, stdout and stderr when tracking began), and when they fork, exec,
+ * exit or are chosen by the OOM killer.
  *
  * Invariants:
- * - Every read/write/readv/writev on the machine runs these programs, so the first thing each
- *   one does is the "tracked" test; an untracked process pays one load from a bitmap.
- * - Data is copied at syscall exit, sized by the return value, never by the requested count.
- * - Each (tgid, fd, direction) is one byte stream. A syscall reserves its whole range of
+ * - Every hooked syscall on the machine runs these programs, so the first thing each one does
+ *   is the "tracked" test; an untracked process pays one load from a bitmap.
+ * - A syscall's role (events.h: IN, OUT, ERR or NONE) is decided from the file it touched,
+ *   compared by identity with the process's channel, at syscall exit: nothing about an fd
+ *   number is cached, so no close, dup, exec or SCM_RIGHTS can leave stale state behind.
+ *   NONE is counted by bytes and never copied.
+ * - Data is copied at syscall exit, sized by the return value, straight from user memory into
+ *   its ring buffer record (copy once). A read is stamped with its exit time, a write with its
+ *   entry time: the server's read -> write interval never exceeds the client's round trip.
+ * - Each (tgid, channel file, role) is one byte stream. A syscall reserves its whole range of
  *   stream offsets before emitting anything, so bytes keep unique offsets even when records
- *   are lost or truncated, and user space sees every loss as a gap.
+ *   are lost or cut, and user space sees every loss as a gap at a known place. A syscall
+ *   longer than MSD_CAPTURE_MAX keeps its head and its tail and says where the cut is.
  * - Nothing is lost silently: every record or byte not delivered increments "drops" by reason.
  * - The only layouts shared with user space are those of mcpsonde/events.h. */
 #include "vmlinux.h"
@@ -18,22 +26,15 @@
 
 #include "mcpsonde/events.h"
 
-#define EAGAIN   11
-#define S_IFMT   00170000
-#define S_IFSOCK 0140000
-#define S_IFCHR  0020000
-#define S_IFIFO  0010000
+#define EAGAIN 11
 
-#define MINORBITS 20             /* the kernel's internal dev_t: major in the top 12 bits */
-#define TTY_MAJOR 4              /* /dev/ttyN, /dev/ttySN */
-#define TTYAUX_MAJOR 5           /* /dev/tty, /dev/console, /dev/ptmx */
-#define UNIX98_PTY_SLAVE_MAJOR 136 /* /dev/pts/N: majors 136..143 */
-
-#define PID_LIMIT    (4 * 1024 * 1024) /* PID_MAX_LIMIT on 64-bit: pid_max can never exceed it */
-#define TRACKED_WORDS (PID_LIMIT / 64) /* a power of two, as tracked_word() needs */
-#define INFLIGHT_MAX 16384 /* threads inside a read/write on a captured fd at the same time */
-#define FD_KINDS_MAX 65536
-#define STREAMS_MAX  65536
+#define PID_LIMIT     (4 * 1024 * 1024) /* PID_MAX_LIMIT on 64-bit: pid_max can never exceed it */
+#define TRACKED_WORDS (PID_LIMIT / 64)  /* a power of two, as tracked_word() needs */
+#define PROCS_MAX     65536             /* tracked processes alive at once */
+#define HDR_SIZE      sizeof(struct msd_data_rec)
+/* Iterations of the copy loop for one syscall: each fetches an iovec, emits a record or
+ * skips the cut part of an iovec. Records end at an iovec or at MSD_CHUNK_MAX bytes. */
+#define COPY_STEPS_MAX (3 * MSD_IOV_MAX + MSD_CHUNKS_MAX + 4)
 
 /* Set by user space before load. Only the OOM record needs it (pages -> KiB). */
 const volatile __u32 page_shift = 12;
@@ -41,38 +42,58 @@ const volatile __u32 page_shift = 12;
  * it, user space drains the ring on its timer. A wakeup per record cost a context switch per
  * message, more than the rest of the consumer's work. 0: wake for every record. */
 const volatile __u64 wakeup_bytes = 0;
+/* Copy with bpf_ringbuf_reserve_dynptr + bpf_probe_read_user_dynptr (6.16+): records of the
+ * exact size. Otherwise records are reserved in fixed size classes (what the verifier accepts
+ * for a direct copy), and the slack is counted in MSD_CNT_RING_RESERVED - MSD_CNT_RING_USED. */
+const volatile bool copy_dynptr = false;
+/* Read kernel objects by direct loads through BTF-typed pointers (bpf_rdonly_cast, 6.2+)
+ * rather than one bpf_probe_read_kernel call each. */
+const volatile bool direct_reads = false;
+/* Built with MSD_HOOKS_ONLY, every program returns at once: the cost of the hooks themselves
+ * (the bench's floor, tests/tools/floor.c). A compile-time constant, so that mcpsonde's own
+ * programs carry no trace of it. */
+#ifdef MSD_HOOKS_ONLY
+#define hooks_only 1
+#else
+#define hooks_only 0
+#endif
 
-/* Processes whose I/O is captured: one bit per tgid (512 KiB). Set by user space, which sees
- * .bss through the skeleton's mmap, and here on fork; cleared here on exit.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u32 off, __u32 size,
+				      const void *unsafe_ptr) __ksym __weak;
+
+/* Processes whose channel is captured: one bit per tgid (512 KiB). Set by user space, which
+ * sees .bss through the skeleton's mmap, and here on fork; cleared here on exit.
  * Both sides change bits with atomic and/or only, since 64 tgids share a word. A global
- * rather than a map: testing a bit is one load, with no helper call and no hashing. */
+ * rather than a map: testing a bit is one load, with no helper call and no hashing. A set bit
+ * always has a "procs" entry (written first), except for a moment at exit. */
 __u64 tracked_bits[TRACKED_WORDS];
 
-/* The syscall entry of each thread, so that its exit knows the fd and the user buffer. An LRU
- * so that entries whose exit is never seen cannot fill it. */
+/* Channel, stream offsets and start time of every tracked process. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, INFLIGHT_MAX);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct msd_inflight);
-} inflight SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, PROCS_MAX);
+	__type(key, __u32); /* tgid */
+	__type(value, struct msd_proc_state);
+} procs SEC(".maps");
 
-/* enum msd_fd_kind per (tgid << 32 | fd): reading the fd table costs four dependent kernel
- * reads, the cache one lookup. Invalidated by close/dup2/dup3 here, by user space after exec. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FD_KINDS_MAX);
-	__type(key, __u64);
-	__type(value, __u8);
-} fd_kinds SEC(".maps");
+/* A write of a tracked thread in flight: its entry time stamps its records, and the
+ * blocked-write scan (inflight_writes) finds writes that stay in the kernel. Task storage:
+ * one slot per thread, freed with it, no hashing. */
+struct write_stash {
+	__u64 enter_ns;
+	__u64 count; /* bytes requested, over every iovec */
+	__s32 fd;
+	__u32 busy;  /* entered and not returned */
+};
 
-/* Next stream offset per (tgid, fd, dir); deleted when the fd is closed or replaced. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, STREAMS_MAX);
-	__type(key, struct msd_stream_key);
-	__type(value, __u64);
-} stream_offsets SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct write_stash);
+} stash SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -80,6 +101,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct msd_drop);
 } drops SEC(".maps");
+
+/* enum msd_counter, all in one value: the copy path updates several with one lookup. */
+struct counters {
+	__u64 n[MSD_CNT__MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters);
+} counters SEC(".maps");
 
 /* Size set by user space before load. */
 struct {
@@ -91,42 +124,38 @@ struct user_iovec {
 	__u64 len;
 };
 
-/* One syscall's capture in progress: the bpf_loop iterations share it. */
+/* One syscall's copy in progress. Per CPU (syscall tracepoints run with preemption disabled,
+ * so no other program uses the slot meanwhile), and in a map rather than on the stack: the
+ * verifier tracks stack values exactly and would never see two loop iterations as equal. */
 struct capture {
-	struct user_iovec iov[MSD_IOV_MAX];
-	__u64 ret;      /* bytes the syscall transferred */
-	__u64 captured; /* bytes to emit: ret, less what is past the iovec or chunk limits */
-	__u64 done;     /* bytes of the syscall copied (or lost) so far */
-	__u64 base_off; /* stream offset of the syscall's first byte */
-	__u64 iov_off;  /* position in iov[iov_idx] */
-	__u32 iov_idx;
-	__u32 filled;   /* bytes in the record being assembled */
-	__u32 chunk;    /* index of the record being assembled */
-	__u32 nr_chunks;
-	bool copy_failed;
-	bool short_write; /* a write that moved less than asked: the reader is falling behind */
-};
-
-/* Where a data record is assembled before bpf_ringbuf_output, which takes a runtime size
- * (bpf_ringbuf_reserve needs a constant one), together with the capture state. A per-CPU
- * array value is limited to 32 KiB, too small for a header and a full chunk, so this is a
- * plain array with one slot per possible CPU (user space sets max_entries), indexed by the
- * current CPU: syscall tracepoints run with preemption disabled, so no other program uses
- * the slot meanwhile. The state lives here rather than on the stack because the verifier
- * tracks stack values exactly and would never see two loop iterations as equivalent.
- * The payload area is twice MSD_CHUNK_MAX so that the verifier can accept a copy at offset
- * <= MSD_CHUNK_MAX of length <= MSD_CHUNK_MAX without proving their sum. */
-struct scratch_slot {
-	struct capture cap;
-	__u8 rec[sizeof(struct msd_data_rec) + 2 * MSD_CHUNK_MAX]; /* struct msd_data_rec */
+	__u64 base_off;   /* stream offset of the syscall's first byte */
+	__u64 vec;        /* user iovec array; 0: one buffer, already in cur_* */
+	__u64 nvec;       /* iovecs in it (at most MSD_IOV_MAX) */
+	__u64 vec_idx;    /* next iovec to fetch */
+	__u64 cur_base, cur_len, cur_off; /* the current buffer or iovec */
+	__u64 pos;        /* bytes of the syscall walked so far */
+	__u64 end;        /* bytes the syscall transferred */
+	__u64 head_end;   /* bytes [0, head_end) and [tail_start, end) are copied */
+	__u64 tail_start;
+	__u64 total;      /* iov_sum: bytes over every iovec */
+	bool short_write;
+	bool stopped;     /* the ring buffer is full: the rest is counted lost */
+	struct msd_data_rec rec; /* the fields every record of the syscall shares (no data) */
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct scratch_slot);
+	__type(value, struct capture);
 } scratch SEC(".maps");
+
+/* How a syscall passes its bytes (argument 2 and 3 at entry). */
+enum shape {
+	SHAPE_BUF, /* (buf, count) */
+	SHAPE_IOV, /* (iov, iovcnt) */
+	SHAPE_MSG, /* (msghdr, flags): the msghdr's iovecs */
+};
 
 static __always_inline __u64 data_output_flags(void)
 {
@@ -144,6 +173,13 @@ static __always_inline void drop_count(__u32 reason, __u64 records, __u64 bytes)
 		d->records += records;
 		d->bytes += bytes;
 	}
+}
+
+static __always_inline struct counters *counters_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&counters, &zero);
 }
 
 /* The word of tgid's bit. Masked rather than checked, so that the verifier sees the bound:
@@ -168,459 +204,615 @@ static __always_inline void tracked_clear(__u32 tgid)
 	__sync_fetch_and_and(tracked_word(tgid), ~(1ULL << (tgid % 64)));
 }
 
-static __always_inline __u64 fd_kind_key(__u32 tgid, int fd)
-{
-	return (__u64)tgid << 32 | (__u32)fd;
-}
+/* --- channel files and roles ---------------------------------------------------------- */
 
-static __always_inline __u8 fd_kind_classify(umode_t mode, dev_t rdev)
+/* The file behind fd in task's table, or NULL when the fd is not open. */
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
-	__u32 major = rdev >> MINORBITS;
-
-	switch (mode & S_IFMT) {
-	case S_IFIFO:
-		return MSD_FD_PIPE;
-	case S_IFSOCK:
-		return MSD_FD_SOCKET;
-	case S_IFCHR:
-		if (major == TTY_MAJOR || major == TTYAUX_MAJOR ||
-		    (major >= UNIX98_PTY_SLAVE_MAJOR && major < UNIX98_PTY_SLAVE_MAJOR + 8))
-			return MSD_FD_TTY;
-		return MSD_FD_OTHER;
-	default:
-		return MSD_FD_OTHER;
-	}
-}
-
-/* The kind of the current process's fd, from its fd table. MSD_FD_UNKNOWN (not cached) when
- * the fd is not open: a later open may give it any kind. */
-static __always_inline __u8 fd_kind_of(__u32 tgid, int fd)
-{
-	__u64 key = fd_kind_key(tgid, fd);
-	struct task_struct *task;
 	struct fdtable *fdt;
-	struct file **fds;
-	struct file *file;
-	__u8 *cached, kind;
+	struct file **fds, *file;
+	unsigned int max_fds;
 
-	cached = bpf_map_lookup_elem(&fd_kinds, &key);
-	if (cached)
-		return *cached;
-
-	task = (struct task_struct *)bpf_get_current_task();
-	fdt = BPF_CORE_READ(task, files, fdt);
-	/* A negative fd becomes a huge unsigned one and fails this check too. */
-	if ((__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return MSD_FD_UNKNOWN;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[(__u32)fd]) || !file)
-		return MSD_FD_UNKNOWN;
-
-	kind = fd_kind_classify(BPF_CORE_READ(file, f_inode, i_mode), BPF_CORE_READ(file, f_inode, i_rdev));
-	bpf_map_update_elem(&fd_kinds, &key, &kind, BPF_ANY);
-	return kind;
+	if (direct_reads) {
+		fdt = task->files->fdt;
+		max_fds = fdt->max_fds;
+		fds = fdt->fd;
+	} else {
+		fdt = BPF_CORE_READ(task, files, fdt);
+		max_fds = BPF_CORE_READ(fdt, max_fds);
+		fds = BPF_CORE_READ(fdt, fd);
+	}
+	/* A negative fd becomes a huge unsigned one and fails this check too. The fd array is
+	 * an array of pointers, which BTF cannot type: it is read by a helper either way. */
+	if ((__u32)fd >= max_fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[(__u32)fd]))
+		return NULL;
+	return file;
 }
 
-static __always_inline bool fd_kind_captured(__u8 kind)
+static __always_inline bool kind_talks(__u8 kind)
 {
 	return kind == MSD_FD_PIPE || kind == MSD_FD_SOCKET || kind == MSD_FD_TTY;
 }
 
-/* Copies the first min(cnt, MSD_IOV_MAX) iovecs of the user's array; returns how many, or
- * -1 when the array could not be read. */
-static __always_inline int iov_fetch(struct user_iovec *iov, __u64 uptr, __u64 cnt)
+/* The role of a transfer on file by the process whose state is p. The device is read only
+ * when the inode number matches one of the channel's, so that a process's other files cost
+ * the fewest reads. IN and OUT need a pipe, socket or tty (what a client talks through); ERR
+ * is the process's log, whatever kind of file it is. */
+static __always_inline __u8 role_of(const struct msd_proc_state *p, struct file *file, __u8 dir, int fd)
 {
-	__u64 n = cnt > MSD_IOV_MAX ? MSD_IOV_MAX : cnt;
+	const struct msd_file_id *in = &p->chan[MSD_ROLE_IN], *out = &p->chan[MSD_ROLE_OUT],
+				 *err = &p->chan[MSD_ROLE_ERR];
+	bool is_out, is_err;
+	struct inode *inode;
+	__u64 ino;
+	__u32 dev;
 
-	barrier_var(n);
-	if (n > MSD_IOV_MAX)
-		return -1;
-	if (n && bpf_probe_read_user(iov, n * sizeof(*iov), (const void *)uptr))
-		return -1;
-	return n;
-}
-
-static __always_inline __u64 iov_total(const struct user_iovec *iov, int n)
-{
-	__u64 total = 0;
-
-	for (int i = 0; i < MSD_IOV_MAX && i < n; i++)
-		total += iov[i].len;
-	return total;
-}
-
-static __always_inline int syscall_enter(int fd, __u64 buf, __u64 count, __u8 dir, bool is_vec)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct msd_inflight e = {};
-	__u8 kind;
-
-	if (!is_tracked(tgid))
-		return 0;
-	kind = fd_kind_of(tgid, fd);
-	if (!fd_kind_captured(kind))
-		return 0;
-
-	e.buf = buf;
-	e.enter_ns = bpf_ktime_get_ns();
-	e.fd = fd;
-	e.dir = dir;
-	e.is_vec = is_vec;
-	e.fd_kind = kind;
-	if (is_vec) {
-		struct user_iovec iov[MSD_IOV_MAX];
-		int n = iov_fetch(iov, buf, count);
-
-		e.iovcnt = count;
-		e.count = n > 0 ? iov_total(iov, n) : 0;
+	if (direct_reads) {
+		file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+		inode = file->f_inode;
+		ino = inode->i_ino;
 	} else {
-		e.count = count;
+		inode = BPF_CORE_READ(file, f_inode);
+		ino = BPF_CORE_READ(inode, i_ino);
 	}
-	bpf_map_update_elem(&inflight, &pid_tgid, &e, BPF_ANY);
+	if (!ino)
+		return MSD_ROLE_NONE;
+	if (dir == MSD_DIR_READ ? ino != in->ino : ino != out->ino && ino != err->ino)
+		return MSD_ROLE_NONE;
+	dev = direct_reads ? inode->i_sb->s_dev : BPF_CORE_READ(inode, i_sb, s_dev);
+	if (dir == MSD_DIR_READ)
+		return dev == in->dev && kind_talks(in->kind) ? MSD_ROLE_IN : MSD_ROLE_NONE;
+	is_out = ino == out->ino && dev == out->dev && kind_talks(out->kind);
+	is_err = ino == err->ino && dev == err->dev;
+	if (is_out && is_err)
+		return fd == 2 ? MSD_ROLE_ERR : MSD_ROLE_OUT;
+	return is_out ? MSD_ROLE_OUT : is_err ? MSD_ROLE_ERR : MSD_ROLE_NONE;
+}
+
+/* --- copying into the ring buffer ---------------------------------------------------- */
+
+/* Completes the header of one record from the syscall's shared fields. */
+static __always_inline void data_hdr_fill(struct msd_data_rec *rec, const struct capture *c, __u64 stream_off,
+					  __u32 len, __u16 flags)
+{
+	__builtin_memcpy(rec, &c->rec, sizeof(*rec));
+	rec->hdr.size = HDR_SIZE + len;
+	rec->stream_off = stream_off;
+	rec->cap_len = len;
+	rec->flags = c->rec.flags | flags;
+}
+
+/* Reserves a record of the smallest class that holds len bytes, copies into it and submits
+ * it. One expansion per class: each reservation has the constant size the verifier needs,
+ * and each copy a length the class bounds. */
+#define COPY_CLASS(SIZE)                                                                      \
+	if (len <= (SIZE) - HDR_SIZE) {                                                       \
+		struct msd_data_rec *rec = bpf_ringbuf_reserve(&events, (SIZE), 0);           \
+		if (!rec)                                                                      \
+			return -1;                                                             \
+		if (len && bpf_probe_read_user(rec->data, len, (const void *)src)) {           \
+			bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);                            \
+			return 1;                                                              \
+		}                                                                              \
+		data_hdr_fill(rec, c, stream_off, len, flags);                                 \
+		bpf_ringbuf_submit(rec, data_output_flags());                                  \
+		*reserved = (SIZE);                                                            \
+		return 0;                                                                      \
+	}
+
+/* Returns 0 when submitted, 1 when user memory could not be read, -1 when the ring is full. */
+static __always_inline int copy_classes(const struct capture *c, __u64 src, __u64 len, __u64 stream_off, __u16 flags,
+					__u64 *reserved)
+{
+	barrier_var(len);
+	COPY_CLASS(256)
+	COPY_CLASS(512)
+	COPY_CLASS(1024)
+	COPY_CLASS(2048)
+	COPY_CLASS(4096)
+	COPY_CLASS(8192)
+	COPY_CLASS(16384)
+	COPY_CLASS(32768)
+	COPY_CLASS(HDR_SIZE + MSD_CHUNK_MAX)
+	return 1;
+}
+
+static __always_inline int copy_dynptr_record(const struct capture *c, __u64 src, __u64 len, __u64 stream_off,
+					      __u16 flags, __u64 *reserved)
+{
+	struct msd_data_rec *rec;
+	struct bpf_dynptr dp;
+
+	if (len > MSD_CHUNK_MAX)
+		return 1;
+	if (bpf_ringbuf_reserve_dynptr(&events, HDR_SIZE + len, 0, &dp)) {
+		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
+		return -1;
+	}
+	rec = bpf_dynptr_data(&dp, 0, HDR_SIZE);
+	if (!rec || (len && bpf_probe_read_user_dynptr(&dp, HDR_SIZE, len, (const void *)src))) {
+		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
+		return 1;
+	}
+	data_hdr_fill(rec, c, stream_off, len, flags);
+	bpf_ringbuf_submit_dynptr(&dp, data_output_flags());
+	*reserved = HDR_SIZE + len;
 	return 0;
 }
 
-/* Rebuilds the entry of a syscall whose entry was not stashed (it began before the process
- * was tracked or before attach, which is how an idle server blocked in read(0) is found, or
- * its stash entry was evicted) from the registers saved at syscall entry, which still hold
- * the arguments at exit. Returns false when the fd is not one to capture. */
-static __always_inline bool entry_rebuild(struct msd_inflight *e, __u32 tgid, __u8 dir, bool is_vec, long ret)
+/* Copies len bytes at src (len <= MSD_CHUNK_MAX) as the record at position pos of the syscall.
+ * Returns false when the ring buffer is full: the rest of the syscall is then counted lost. */
+static __always_inline bool piece_emit(struct capture *c, __u64 src, __u64 len)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	int fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	__u8 kind = fd_kind_of(tgid, fd);
+	__u64 stream_off = c->base_off + c->pos, reserved = 0;
+	bool last = c->pos + len >= c->end;
+	struct counters *cnt;
+	__u16 flags = 0;
+	int ret;
 
-	if (!fd_kind_captured(kind)) {
-		/* Not open any more (closed by another thread meanwhile): its kind is unknowable. */
-		if (kind == MSD_FD_UNKNOWN && ret > 0)
-			drop_count(MSD_DROP_NO_ENTRY, 1, ret);
+	if (last)
+		flags = MSD_DATA_LAST | (c->short_write ? MSD_DATA_SHORT : 0);
+	ret = copy_dynptr ? copy_dynptr_record(c, src, len, stream_off, flags, &reserved)
+			  : copy_classes(c, src, len, stream_off, flags, &reserved);
+	if (ret < 0) {
+		/* Everything still to copy: the rest of the head and the tail. */
+		__u64 left = c->end - c->pos;
+
+		if (c->pos < c->head_end && c->tail_start > c->head_end)
+			left -= c->tail_start - c->head_end;
+		else if (c->pos >= c->head_end && c->pos < c->tail_start)
+			left = c->end - c->tail_start;
+		drop_count(MSD_DROP_RINGBUF, left / MSD_CHUNK_MAX + 1, left);
+		c->stopped = true;
 		return false;
 	}
-	e->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	e->fd = fd;
-	e->dir = dir;
-	e->is_vec = is_vec;
-	e->fd_kind = kind;
-	if (is_vec)
-		e->iovcnt = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	else
-		e->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	if (ret > 0) {
+		/* The stream shows the gap; a half-copied record would show garbage instead. */
+		drop_count(MSD_DROP_COPY, 1, len);
+	} else if ((cnt = counters_get())) {
+		cnt->n[MSD_CNT_RING_RESERVED] += reserved;
+		cnt->n[MSD_CNT_RING_USED] += HDR_SIZE + len;
+		cnt->n[MSD_CNT_DATA_RECORDS]++;
+	}
+	c->rec.chunk++;
 	return true;
 }
 
-/* Reserves len bytes of the stream and returns the offset of the first. */
-static __always_inline __u64 stream_reserve(__u32 tgid, int fd, __u8 dir, __u64 len)
+/* One bpf_loop iteration: fetches the next iovec, or skips the cut part of the current one,
+ * or copies its next piece up to the end of the iovec, of the head or of a chunk, whichever
+ * comes first. Returns 1 to stop the loop. */
+static long copy_step(__u32 i, void *ctx)
 {
-	struct msd_stream_key key = { .tgid = tgid, .fd = fd, .dir = dir };
-	__u64 zero = 0, *off;
+	__u32 zero = 0;
+	struct capture *c = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 avail, limit, n;
 
-	off = bpf_map_lookup_elem(&stream_offsets, &key);
-	if (!off) {
-		/* NOEXIST: another thread may have created it since the lookup. */
-		bpf_map_update_elem(&stream_offsets, &key, &zero, BPF_NOEXIST);
-		off = bpf_map_lookup_elem(&stream_offsets, &key);
-		if (!off) /* an LRU insert evicts rather than fails: only out of memory gets here */
-			return 0;
-	}
-	return __sync_fetch_and_add(off, len);
-}
+	if (!c || c->stopped || c->pos >= c->end)
+		return 1;
+	if (c->cur_off >= c->cur_len) {
+		struct user_iovec v;
 
-static __always_inline void stream_forget(__u32 tgid, int fd)
-{
-	struct msd_stream_key key = { .tgid = tgid, .fd = fd };
-	__u64 kind_key = fd_kind_key(tgid, fd);
-
-	bpf_map_delete_elem(&fd_kinds, &kind_key);
-	key.dir = MSD_DIR_READ;
-	bpf_map_delete_elem(&stream_offsets, &key);
-	key.dir = MSD_DIR_WRITE;
-	bpf_map_delete_elem(&stream_offsets, &key);
-}
-
-/* Outputs the record assembled in the slot and starts the next one. Returns false when the
- * ring buffer is full: the rest of the syscall is counted lost, later outputs would fail too. */
-static __always_inline bool capture_emit(struct scratch_slot *slot)
-{
-	struct capture *c = &slot->cap;
-	struct msd_data_rec *rec = (void *)slot->rec;
-	__u32 filled = c->filled;
-	__u64 first = c->done - filled;
-	bool ok = true;
-
-	barrier_var(filled);
-	if (filled > MSD_CHUNK_MAX)
-		return false;
-	if (c->copy_failed) {
-		/* The stream shows the gap; a half-copied record would show garbage instead. */
-		drop_count(MSD_DROP_COPY, 1, filled);
-	} else {
-		rec->hdr.size = sizeof(*rec) + filled;
-		rec->stream_off = c->base_off + first;
-		rec->cap_len = filled;
-		rec->chunk = c->chunk;
-		rec->flags = 0;
-		if (c->done >= c->captured) {
-			rec->flags |= MSD_DATA_LAST;
-			if (c->captured < c->ret)
-				rec->flags |= MSD_DATA_TRUNCATED;
-			if (c->short_write)
-				rec->flags |= MSD_DATA_SHORT;
+		if (c->vec_idx >= c->nvec ||
+		    bpf_probe_read_user(&v, sizeof(v), (const void *)(c->vec + c->vec_idx * sizeof(v)))) {
+			/* The rest cannot be located: the stream shows it as a gap. */
+			drop_count(MSD_DROP_COPY, 1, c->end - c->pos);
+			return 1;
 		}
-		if (bpf_ringbuf_output(&events, rec, sizeof(*rec) + filled, data_output_flags())) {
-			drop_count(MSD_DROP_RINGBUF, c->nr_chunks - c->chunk, c->captured - first);
-			ok = false;
-		}
+		c->vec_idx++;
+		c->cur_base = v.base;
+		c->cur_len = v.len;
+		c->cur_off = 0;
+		return 0;
 	}
-	c->chunk++;
-	c->filled = 0;
-	c->copy_failed = false;
-	return ok;
-}
-
-/* One bpf_loop iteration: copies the next piece of the syscall's bytes, up to the end of the
- * current iovec or of the current record, whichever comes first, and outputs the record when
- * it is full or the bytes are done. Each piece ends a record or an iovec, so a syscall takes at
- * most MSD_CHUNKS_MAX + MSD_IOV_MAX iterations. Returns 1 to stop the loop. */
-static long capture_piece(__u32 i, void *ctx)
-{
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch_slot *slot;
-	struct msd_data_rec *rec;
-	struct capture *c;
-	__u64 n, left, off, len; /* 64-bit: a 32-bit bound check may not reach the helper's register */
-	__u32 k;
-
-	slot = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!slot)
-		return 1;
-	c = &slot->cap;
-	rec = (void *)slot->rec;
-	if (c->done >= c->captured)
-		return 1;
-	k = c->iov_idx;
-	if (k >= MSD_IOV_MAX)
-		return 1;
-
-	left = c->iov[k].len - c->iov_off;
-	n = MSD_CHUNK_MAX - c->filled;
-	if (n > c->captured - c->done)
-		n = c->captured - c->done;
-	if (n > left)
-		n = left;
-	off = c->filled;
-	len = n;
-	barrier_var(off);
-	barrier_var(len);
-	if (off > MSD_CHUNK_MAX || len > MSD_CHUNK_MAX)
-		return 1;
-	if (len && bpf_probe_read_user(rec->data + off, len, (const void *)(c->iov[k].base + c->iov_off)))
-		c->copy_failed = true;
-	c->filled += len;
-	c->done += len;
-	c->iov_off += len;
-	if (c->iov_off >= c->iov[k].len) {
-		c->iov_idx = k + 1;
-		c->iov_off = 0;
+	avail = c->cur_len - c->cur_off;
+	if (c->pos >= c->head_end && c->pos < c->tail_start) {
+		n = c->tail_start - c->pos;
+		n = n < avail ? n : avail;
+		c->pos += n;
+		c->cur_off += n;
+		return 0;
 	}
-	if (c->filled >= MSD_CHUNK_MAX || c->done >= c->captured)
-		return capture_emit(slot) ? 0 : 1;
+	limit = (c->pos < c->head_end ? c->head_end : c->end) - c->pos;
+	n = avail < limit ? avail : limit;
+	n = n < MSD_CHUNK_MAX ? n : MSD_CHUNK_MAX;
+	if (!piece_emit(c, c->cur_base + c->cur_off, n))
+		return 1;
+	c->pos += n;
+	c->cur_off += n;
 	return 0;
 }
 
-/* A record without data: EOF on a read (flags LAST), or a write that could not proceed
- * (-EAGAIN: flags LAST | SHORT). It sits at the stream's current offset. */
-static __always_inline void capture_marker(const struct msd_inflight *e, __u64 pid_tgid, __u16 flags)
+/* The user iovec array of a recvmsg/sendmsg msghdr, and its length. */
+static __always_inline int msg_iov(__u64 msghdr, __u64 *vec, __u64 *nvec)
 {
-	struct msd_stream_key key = { .tgid = pid_tgid >> 32, .fd = e->fd, .dir = e->dir };
-	struct msd_data_rec *rec;
-	__u64 *off;
+	struct user_msghdr m;
 
-	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (bpf_probe_read_user(&m, sizeof(m), (const void *)msghdr))
+		return -1;
+	*vec = (__u64)m.msg_iov;
+	*nvec = m.msg_iovlen;
+	return 0;
+}
+
+static long iov_sum_step(__u32 i, void *ctx)
+{
+	__u32 zero = 0;
+	struct capture *c = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 len;
+
+	if (!c || i >= c->nvec)
+		return 1;
+	if (bpf_probe_read_user(&len, sizeof(len), (const void *)(c->vec + i * sizeof(struct user_iovec) + 8)))
+		return 1;
+	c->total += len;
+	return 0;
+}
+
+/* Bytes a vectored write asks to move, over every iovec. */
+static __always_inline __u64 iov_sum(__u64 vec, __u64 nvec)
+{
+	__u32 zero = 0;
+	struct capture *c = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!c)
+		return 0;
+	c->vec = vec;
+	c->nvec = nvec < MSD_IOV_MAX ? nvec : MSD_IOV_MAX;
+	c->total = 0;
+	bpf_loop(MSD_IOV_MAX, iov_sum_step, NULL, 0);
+	return c->total;
+}
+
+/* The header fields every record of this syscall shares. */
+static __always_inline void capture_begin(struct capture *c, __u32 tgid, __u32 tid, __u64 ts, int fd, __u8 dir,
+					  __u8 role, __u8 sys, const struct msd_proc_state *p, __u64 ret,
+					  __u64 requested)
+{
+	const struct msd_file_id *f = &p->chan[role & (MSD_ROLE__COUNT - 1)];
+
+	__builtin_memset(&c->rec, 0, sizeof(c->rec));
+	c->rec.hdr.kind = MSD_REC_DATA;
+	c->rec.hdr.abi = MSD_ABI_VERSION;
+	c->rec.hdr.size = HDR_SIZE;
+	c->rec.hdr.ts_ns = ts;
+	c->rec.hdr.tgid = tgid;
+	c->rec.hdr.tid = tid;
+	c->rec.fd = fd;
+	c->rec.dir = dir;
+	c->rec.fd_kind = f->kind;
+	c->rec.role = role;
+	c->rec.syscall = sys;
+	c->rec.file_dev = f->dev;
+	c->rec.file_ino = f->ino;
+	c->rec.syscall_len = ret;
+	c->rec.requested = requested;
+	c->stopped = false;
+}
+
+/* A record without data, at offset off of its stream: EOF on a read (LAST), a write that
+ * could not proceed (-EAGAIN: LAST | SHORT), or bytes moved by a syscall that is not copied
+ * (LAST | TRUNCATED | UNCAPTURED, the hole covering them). */
+static __always_inline void marker_emit(struct capture *c, __u64 off, __u16 flags)
+{
+	struct msd_data_rec *rec = bpf_ringbuf_reserve(&events, HDR_SIZE, 0);
+
 	if (!rec) {
 		drop_count(MSD_DROP_RINGBUF, 1, 0);
 		return;
 	}
-	off = bpf_map_lookup_elem(&stream_offsets, &key);
-	__builtin_memset(rec, 0, sizeof(*rec));
-	rec->hdr.kind = MSD_REC_DATA;
-	rec->hdr.abi = MSD_ABI_VERSION;
-	rec->hdr.size = sizeof(*rec);
-	rec->hdr.ts_ns = bpf_ktime_get_ns();
-	rec->hdr.tgid = pid_tgid >> 32;
-	rec->hdr.tid = (__u32)pid_tgid;
-	rec->fd = e->fd;
-	rec->dir = e->dir;
-	rec->fd_kind = e->fd_kind;
-	rec->stream_off = off ? *off : 0;
-	rec->requested = e->count;
-	rec->flags = flags;
+	data_hdr_fill(rec, c, off, 0, flags);
 	bpf_ringbuf_submit(rec, data_output_flags());
 }
 
-static __always_inline int syscall_exit(long ret, __u8 dir, bool is_vec)
+/* Syscall exit tracepoints carry only the return value: the arguments come from the
+ * registers saved at entry. */
+static __always_inline long syscall_arg(struct pt_regs *regs, int n)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, cpu;
-	struct msd_inflight e = {}, *stashed;
-	struct scratch_slot *slot;
-	struct msd_data_rec *rec;
+	if (direct_reads)
+		return n == 0 ? PT_REGS_PARM1_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_SYSCALL(regs)
+							  : PT_REGS_PARM3_SYSCALL(regs);
+	return n == 0 ? PT_REGS_PARM1_CORE_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_CORE_SYSCALL(regs)
+							  : PT_REGS_PARM3_CORE_SYSCALL(regs);
+}
+
+/* --- data syscalls -------------------------------------------------------------------- */
+
+/* Entry of a write-type syscall: its entry time and size, for its records and for the
+ * blocked-write scan. Reads need nothing at entry: their exit has the registers. */
+static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, enum shape shape)
+{
+	struct task_struct *task;
+	struct write_stash *st;
+	__u64 ptr, count, vec, nvec;
+	int fd;
+
+	if (hooks_only || !is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	fd = ctx->args[0];
+	ptr = ctx->args[1];
+	count = ctx->args[2];
+	task = bpf_get_current_task_btf();
+	st = bpf_task_storage_get(&stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	st->enter_ns = bpf_ktime_get_ns();
+	st->fd = fd;
+	st->busy = 1;
+	if (shape == SHAPE_BUF) {
+		st->count = count;
+	} else {
+		vec = ptr;
+		nvec = count;
+		if (shape == SHAPE_MSG && msg_iov(ptr, &vec, &nvec))
+			nvec = 0;
+		st->count = iov_sum(vec, nvec);
+	}
+	return 0;
+}
+
+/* Bytes; EOF on a read; a write refused with EAGAIN (the reader is not keeping up). */
+static __always_inline bool worth_reporting(long ret, __u8 dir)
+{
+	if (ret > 0)
+		return true;
+	return ret == 0 ? dir == MSD_DIR_READ : ret == -EAGAIN && dir == MSD_DIR_WRITE;
+}
+
+static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __u8 sys, __u8 dir, enum shape shape)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 enter_ns = 0, requested = 0, ptr, count, ts;
+	struct msd_proc_state *p;
+	struct write_stash *st;
+	struct pt_regs *regs;
 	struct capture *c;
-	__u64 room;
+	struct file *file;
+	__u32 zero = 0;
+	__u8 role;
+	int fd;
 
-	if (!is_tracked(tgid))
+	if (dir == MSD_DIR_WRITE) {
+		st = bpf_task_storage_get(&stash, task, 0, 0);
+		if (st && st->busy) {
+			enter_ns = st->enter_ns;
+			requested = st->count;
+			st->busy = 0;
+		}
+	}
+	/* What is left to report: bytes, EOF on a read, a write refused with EAGAIN. */
+	if (!worth_reporting(ret, dir))
 		return 0;
-	stashed = bpf_map_lookup_elem(&inflight, &pid_tgid);
-	if (stashed) {
-		e = *stashed;
-		bpf_map_delete_elem(&inflight, &pid_tgid);
-	} else if (!entry_rebuild(&e, tgid, dir, is_vec, ret)) {
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	fd = syscall_arg(regs, 0);
+	ptr = syscall_arg(regs, 1);
+	count = syscall_arg(regs, 2);
+	file = fd_file(task, fd);
+	if (!file) {
+		/* Closed by another thread meanwhile: what it was is unknowable. */
+		if (ret > 0)
+			drop_count(MSD_DROP_NO_ENTRY, 1, ret);
+		return 0;
+	}
+	role = role_of(p, file, dir, fd);
+	if (role == MSD_ROLE_NONE) {
+		struct counters *cnt = counters_get();
+
+		if (cnt) {
+			cnt->n[MSD_CNT_NONE_CALLS]++;
+			cnt->n[MSD_CNT_NONE_BYTES] += ret > 0 ? ret : 0;
+		}
+		return 0;
+	}
+	c = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c)
+		return 0;
+	if (shape == SHAPE_BUF && !requested)
+		requested = count;
+	ts = enter_ns ? enter_ns : bpf_ktime_get_ns();
+	capture_begin(c, tgid, tid, ts, fd, dir, role, sys, p, ret > 0 ? ret : 0, requested);
+	if (ret <= 0) {
+		marker_emit(c, p->stream_off[role & (MSD_ROLE__COUNT - 1)],
+			    ret == 0 ? MSD_DATA_LAST : MSD_DATA_LAST | MSD_DATA_SHORT);
 		return 0;
 	}
 
-	/* Non-blocking writers (Node, Go) never sit in a blocked write: a full pipe shows as
-	 * short writes and -EAGAIN instead. */
-	if (ret == -EAGAIN && dir == MSD_DIR_WRITE)
-		capture_marker(&e, pid_tgid, MSD_DATA_LAST | MSD_DATA_SHORT);
-	if (ret < 0)
-		return 0;
-	if (ret == 0) {
-		if (dir == MSD_DIR_READ)
-			capture_marker(&e, pid_tgid, MSD_DATA_LAST);
-		return 0;
+	c->base_off = __sync_fetch_and_add(&p->stream_off[role & (MSD_ROLE__COUNT - 1)], ret);
+	c->end = ret;
+	c->pos = 0;
+	c->head_end = ret;
+	c->tail_start = ret;
+	c->short_write = dir == MSD_DIR_WRITE && requested && (__u64)ret < requested;
+	if ((__u64)ret > MSD_CAPTURE_MAX) {
+		c->head_end = MSD_CAPTURE_MAX - MSD_TAIL_MAX;
+		c->tail_start = ret - MSD_TAIL_MAX;
+		c->rec.flags = MSD_DATA_TRUNCATED | MSD_DATA_CUT;
+		c->rec.hole_off = c->base_off + c->head_end;
+		c->rec.hole_len = c->tail_start - c->head_end;
+		drop_count(MSD_DROP_TRUNCATED, 1, c->rec.hole_len);
 	}
-
-	cpu = bpf_get_smp_processor_id();
-	slot = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!slot)
-		return 0;
-	c = &slot->cap;
-	rec = (void *)slot->rec;
-	__builtin_memset(c, 0, sizeof(*c));
-	if (is_vec) {
-		int n = iov_fetch(c->iov, e.buf, e.iovcnt);
-
-		if (n < 0) {
-			drop_count(MSD_DROP_COPY, 1, ret);
+	if (shape == SHAPE_BUF) {
+		c->vec = 0;
+		c->nvec = 0;
+		c->cur_base = ptr;
+		c->cur_len = ret;
+		c->cur_off = 0;
+		/* The common case, one buffer in one record: no loop. */
+		if (ret <= MSD_CHUNK_MAX) {
+			piece_emit(c, ptr, ret);
 			return 0;
 		}
-		room = iov_total(c->iov, n);
 	} else {
-		c->iov[0].base = e.buf;
-		c->iov[0].len = ret;
-		room = ret;
+		c->vec = ptr;
+		c->nvec = count;
+		if (shape == SHAPE_MSG && msg_iov(ptr, &c->vec, &c->nvec))
+			c->nvec = 0;
+		if (c->nvec > MSD_IOV_MAX)
+			c->nvec = MSD_IOV_MAX;
+		c->vec_idx = 0;
+		c->cur_len = 0;
+		c->cur_off = 0;
 	}
-
-	c->ret = ret;
-	c->captured = ret;
-	c->short_write = dir == MSD_DIR_WRITE && e.count && (__u64)ret < e.count;
-	if (c->captured > room)
-		c->captured = room;
-	if (c->captured > (__u64)MSD_CHUNKS_MAX * MSD_CHUNK_MAX)
-		c->captured = (__u64)MSD_CHUNKS_MAX * MSD_CHUNK_MAX;
-	if (c->captured < c->ret)
-		drop_count(MSD_DROP_TRUNCATED, 1, c->ret - c->captured);
-	c->nr_chunks = (c->captured + MSD_CHUNK_MAX - 1) / MSD_CHUNK_MAX;
-	c->base_off = stream_reserve(tgid, e.fd, dir, ret);
-
-	/* The fields every record of the syscall shares; capture_emit sets the others. */
-	__builtin_memset(rec, 0, sizeof(*rec));
-	rec->hdr.kind = MSD_REC_DATA;
-	rec->hdr.abi = MSD_ABI_VERSION;
-	rec->hdr.ts_ns = bpf_ktime_get_ns();
-	rec->hdr.tgid = tgid;
-	rec->hdr.tid = (__u32)pid_tgid;
-	rec->fd = e.fd;
-	rec->dir = dir;
-	rec->fd_kind = e.fd_kind;
-	rec->syscall_len = ret;
-	rec->requested = e.count;
-
-	if (c->captured) {
-		bpf_loop(MSD_CHUNKS_MAX + MSD_IOV_MAX, capture_piece, NULL, 0);
-	} else {
-		/* Nothing capturable (empty iovecs first): one record still says it happened. */
-		c->nr_chunks = 1;
-		capture_emit(slot);
-	}
+	bpf_loop(COPY_STEPS_MAX, copy_step, NULL, 0);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
+/* The return value is read only once the process is known to be tracked: an untracked one
+ * pays the bitmap load and nothing else. */
+static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys, __u8 dir, enum shape shape)
 {
-	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], MSD_DIR_READ, false);
+	__u64 pid_tgid;
+
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_tracked(pid_tgid >> 32))
+		return 0;
+	return data_exit_tracked(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
 }
 
-SEC("tracepoint/syscalls/sys_exit_read")
-int sys_exit_read(struct trace_event_raw_sys_exit *ctx)
+#define DATA_READ(name, sys, shape)                                  \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                   \
+	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx)    \
+	{                                                            \
+		return data_exit(ctx, sys, MSD_DIR_READ, shape);      \
+	}
+
+#define DATA_WRITE(name, sys, shape)                                                 \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                  \
+	int sys_enter_##name(struct trace_event_raw_sys_enter *ctx)                  \
+	{                                                                            \
+		return write_enter(ctx, shape);                                      \
+	}                                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                   \
+	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx)                    \
+	{                                                                            \
+		return data_exit(ctx, sys, MSD_DIR_WRITE, shape);                    \
+	}
+
+DATA_READ(read, MSD_SYS_READ, SHAPE_BUF)
+DATA_READ(readv, MSD_SYS_READV, SHAPE_IOV)
+DATA_READ(pread64, MSD_SYS_PREAD64, SHAPE_BUF)
+DATA_READ(preadv, MSD_SYS_PREADV, SHAPE_IOV)
+DATA_READ(preadv2, MSD_SYS_PREADV2, SHAPE_IOV)
+DATA_READ(recvfrom, MSD_SYS_RECVFROM, SHAPE_BUF)
+DATA_READ(recvmsg, MSD_SYS_RECVMSG, SHAPE_MSG)
+DATA_WRITE(write, MSD_SYS_WRITE, SHAPE_BUF)
+DATA_WRITE(writev, MSD_SYS_WRITEV, SHAPE_IOV)
+DATA_WRITE(pwrite64, MSD_SYS_PWRITE64, SHAPE_BUF)
+DATA_WRITE(pwritev, MSD_SYS_PWRITEV, SHAPE_IOV)
+DATA_WRITE(pwritev2, MSD_SYS_PWRITEV2, SHAPE_IOV)
+DATA_WRITE(sendto, MSD_SYS_SENDTO, SHAPE_BUF)
+DATA_WRITE(sendmsg, MSD_SYS_SENDMSG, SHAPE_MSG)
+
+/* --- transfers that are not copied --------------------------------------------------- */
+
+/* Bytes moved on a channel file by a syscall whose bytes are not copied (they never pass
+ * through the process's memory, or not in a way a tracepoint sees): their range of the stream
+ * is reserved and reported as a hole, so the stream resynchronises instead of silently
+ * splicing two messages. */
+static __always_inline void uncaptured_side(__u32 tgid, __u32 tid, struct msd_proc_state *p, int fd, __u8 dir,
+					    __u8 sys, long ret)
 {
-	return syscall_exit(ctx->ret, MSD_DIR_READ, false);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *file = fd_file(task, fd);
+	struct capture *c;
+	__u32 zero = 0;
+	__u8 role;
+	__u64 off;
+
+	if (!file)
+		return;
+	role = role_of(p, file, dir, fd);
+	if (role == MSD_ROLE_NONE || !(c = bpf_map_lookup_elem(&scratch, &zero)))
+		return;
+	off = __sync_fetch_and_add(&p->stream_off[role & (MSD_ROLE__COUNT - 1)], ret);
+	capture_begin(c, tgid, tid, bpf_ktime_get_ns(), fd, dir, role, sys, p, ret, 0);
+	c->rec.hole_off = off;
+	c->rec.hole_len = ret;
+	drop_count(MSD_DROP_UNCAPTURED, 1, ret);
+	marker_emit(c, off, MSD_DATA_LAST | MSD_DATA_TRUNCATED | MSD_DATA_UNCAPTURED);
 }
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
+/* Argument in_arg is an fd read from, out_arg one written to (-1: none). */
+static __always_inline int uncaptured_exit(long ret, int in_arg, int out_arg, __u8 sys)
 {
-	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], MSD_DIR_WRITE, false);
-}
+	struct msd_proc_state *p;
+	struct pt_regs *regs;
+	__u64 pid_tgid;
+	__u32 tgid;
 
-SEC("tracepoint/syscalls/sys_exit_write")
-int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
-{
-	return syscall_exit(ctx->ret, MSD_DIR_WRITE, false);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], MSD_DIR_READ, true);
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	return syscall_exit(ctx->ret, MSD_DIR_READ, true);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], MSD_DIR_WRITE, true);
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	return syscall_exit(ctx->ret, MSD_DIR_WRITE, true);
-}
-
-/* A closed or replaced fd number may next be a different file: its next stream starts at 0. */
-static __always_inline int fd_release(int fd)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-	if (is_tracked(tgid))
-		stream_forget(tgid, fd);
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	if (!is_tracked(tgid) || ret <= 0)
+		return 0;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (in_arg >= 0)
+		uncaptured_side(tgid, (__u32)pid_tgid, p, syscall_arg(regs, in_arg), MSD_DIR_READ, sys, ret);
+	if (out_arg >= 0)
+		uncaptured_side(tgid, (__u32)pid_tgid, p, syscall_arg(regs, out_arg), MSD_DIR_WRITE, sys, ret);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+#define UNCAPTURED(name, sys, in_arg, out_arg)                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
+	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx)         \
+	{                                                                 \
+		return uncaptured_exit(ctx->ret, in_arg, out_arg, sys);   \
+	}
+
+UNCAPTURED(splice, MSD_SYS_SPLICE, 0, 2)          /* splice(fd_in, off_in, fd_out, ...) */
+UNCAPTURED(tee, MSD_SYS_TEE, -1, 1)               /* tee(fd_in, fd_out, ...): fd_in is not consumed */
+UNCAPTURED(vmsplice, MSD_SYS_VMSPLICE, 0, 0)      /* vmsplice(fd, ...): a pipe's either end */
+UNCAPTURED(sendfile64, MSD_SYS_SENDFILE, 1, 0)    /* sendfile(out_fd, in_fd, ...) */
+UNCAPTURED(copy_file_range, MSD_SYS_COPY_FILE_RANGE, 0, 2) /* copy_file_range(fd_in, off_in, fd_out, ...) */
+
+/* io_uring moves bytes without syscalls per transfer: which files it touches is unknown here.
+ * Reported once per process (a record without a role), counted every time. */
+static __always_inline int uring_used(void)
 {
-	return fd_release(ctx->args[0]);
+	struct msd_proc_state *p;
+	struct capture *c;
+	__u64 pid_tgid;
+	__u32 tgid, zero = 0;
+
+	if (hooks_only)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	if (!is_tracked(tgid))
+		return 0;
+	drop_count(MSD_DROP_UNCAPTURED, 1, 0);
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p || (p->flags & MSD_PROC_URING_SEEN) || !(c = bpf_map_lookup_elem(&scratch, &zero)))
+		return 0;
+	p->flags |= MSD_PROC_URING_SEEN; /* two threads racing here report it twice: harmless */
+	capture_begin(c, tgid, (__u32)pid_tgid, bpf_ktime_get_ns(), -1, MSD_DIR_WRITE, MSD_ROLE_NONE,
+		      MSD_SYS_IO_URING, p, 0, 0);
+	marker_emit(c, 0, MSD_DATA_LAST | MSD_DATA_TRUNCATED | MSD_DATA_UNCAPTURED);
+	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
+SEC("tracepoint/syscalls/sys_enter_io_uring_setup")
+int sys_enter_io_uring_setup(struct trace_event_raw_sys_enter *ctx)
 {
-	return fd_release(ctx->args[1]);
+	return uring_used();
 }
 
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
+SEC("tracepoint/syscalls/sys_enter_io_uring_enter")
+int sys_enter_io_uring_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	return fd_release(ctx->args[1]);
+	return uring_used();
 }
+
+/* --- processes ------------------------------------------------------------------------ */
 
 static __always_inline void rec_hdr_fill(struct msd_rec_hdr *hdr, __u16 kind, __u32 size, __u32 tgid, __u32 tid)
 {
@@ -635,12 +827,30 @@ static __always_inline void rec_hdr_fill(struct msd_rec_hdr *hdr, __u16 kind, __
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = BPF_CORE_READ(parent, tgid), ctgid = BPF_CORE_READ(child, tgid);
+	struct msd_proc_state *pstate, state;
 	struct msd_fork_rec *rec;
+	__u32 ptgid, ctgid;
 
+	if (hooks_only)
+		return 0;
+	ptgid = BPF_CORE_READ(parent, tgid);
+	ctgid = BPF_CORE_READ(child, tgid);
 	/* A new thread shares its parent's tgid and is already covered. */
 	if (ctgid == ptgid || !is_tracked(ptgid))
 		return 0;
+	pstate = bpf_map_lookup_elem(&procs, &ptgid);
+	if (!pstate)
+		return 0;
+	/* The child's channel is its parent's; its streams are its own. */
+	__builtin_memcpy(&state.chan, &pstate->chan, sizeof(state.chan));
+	__builtin_memset(&state.stream_off, 0, sizeof(state.stream_off));
+	state.start_ns = BPF_CORE_READ(child, start_boottime);
+	state.flags = 0;
+	state.pad = 0;
+	if (bpf_map_update_elem(&procs, &ctgid, &state, BPF_ANY)) {
+		drop_count(MSD_DROP_PROC_LIMIT, 1, 0);
+		return 0;
+	}
 	tracked_set(ctgid);
 
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
@@ -651,6 +861,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	rec_hdr_fill(&rec->hdr, MSD_REC_FORK, sizeof(*rec), ctgid, BPF_CORE_READ(child, pid));
 	rec->parent_tgid = ptgid;
 	rec->pad = 0;
+	rec->start_ns = state.start_ns;
 	BPF_CORE_READ_STR_INTO(&rec->comm, child, comm);
 	bpf_ringbuf_submit(rec, 0);
 	return 0;
@@ -659,9 +870,12 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct msd_exec_rec *rec;
+	__u32 tgid;
 
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
 	if (!is_tracked(tgid))
 		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
@@ -672,6 +886,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	rec_hdr_fill(&rec->hdr, MSD_REC_EXEC, sizeof(*rec), tgid, BPF_CORE_READ(task, pid));
 	rec->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	rec->pad = 0;
+	rec->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
 	if (bpf_probe_read_kernel_str(rec->filename, sizeof(rec->filename), BPF_CORE_READ(bprm, filename)) < 0)
 		rec->filename[0] = '\0';
@@ -680,16 +895,23 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 }
 
 /* Uses only the task argument: the group_dead argument exists on recent kernels only, and
- * signal->live, which do_exit decrements before this tracepoint, says the same everywhere. */
+ * signal->live, which do_exit decrements before this tracepoint, says the same everywhere.
+ * The fd table is still there (exit_files comes later). */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct msd_proc_state *p;
 	struct msd_exit_rec *rec;
+	struct file *stdin;
+	__u32 tgid;
 
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
 	if (!is_tracked(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 
+	p = bpf_map_lookup_elem(&procs, &tgid);
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (rec) {
 		rec_hdr_fill(&rec->hdr, MSD_REC_EXIT, sizeof(*rec), tgid, BPF_CORE_READ(task, pid));
@@ -697,11 +919,17 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 		rec->ppid = BPF_CORE_READ(task, real_parent, tgid);
 		rec->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
+		rec->flags = 0;
+		rec->pad = 0;
+		stdin = p ? fd_file(task, 0) : NULL;
+		if (stdin && role_of(p, stdin, MSD_DIR_READ, 0) == MSD_ROLE_IN)
+			rec->flags |= MSD_EXIT_ON_CHANNEL;
 		bpf_ringbuf_submit(rec, 0);
 	} else {
 		drop_count(MSD_DROP_EVENT, 1, 0);
 	}
 	tracked_clear(tgid);
+	bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }
 
@@ -709,10 +937,13 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 SEC("tp_btf/mark_victim")
 int BPF_PROG(mark_victim, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct msd_oom_rec *rec;
 	struct mm_struct *mm;
+	__u32 tgid;
 
+	if (hooks_only)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
 	if (!is_tracked(tgid))
 		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
@@ -732,6 +963,38 @@ int BPF_PROG(mark_victim, struct task_struct *task)
 		rec->anon_rss_kb = anon > 0 ? (__u64)anon << (page_shift - 10) : 0;
 	}
 	bpf_ringbuf_submit(rec, 0);
+	return 0;
+}
+
+/* The blocked-write scan, run by user space on its timer (bpf_iter): every write to a
+ * tracked process's out-file that has entered the kernel and not returned. */
+SEC("iter/task")
+int inflight_writes(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct msd_inflight out = {};
+	struct msd_proc_state *p;
+	struct write_stash *st;
+	struct file *file;
+	__u32 tgid;
+
+	if (!task)
+		return 0;
+	tgid = task->tgid;
+	if (!is_tracked(tgid))
+		return 0;
+	st = bpf_task_storage_get(&stash, task, 0, 0);
+	if (!st || !st->busy || !(p = bpf_map_lookup_elem(&procs, &tgid)))
+		return 0;
+	file = fd_file(task, st->fd);
+	if (!file || role_of(p, file, MSD_DIR_WRITE, st->fd) != MSD_ROLE_OUT)
+		return 0;
+	out.tgid = tgid;
+	out.tid = task->pid;
+	out.fd = st->fd;
+	out.enter_ns = st->enter_ns;
+	out.count = st->count;
+	bpf_seq_write(ctx->meta->seq, &out, sizeof(out));
 	return 0;
 }
 

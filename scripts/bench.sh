@@ -7,8 +7,10 @@
 # 256 B / 4 KiB / 64 KiB / 1 MiB messages, lockstep and 64 in flight; the real
 # server-everything echo tool driven by the official SDK client (bench/sdk-bench.mjs),
 # sequential and 64 in flight.
-# Conditions: none (no observer); untracked (mcpsonde attached to an idle process while the
-# workload runs: what every other process on the node pays); tracked (mcpsonde attached to
+# Conditions: none (no observer); floor (mcpsonde's programs attached to the same hooks but
+# returning at once, build/tools/floor: what the tracepoints themselves cost); untracked
+# (mcpsonde attached to an idle process while the workload runs: what every other process on
+# the node pays); tracked (mcpsonde attached to
 # the server); strace (strace -f on the server, full read/write payloads to a file); socat
 # (a relay between client and server, as a wrapping proxy sits).
 #
@@ -30,6 +32,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SONDE=$REPO/build/mcpsonde
 PUMP=$REPO/build/tools/pump
+FLOOR=$REPO/build/tools/floor
 SDK_BENCH=$REPO/bench/sdk-bench.mjs
 EVERYTHING=$REPO/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
@@ -39,7 +42,7 @@ sdk_time=1
 ramp_time=2
 ramp_rates="10000 25000 50000 75000 100000 150000 200000 300000 400000"
 cpus=0
-conditions="none untracked tracked strace socat"
+conditions="none floor untracked tracked strace socat"
 only=
 do_ramp=1
 do_sdk=1
@@ -107,6 +110,10 @@ want=
 for c in $conditions; do
 	case $c in
 	untracked | tracked) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
+	floor)
+		[ $sonde_ok = 1 ] || { log "skipping floor: $skipped"; continue; }
+		[ -x "$FLOOR" ] || { log "skipping floor: $FLOOR is missing (make bench builds it)"; continue; }
+		;;
 	strace) command -v strace >/dev/null || { log "skipping strace: not installed"; continue; } ;;
 	socat) command -v socat >/dev/null || { log "skipping socat: not installed"; continue; } ;;
 	none) ;;
@@ -180,6 +187,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -c '[:print:]' ' ' | sed 's/
 file_ready() { [ -s "$1" ] || ! alive "$2"; }
 line_ready() { [ "$(tail -c 1 "$1" 2>/dev/null)" = "" ] && [ -s "$1" ] || ! alive "$2"; }
 sonde_ready() { grep -q '^mcpsonde: attached' "$1" 2>/dev/null || ! alive "$2"; }
+floor_ready() { grep -q '^floor: attached' "$1" 2>/dev/null || ! alive "$2"; }
 strace_ready() { grep -q ' attached' "$1" 2>/dev/null || ! alive "$2"; }
 
 # JSON number field of a one-line object (our own outputs: flat, compact).
@@ -254,8 +262,13 @@ sonde_json() {
 		END { for (r in n) { printf "%s{\"reason\":\"%s\",\"events\":%d,\"records\":%.0f,\"bytes\":%.0f}", sep, r, n[r], recs[r], bytes[r]; sep = "," } }' || true)
 	read -r c0 u0 s0 <<<"$cpu0"
 	read -r c1 u1 s1 <<<"$cpu1"
-	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"exit":%s}' \
-		"${calls:-0}" "${ok:-0}" "${oversized:-0}" "$loss" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${hwm:-0}" "$bpf" "$lag_ms" "$rc"
+	# Ring buffer bytes reserved for data records, and how many of them the records left
+	# unused (size classes), from the line mcpsonde prints when it stops.
+	read -r unused reserved < <(sed -nE 's/.*ring: [0-9]+ records, ([0-9]+) of ([0-9]+) bytes reserved unused.*/\1 \2/p' \
+		"${jsonl%.jsonl}.err" 2>/dev/null) || true
+	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"ring_reserved":%s,"ring_unused":%s,"exit":%s}' \
+		"${calls:-0}" "${ok:-0}" "${oversized:-0}" "$loss" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${hwm:-0}" "$bpf" "$lag_ms" \
+		"${reserved:-0}" "${unused:-0}" "$rc"
 }
 
 stop_child() { # SIGINT, then SIGKILL after 10 s; its exit status in $reaped
@@ -307,6 +320,15 @@ run_one() {
 			children[$mpid]=1
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
 			alive "$mpid" || err="mcpsonde exited: $(tail -c 300 "$d/sonde.err")"
+			;;
+		floor)
+			# Its BPF figures and its stop go through mpid, like mcpsonde's.
+			"$FLOOR" 2>"$d/floor.err" &
+			mpid=$!
+			: >"$d/sonde.jsonl"
+			children[$mpid]=1
+			wait_until 60 floor_ready "$d/floor.err" "$mpid" || true
+			alive "$mpid" || err="floor exited: $(tail -c 300 "$d/floor.err")"
 			;;
 		strace)
 			# Full payloads: -s covers the largest syscall (1 MiB), as strings; -f attaches
@@ -403,7 +425,7 @@ run_one() {
 	else
 		log "$(printf '%-18s %-9s rep %s (%5.1f s): %10.0f msgs/s%s' "$id" "$cond" "$rep" \
 			"$(awk -v ms=$(($(now_ms) - t_run)) 'BEGIN { print ms / 1000 }')" "${mps:-0}" \
-			"$([ "$sonde" = null ] || printf ', mcpsonde reported %s calls' "$(jfield "$sonde" calls)")")"
+			"$([ "$sonde" = null ] || [ "$cond" = floor ] || printf ', mcpsonde reported %s calls' "$(jfield "$sonde" calls)")")"
 	fi
 	[ $keep = 1 ] || rm -rf "$d"
 }

@@ -10,9 +10,13 @@
  *   last edge + 1 bytes (edge once a "\r" is stripped), contiguous, so that delivering a
  *   frame never needs a copy and the tail does not depend on how the line was chunked.
  * - wire_len counts every byte of the partial line, whatever was kept of it.
- * - While resync is set, bytes up to and including the next newline are dropped: after a gap
- *   the bytes that follow are the end of a line whose beginning was lost; unless the first of
- *   them is '{', which is framed as a line start, flagged after_gap. */
+ * - After a gap the bytes up to the next newline may be the end of a line whose beginning was
+ *   lost, or (the gap ended at a line boundary) a whole line: that line is delivered flagged
+ *   after_gap for the caller to judge, unless it grows past max_frame (then it could not be
+ *   told whole: dropped). While resync is set, bytes up to and including the next newline are
+ *   dropped: the line is known to be lost.
+ * - Once a line is cut, its head (buf) is closed and its tail window holds only bytes from
+ *   after the cut: head and tail are each contiguous, never spliced across the cut. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +43,7 @@ static void framer_clear_line(struct framer *fr)
 	fr->len = 0;
 	fr->wire_len = 0;
 	fr->oversized = false;
+	fr->cut = false;
 	free(fr->tail);
 	fr->tail = NULL;
 	fr->tail_len = 0;
@@ -53,15 +58,15 @@ static void framer_drop_line(struct framer *fr)
 void framer_gap(struct framer *fr)
 {
 	framer_drop_line(fr);
-	fr->resync = true;
-	fr->gap_edge = true;
-	fr->after_gap = false;
+	fr->suspect = !fr->resync;
 }
 
-void framer_reset(struct framer *fr)
+/* The partial line cannot be delivered: drop it and what remains of it. */
+static void framer_abandon(struct framer *fr)
 {
 	framer_drop_line(fr);
-	fr->resync = false;
+	fr->suspect = false;
+	fr->resync = true;
 }
 
 size_t framer_pending(const struct framer *fr)
@@ -132,8 +137,9 @@ static bool framer_enter_oversized(struct framer *fr)
 	return true;
 }
 
-/* Adds bytes of the partial line. On allocation failure the line is dropped (counted) and
- * false is returned, with resync set so that the rest of the line is dropped too. */
+/* Adds bytes of the partial line. When it cannot be kept (allocation failure, or a line after
+ * a gap growing past max_frame) it is dropped (counted) and false is returned, with resync set
+ * so that the rest of the line is dropped too. */
 static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t ts_ns)
 {
 	size_t edge;
@@ -144,6 +150,8 @@ static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t t
 		fr->ts_first_ns = ts_ns;
 	fr->wire_len += n;
 	if (!fr->oversized) {
+		if (fr->suspect && fr->len + n > fr->max_frame + 1)
+			goto fail;
 		if (fr->len + n <= fr->max_frame + 1) {
 			if (!framer_reserve(fr, fr->len + n))
 				goto fail;
@@ -155,7 +163,7 @@ static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t t
 			goto fail;
 	}
 	edge = framer_edge(fr);
-	if (fr->len < edge) {
+	if (fr->len < edge && !fr->cut) {
 		size_t c = edge - fr->len < n ? edge - fr->len : n;
 
 		memcpy(fr->buf + fr->len, p, c);
@@ -164,7 +172,7 @@ static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t t
 	framer_window_append(fr, p, n);
 	return true;
 fail:
-	framer_gap(fr);
+	framer_abandon(fr);
 	return false;
 }
 
@@ -173,14 +181,17 @@ static void framer_emit(struct framer *fr, const char *p, size_t n, uint64_t ts_
 			frame_fn fn, void *ctx)
 {
 	/* Reordered records can carry a later line end with an earlier timestamp. */
-	struct frame f = { .data = p, .ts_first_ns = ts_first, .ts_last_ns = ts_last > ts_first ? ts_last : ts_first };
+	struct frame f = { .data = p, .ts_first_ns = ts_first, .ts_last_ns = ts_last > ts_first ? ts_last : ts_first,
+			   .after_gap = fr->suspect };
 
 	if (n && p[n - 1] == '\r')
 		n--;
-	f.after_gap = fr->after_gap;
-	fr->after_gap = false;
 	if (n == 0)
 		return;
+	if (fr->suspect && n > fr->max_frame) {
+		fr->stats.discarded_bytes += n;
+		return;
+	}
 	f.len = n;
 	f.wire_len = n;
 	if (n > fr->max_frame) {
@@ -200,26 +211,48 @@ static void framer_emit(struct framer *fr, const char *p, size_t n, uint64_t ts_
 static void framer_emit_oversized(struct framer *fr, uint64_t ts_last, frame_fn fn, void *ctx)
 {
 	const char *end = fr->tail + fr->tail_len;
+	size_t have = fr->tail_len;
 	struct frame f = {
 		.data = fr->buf,
 		.len = fr->len,
-		.tail_len = framer_edge(fr),
 		.wire_len = fr->wire_len,
 		.ts_first_ns = fr->ts_first_ns,
 		.ts_last_ns = ts_last > fr->ts_first_ns ? ts_last : fr->ts_first_ns,
 		.oversized = true,
-		.after_gap = fr->after_gap,
 	};
 
-	fr->after_gap = false;
-	if (end[-1] == '\r') {
+	if (have && end[-1] == '\r') {
 		f.wire_len--;
 		end--;
+		have--;
 	}
+	/* Only a cut line can have less than edge bytes after its head. */
+	f.tail_len = have < framer_edge(fr) ? have : framer_edge(fr);
 	f.tail = end - f.tail_len;
 	fr->stats.oversized++;
 	fr->stats.frames++;
 	fn(ctx, &f);
+}
+
+void framer_cut(struct framer *fr, uint64_t len, uint64_t ts_ns)
+{
+	if (fr->suspect)
+		framer_abandon(fr); /* a line that may have lost its start cannot be cut too */
+	if (fr->resync) {
+		/* The line was already lost: the cut is part of what is skipped. */
+		fr->stats.discarded_bytes += len;
+		return;
+	}
+	if (fr->wire_len == 0)
+		fr->ts_first_ns = ts_ns;
+	if (!fr->oversized && !framer_enter_oversized(fr)) {
+		framer_abandon(fr);
+		fr->stats.discarded_bytes += len;
+		return;
+	}
+	fr->wire_len += len;
+	fr->tail_len = 0;
+	fr->cut = true;
 }
 
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx)
@@ -228,16 +261,11 @@ void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, fra
 		const char *nl = memchr(p, '\n', n);
 		size_t k;
 
-		if (fr->resync && fr->gap_edge && *p == '{') {
-			fr->resync = false;
-			fr->after_gap = true;
-		}
-		fr->gap_edge = false;
 		if (fr->resync) {
 			k = nl ? (size_t)(nl - p) + 1 : n;
 			fr->stats.discarded_bytes += k;
 			if (nl)
-				fr->resync = false;
+				fr->resync = false; /* the next line starts whole */
 			p += k;
 			n -= k;
 			continue;
@@ -260,6 +288,7 @@ void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, fra
 			fr->resync = false;
 			fr->stats.discarded_bytes++;
 		}
+		fr->suspect = false; /* past a newline: the next line starts whole */
 		p += k + 1;
 		n -= k + 1;
 	}

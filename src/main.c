@@ -29,6 +29,7 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
+#include "version.h"
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
@@ -49,16 +50,17 @@ struct cli {
 	bool verbose;
 	bool redact_given;   /* --redact was given: --capture-values does not change it */
 	size_t ringbuf_bytes;
+	bool compat;
 	struct pipeline_opts popts;
 	struct metrics_opts mopts;
 	struct recorder_opts ropts;
 };
 
 /* Processes being watched: the given PIDs, their descendants, and what they fork later.
- * attach ends when the last of them has exited. */
+ * attach ends when the last of them has exited. Which of their bytes are MCP is the kernel's
+ * business (their channel): this is only for knowing when everything is gone. */
 struct live_set {
 	pid_t pids[LIVE_MAX];
-	char channel[LIVE_MAX][64]; /* fd 0 of the attached process it descends from */
 	int n;
 };
 
@@ -68,7 +70,7 @@ struct live_ctx {
 	struct pipeline *pipe;         /* NULL for record */
 	struct capture_writer *writer; /* NULL for attach */
 	struct live_set live;
-	const char *attaching; /* channel of the -p process whose children are being walked */
+	const struct msd_file_id *attaching; /* channel of the -p process whose children are walked */
 	struct msd_drop drops[MSD_DROP__MAX];
 	bool write_failed;
 };
@@ -94,6 +96,7 @@ enum opt_key {
 	OPT_MAX_REPORT_SIZE,
 	OPT_REDACT,
 	OPT_HOST_ROOT,
+	OPT_COMPAT,
 };
 
 static const char doc[] =
@@ -121,6 +124,7 @@ static const struct argp_option options[] = {
 	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
 	{ "host-root", OPT_HOST_ROOT, "DIR", 0, "The host's / is mounted at DIR (in a container): its /proc and runtime state are read there", 0 },
+	{ "compat", OPT_COMPAT, NULL, 0, "Kernel paths for older kernels even where newer ones exist (troubleshooting)", 0 },
 	{ NULL, 0, NULL, 0, "Metrics:", 1 },
 	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
 	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
@@ -212,6 +216,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			argp_error(state, "expected seconds: %s", arg);
 		break;
 	}
+	case OPT_COMPAT:
+		cli->compat = true;
+		break;
 	case OPT_METRICS:
 		cli->metrics_listen = arg;
 		break;
@@ -333,13 +340,11 @@ static int live_find(const struct live_set *l, pid_t pid)
 	return -1;
 }
 
-static void live_add(struct live_set *l, pid_t pid, const char *channel)
+static void live_add(struct live_set *l, pid_t pid)
 {
 	if (live_find(l, pid) >= 0 || l->n == LIVE_MAX)
 		return;
-	l->pids[l->n] = pid;
-	snprintf(l->channel[l->n], sizeof(l->channel[0]), "%s", channel ? channel : "");
-	l->n++;
+	l->pids[l->n++] = pid;
 }
 
 static void live_remove(struct live_set *l, pid_t pid)
@@ -348,9 +353,7 @@ static void live_remove(struct live_set *l, pid_t pid)
 
 	if (i < 0)
 		return;
-	l->n--;
-	l->pids[i] = l->pids[l->n];
-	memcpy(l->channel[i], l->channel[l->n], sizeof(l->channel[0]));
+	l->pids[i] = l->pids[--l->n];
 }
 
 /* Every record goes to the capture file and/or the pipeline, in the same order. */
@@ -364,8 +367,7 @@ static void live_deliver(struct live_ctx *c, const struct msd_rec_hdr *rec)
 
 static void live_identify(struct live_ctx *c, pid_t pid, uint64_t ts_ns)
 {
-	int i = live_find(&c->live, pid);
-	struct msd_proc_rec *rec = proc_identity(pid, ts_ns, i >= 0 ? c->live.channel[i] : NULL);
+	struct msd_proc_rec *rec = proc_identity(pid, ts_ns);
 
 	if (!rec)
 		return;
@@ -379,33 +381,29 @@ static int live_on_record(void *ctx, const struct msd_rec_hdr *rec)
 
 	live_deliver(c, rec);
 	switch (rec->kind) {
-	case MSD_REC_FORK: {
-		/* The child inherits its parent's channel; whether it still reads from it shows
-		 * after its exec, when it is identified again. */
-		int parent = live_find(&c->live, (pid_t)((const struct msd_fork_rec *)rec)->parent_tgid);
-		live_add(&c->live, (pid_t)rec->tgid, parent >= 0 ? c->live.channel[parent] : NULL);
+	case MSD_REC_FORK:
+		live_add(&c->live, (pid_t)rec->tgid);
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
 		break;
-	}
 	case MSD_REC_EXEC:
-		source_live_forget_fds(c->src, (pid_t)rec->tgid, false);
 		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
 		break;
 	case MSD_REC_EXIT:
-		source_live_forget_fds(c->src, (pid_t)rec->tgid, true);
 		live_remove(&c->live, (pid_t)rec->tgid);
 		break;
 	}
 	return 0;
 }
 
+/* A descendant of a -p process that was running before attach: it gets the channel the
+ * kernel would have given it at fork. */
 static void live_track(void *ctx, pid_t pid)
 {
 	struct live_ctx *c = ctx;
 
-	if (source_live_track(c->src, pid) < 0)
+	if (source_live_track(c->src, pid, proc_start_ns(pid), c->attaching) < 0)
 		return;
-	live_add(&c->live, pid, c->attaching);
+	live_add(&c->live, pid);
 	live_identify(c, pid, clock_mono_ns());
 }
 
@@ -428,29 +426,35 @@ static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
 	}
 }
 
-static void live_on_inflight(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
-			     uint64_t count)
+
+static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 {
 	struct live_ctx *c = ctx;
 	uint64_t now = clock_mono_ns();
 
-	(void)tid;
-	if (dir == MSD_DIR_WRITE && fd == 1 && now > enter_ns && now - enter_ns > c->cli->popts.blocked_write_ns)
-		pipeline_blocked_write(c->pipe, tgid, fd, enter_ns, count, now);
+	/* The scan yields writes to the out-file only: stdout, whichever fd the write used, as
+	 * the pipeline names the stream in its own events. */
+	if (now > w->enter_ns && now - w->enter_ns > c->cli->popts.blocked_write_ns)
+		pipeline_blocked_write(c->pipe, w->tgid, 1, w->enter_ns, w->count, now);
 }
 
-/* Forgets PIDs whose exit was never seen (they died before tracking began). */
+/* Forgets PIDs whose exit was never seen (they died before their tracking took effect). */
 static void live_prune(struct live_ctx *c)
 {
-	for (int i = c->live.n - 1; i >= 0; i--)
-		if (!proc_exists(c->live.pids[i]))
-			live_remove(&c->live, c->live.pids[i]);
+	for (int i = c->live.n - 1; i >= 0; i--) {
+		pid_t pid = c->live.pids[i];
+
+		if (!proc_exists(pid)) {
+			source_live_untrack(c->src, pid);
+			live_remove(&c->live, pid);
+		}
+	}
 }
 
 /* One line on stderr when attach or record ends: what was seen and what was lost. */
-static void live_report(const struct live_ctx *c)
+static void live_report(struct live_ctx *c)
 {
-	uint64_t lost_records = 0, lost_bytes = 0;
+	uint64_t lost_records = 0, lost_bytes = 0, cnt[MSD_CNT__MAX] = { 0 };
 
 	for (int r = 0; r < MSD_DROP__MAX; r++) {
 		lost_records += c->drops[r].records;
@@ -459,13 +463,22 @@ static void live_report(const struct live_ctx *c)
 	fprintf(stderr, "mcpsonde: detached");
 	if (c->pipe) {
 		const struct pipeline_stats *st = pipeline_stats(c->pipe);
-		fprintf(stderr, ": %llu records, %llu messages, %llu invalid frames, %llu gaps (%llu bytes)",
+		fprintf(stderr, ": %llu records, %llu messages, %llu invalid frames, %llu gaps (%llu bytes, %llu line tails "
+				"dropped), %llu bytes truncated, %llu uncaptured",
 			(unsigned long long)st->records, (unsigned long long)st->messages,
 			(unsigned long long)st->invalid_frames, (unsigned long long)st->gaps,
-			(unsigned long long)st->gap_bytes);
+			(unsigned long long)st->gap_bytes, (unsigned long long)st->gap_tails,
+			(unsigned long long)st->cut_bytes, (unsigned long long)st->uncaptured_bytes);
 	}
-	fprintf(stderr, "; kernel drops: %llu records, %llu bytes\n", (unsigned long long)lost_records,
+	fprintf(stderr, "; kernel drops: %llu records, %llu bytes", (unsigned long long)lost_records,
 		(unsigned long long)lost_bytes);
+	/* What the kernel did not copy on purpose, and what the copy cost in ring space. */
+	source_live_counters(c->src, cnt);
+	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused\n",
+		(unsigned long long)cnt[MSD_CNT_NONE_CALLS], (unsigned long long)cnt[MSD_CNT_NONE_BYTES],
+		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
+		(unsigned long long)(cnt[MSD_CNT_RING_RESERVED] - cnt[MSD_CNT_RING_USED]),
+		(unsigned long long)cnt[MSD_CNT_RING_RESERVED]);
 }
 
 /* One line per given process that runs in a container: where it runs. */
@@ -487,7 +500,7 @@ static void live_describe(const struct cli *cli, struct attrib *attrib)
 
 static int run_live(struct cli *cli)
 {
-	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose };
+	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose, .compat = cli->compat };
 	struct live_ctx c = { .cli = cli };
 	struct attrib *attrib = NULL;
 	struct sink_list sinks = { 0 };
@@ -555,19 +568,26 @@ static int run_live(struct cli *cli)
 	/* Track first, then walk the existing children: a fork in between is followed by the
 	 * kernel, so nothing falls through. */
 	for (int i = 0; i < cli->npids; i++) {
-		if (source_live_track(c.src, cli->pids[i]) < 0) {
-			fprintf(stderr, "mcpsonde: cannot track %d\n", (int)cli->pids[i]);
+		struct msd_file_id chan[MSD_ROLE__COUNT];
+		int ret;
+
+		/* Its channel: the files that are its stdin, stdout and stderr now. */
+		if (proc_channel(cli->pids[i], chan) < 0) {
+			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
 			goto cleanup;
 		}
-		char channel[64];
-
-		proc_fd_link(cli->pids[i], 0, channel, sizeof(channel));
-		live_add(&c.live, cli->pids[i], channel);
+		if ((ret = source_live_track(c.src, cli->pids[i], proc_start_ns(cli->pids[i]), chan)) < 0) {
+			fprintf(stderr, "mcpsonde: cannot track %d: %s\n", (int)cli->pids[i], strerror(-ret));
+			goto cleanup;
+		}
+		live_add(&c.live, cli->pids[i]);
 		live_identify(&c, cli->pids[i], clock_mono_ns());
-		c.attaching = channel;
+		c.attaching = chan;
 		proc_descendants(cli->pids[i], live_track, &c);
 		c.attaching = NULL;
 	}
+	if (cli->verbose)
+		fprintf(stderr, "mcpsonde: kernel paths: %s\n", source_live_paths(c.src));
 	fprintf(stderr, "mcpsonde: attached to %d process%s (pid", c.live.n, c.live.n == 1 ? "" : "es");
 	for (int i = 0; i < c.live.n; i++)
 		fprintf(stderr, " %d", (int)c.live.pids[i]);
@@ -595,12 +615,12 @@ static int run_live(struct cli *cli)
 					continue;
 				source_live_poll(c.src, live_on_record, &c);
 				live_check_drops(&c, now);
-				if (c.pipe) {
-					if (cli->popts.blocked_write_ns)
-						source_live_inflight(c.src, live_on_inflight, &c);
+				if (c.pipe)
 					pipeline_tick(c.pipe, now);
-				}
 				if (++ticks % 10 == 0) {
+					/* The scan walks every task of the machine in the kernel. */
+					if (c.pipe && cli->popts.blocked_write_ns)
+						source_live_inflight(c.src, live_on_inflight, &c);
 					live_prune(&c);
 					if (c.writer && capture_writer_flush(c.writer) < 0)
 						c.write_failed = true;

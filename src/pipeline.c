@@ -1,10 +1,12 @@
 /* pipeline.c -- records in, events out: stream -> frame -> rpc -> session -> sinks.
  *
- * The MCP stdio channel of a process is its fd 0 (read: client -> server) and fd 1
- * (write: server -> client); its fd 2 writes are stderr lines. Other descriptors the
- * kernel captured are counted and ignored. Streams and sessions are created on first
- * sight and bounded in number; a session ends with its process's exit record. Loss is
- * never silent: kernel drop counters (MSD_REC_LOSS) and stream gaps become EV_LOSS. */
+ * The kernel says what each record is to its process (events.h, its role): IN is the MCP
+ * channel client -> server, OUT server -> client, ERR the server's stderr lines. A stream is
+ * (process, channel file, role), as the kernel numbers it, so a dup'd stdout is the same
+ * stream; events name it by the fd the role stands for (0, 1, 2). Streams and sessions are
+ * created on first sight and bounded in number; a session ends with its process's exit
+ * record. Loss is never silent: kernel drop counters (MSD_REC_LOSS), stream gaps, cut and
+ * uncaptured bytes become EV_LOSS. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +21,23 @@
 #define HOLD_TIMEOUT_NS 2000000ull /* a record ahead of its stream waits this long for the hole */
 #define TICK_SESSIONS_NS 250000000ull
 
-enum stream_role { ROLE_MCP_IN, ROLE_MCP_OUT, ROLE_STDERR };
+/* As the kernel keys its stream offsets. */
+struct pstream_key {
+	uint32_t tgid;
+	uint32_t role; /* enum msd_role */
+	uint64_t ino;
+	uint32_t dev;
+	uint32_t pad;
+};
 
 struct pstream {
-	uint64_t key; /* tgid << 8 | fd << 1 | dir */
+	struct pstream_key key;
 	struct pipeline *p;
 	struct session *sess;
-	enum stream_role role;
-	int fd;
-	enum msd_dir dir;
+	enum msd_role role;
 	struct stream s;
-	uint64_t gaps_reported; /* gap bytes already turned into EV_LOSS */
-	uint64_t gap_count_reported;
+	struct stream_stats reported; /* losses already turned into EV_LOSS */
 	uint64_t held_since_ns; /* 0 when nothing is held */
-	uint64_t syscall_off;   /* stream offset of the current syscall's first record */
 	uint64_t backlog_since_ns; /* MCP out: first short write since the last complete one */
 	uint64_t backlog_bytes;    /* what the latest short write could not move */
 	UT_hash_handle hh;
@@ -65,7 +70,15 @@ static const char *const drop_reason_names[MSD_DROP__MAX] = {
 	[MSD_DROP_TRUNCATED] = "truncated",
 	[MSD_DROP_NO_ENTRY] = "no_entry",
 	[MSD_DROP_EVENT] = "event_lost",
+	[MSD_DROP_PROC_LIMIT] = "proc_limit",
+	[MSD_DROP_UNCAPTURED] = "uncaptured",
 };
+
+/* The fd each role stands for, in events: stdin, stdout, stderr. */
+static int role_fd(enum msd_role role)
+{
+	return role == MSD_ROLE_IN ? 0 : role == MSD_ROLE_OUT ? 1 : role == MSD_ROLE_ERR ? 2 : -1;
+}
 
 void pipeline_opts_default(struct pipeline_opts *o)
 {
@@ -144,7 +157,7 @@ static void session_end(struct pipeline *p, uint32_t tgid)
 	struct psession *ps;
 
 	HASH_ITER(hh, p->streams, st, tmp)
-		if ((uint32_t)(st->key >> 8) == tgid)
+		if (st->key.tgid == tgid)
 			pstream_free(p, st);
 	HASH_FIND(hh, p->sessions, &tgid, sizeof(tgid), ps);
 	if (!ps)
@@ -166,7 +179,7 @@ static void pipeline_on_message(void *ctx, const struct rpc_msg *m)
 {
 	struct decode_ctx *d = ctx;
 
-	session_on_message(d->st->sess, d->st->dir, m, d->f);
+	session_on_message(d->st->sess, d->st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE, m, d->f);
 }
 
 static void pipeline_on_frame(void *ctx, const struct frame *f)
@@ -177,33 +190,57 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 	st->p->stats.frames++;
 	if (f->oversized)
 		st->p->stats.oversized_frames++;
-	if (st->role == ROLE_STDERR) {
+	if (f->after_gap) {
+		/* The line that follows a gap: kept when it is a whole message (the gap ended at
+		 * a message boundary, as when a whole write's record was lost), dropped when it is
+		 * the end of one whose start was lost. */
+		if (st->role == MSD_ROLE_ERR || rpc_decode(f, pipeline_on_message, &d) < 0)
+			st->p->stats.gap_tails++;
+		return;
+	}
+	if (st->role == MSD_ROLE_ERR) {
 		session_on_stderr(st->sess, f);
 		return;
 	}
-	/* A line framed from a '{' after a gap that is not JSON was the tail of a lost message:
-	 * part of the loss already reported, not garbage the process wrote. */
-	if (rpc_decode(f, pipeline_on_message, &d) < 0 && !f->after_gap)
-		session_on_invalid(st->sess, st->fd, f, false);
+	if (rpc_decode(f, pipeline_on_message, &d) < 0)
+		session_on_invalid(st->sess, role_fd(st->role), f, false);
 }
 
-static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
+static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
-	uint64_t gaps = st->s.stats.gap_bytes;
 
-	if (gaps == st->gaps_reported)
-		return;
-	ev.loss.reason = "gap";
-	ev.loss.bytes = gaps - st->gaps_reported;
-	ev.loss.fd = st->fd;
-	p->stats.gaps += st->s.stats.gaps - st->gap_count_reported;
-	st->gap_count_reported = st->s.stats.gaps;
-	p->stats.gap_bytes += ev.loss.bytes;
-	st->gaps_reported = gaps;
+	ev.loss.reason = reason;
+	ev.loss.bytes = bytes;
+	ev.loss.fd = role_fd(st->role);
 	session_emit(st->sess, &ev);
-	if (st->role != ROLE_STDERR)
-		session_on_gap(st->sess, st->dir);
+}
+
+/* What the stream lost since the last call, by kind: records lost on the way (gap), the
+ * middle of syscalls too long to copy (truncated), bytes moved by splice, sendfile...
+ * (uncaptured). Each is a loss of this server's stream, never blamed on the server. */
+static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
+{
+	const struct stream_stats *now = &st->s.stats;
+	struct stream_stats *seen = &st->reported;
+
+	if (now->gap_bytes != seen->gap_bytes) {
+		p->stats.gaps += now->gaps - seen->gaps;
+		p->stats.gap_bytes += now->gap_bytes - seen->gap_bytes;
+		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, ts_ns);
+	}
+	if (now->cut_bytes != seen->cut_bytes) {
+		p->stats.cut_bytes += now->cut_bytes - seen->cut_bytes;
+		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, ts_ns);
+	}
+	if (now->lost_bytes != seen->lost_bytes) {
+		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
+		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, ts_ns);
+	}
+	/* Answers may have gone in a gap or uncaptured bytes (a cut message is still seen). */
+	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes))
+		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
+	*seen = *now;
 }
 
 static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
@@ -217,9 +254,9 @@ static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t
 	}
 }
 
-static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec *d, enum stream_role role)
+static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec *d)
 {
-	uint64_t key = (uint64_t)d->hdr.tgid << 8 | (uint64_t)d->fd << 1 | d->dir;
+	struct pstream_key key = { .tgid = d->hdr.tgid, .role = d->role, .ino = d->file_ino, .dev = d->file_dev };
 	struct pstream *st;
 	struct session *sess;
 
@@ -239,40 +276,45 @@ static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec
 	st->key = key;
 	st->p = p;
 	st->sess = sess;
-	st->role = role;
-	st->fd = d->fd;
-	st->dir = (enum msd_dir)d->dir;
+	st->role = (enum msd_role)d->role;
 	stream_init(&st->s, p->opts.max_frame);
 	HASH_ADD(hh, p->streams, key, sizeof(st->key), st);
 	p->nstreams++;
 	return st;
 }
 
+/* A tracked process used a transfer the kernel cannot copy and cannot tie to a file
+ * (io_uring): its traffic through it is invisible, which must be said. */
+static void pipeline_on_uncaptured(struct pipeline *p, const struct msd_data_rec *d)
+{
+	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = d->hdr.ts_ns };
+	struct session *s = session_get(p, d->hdr.tgid, d->hdr.ts_ns);
+
+	if (!s)
+		return;
+	ev.loss.reason = "uncaptured";
+	ev.loss.records = 1;
+	ev.loss.fd = -1;
+	session_emit(s, &ev);
+}
+
 static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 {
-	enum stream_role role;
 	struct pstream *st;
 
-	if (d->fd == 0 && d->dir == MSD_DIR_READ)
-		role = ROLE_MCP_IN;
-	else if (d->fd == 1 && d->dir == MSD_DIR_WRITE)
-		role = ROLE_MCP_OUT;
-	else if (d->fd == 2 && d->dir == MSD_DIR_WRITE)
-		role = ROLE_STDERR;
-	else
+	if (d->role != MSD_ROLE_IN && d->role != MSD_ROLE_OUT && d->role != MSD_ROLE_ERR) {
+		if (d->flags & MSD_DATA_UNCAPTURED)
+			pipeline_on_uncaptured(p, d);
 		return;
-	st = pstream_get(p, d, role);
+	}
+	st = pstream_get(p, d);
 	if (!st)
 		return;
-	/* A helper the server spawned talks to it over pipes of its own: not MCP, not stderr
-	 * of a server. */
-	if (!session_identity(st->sess)->on_channel)
-		return;
-	if (role == ROLE_MCP_IN && d->syscall_len == 0) {
+	if (d->role == MSD_ROLE_IN && d->syscall_len == 0 && !(d->flags & MSD_DATA_UNCAPTURED)) {
 		session_on_stdin_eof(st->sess, d->hdr.ts_ns);
 		return;
 	}
-	if (role == ROLE_MCP_OUT && (d->flags & MSD_DATA_LAST)) {
+	if (d->role == MSD_ROLE_OUT && (d->flags & MSD_DATA_LAST)) {
 		if (!(d->flags & MSD_DATA_SHORT))
 			st->backlog_since_ns = 0;
 		else if (!st->backlog_since_ns)
@@ -280,16 +322,14 @@ static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 		if (d->flags & MSD_DATA_SHORT)
 			st->backlog_bytes = d->requested > d->syscall_len ? d->requested - d->syscall_len : 0;
 	}
-	if (role == ROLE_MCP_IN && !session_identity(st->sess)->stdio)
+	if (d->role == MSD_ROLE_IN && !session_identity(st->sess)->stdio)
 		session_on_stdio_kind(st->sess, (enum msd_fd_kind)d->fd_kind);
 	p->stats.data_bytes += d->cap_len;
-	if (d->chunk == 0)
-		st->syscall_off = d->stream_off;
-	stream_feed(&st->s, d->stream_off, d->data, d->cap_len, d->hdr.ts_ns, pipeline_on_frame, st);
-	/* The kernel stopped copying this syscall: the rest of it is known lost, no need to
-	 * wait for it as if it were only reordered. */
+	/* Every record of a syscall with a hole announces it: the first to arrive places it. */
 	if (d->flags & MSD_DATA_TRUNCATED)
-		stream_skip_to(&st->s, st->syscall_off + d->syscall_len, pipeline_on_frame, st);
+		stream_hole(&st->s, d->hole_off, d->hole_len, (d->flags & MSD_DATA_CUT) ? STREAM_HOLE_CUT : STREAM_HOLE_LOST,
+			    d->hdr.ts_ns, pipeline_on_frame, st);
+	stream_feed(&st->s, d->stream_off, d->data, d->cap_len, d->hdr.ts_ns, pipeline_on_frame, st);
 	pipeline_track_hold(p, st, d->hdr.ts_ns);
 	pipeline_report_gaps(p, st, d->hdr.ts_ns);
 }
@@ -323,7 +363,7 @@ static void pipeline_flush_process(struct pipeline *p, uint32_t tgid, uint64_t t
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
-		if ((uint32_t)(st->key >> 8) == tgid && st->held_since_ns)
+		if (st->key.tgid == tgid && st->held_since_ns)
 			pstream_flush(p, st, ts_ns);
 }
 
@@ -422,7 +462,7 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	HASH_ITER(hh, p->streams, st, tmp)
 		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
 		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
-			session_on_blocked_write(st->sess, st->fd, st->backlog_since_ns, st->backlog_bytes, now_ns);
+			session_on_blocked_write(st->sess, role_fd(st->role), st->backlog_since_ns, st->backlog_bytes, now_ns);
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);

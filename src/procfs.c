@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +103,16 @@ int proc_sample(pid_t pid, struct proc_sample *out)
 	return 0;
 }
 
+uint64_t proc_start_ns(pid_t pid)
+{
+	struct proc_sample s;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (proc_sample(pid, &s) < 0)
+		return 0;
+	return s.start_ticks * (1000000000ull / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
 char *proc_cgroup(pid_t pid, uint64_t start_ticks)
 {
 	struct proc_sample ps;
@@ -119,19 +131,8 @@ char *proc_cgroup(pid_t pid, uint64_t start_ticks)
 	return out;
 }
 
-void proc_fd_link(pid_t pid, int fd, char *buf, size_t len)
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
 {
-	char path[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-	n = readlink(path, buf, len - 1);
-	buf[n > 0 ? n : 0] = '\0';
-}
-
-struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channel)
-{
-	char fd0[64];
 	char stat[1024], cmdline[PROC_CMDLINE_MAX], exe_path[64];
 	struct proc_sample s;
 	struct msd_proc_rec *rec;
@@ -161,11 +162,49 @@ struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channe
 	rec->start_ticks = s.start_ticks;
 	rec->ppid = (uint32_t)s.ppid;
 	rec->cmdline_len = (uint32_t)cmdlen;
-	proc_fd_link(pid, 0, fd0, sizeof(fd0));
-	if (channel && channel[0] && strcmp(fd0, channel) == 0)
-		rec->flags |= MSD_PROC_ON_CHANNEL;
 	memcpy(rec->cmdline, cmdline, (size_t)cmdlen);
 	return rec;
+}
+
+/* What a client can talk to a server through: the kernel copies stdin and stdout only from
+ * these. Ttys by major: /dev/ttyN and ttySN (4), /dev/tty, console, ptmx (5), /dev/pts/N
+ * (136-143). */
+static uint8_t proc_file_kind(const struct stat *st)
+{
+	unsigned maj = major(st->st_rdev);
+
+	if (S_ISFIFO(st->st_mode))
+		return MSD_FD_PIPE;
+	if (S_ISSOCK(st->st_mode))
+		return MSD_FD_SOCKET;
+	if (S_ISCHR(st->st_mode) && (maj == 4 || maj == 5 || (maj >= 136 && maj < 144)))
+		return MSD_FD_TTY;
+	return MSD_FD_OTHER;
+}
+
+int proc_channel(pid_t pid, struct msd_file_id chan[MSD_ROLE__COUNT])
+{
+	static const int role_fd[MSD_ROLE__COUNT] = { [MSD_ROLE_IN] = 0, [MSD_ROLE_OUT] = 1, [MSD_ROLE_ERR] = 2 };
+	int found = 0;
+
+	memset(chan, 0, MSD_ROLE__COUNT * sizeof(*chan));
+	for (int role = MSD_ROLE_IN; role <= MSD_ROLE_ERR; role++) {
+		char path[64];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, role_fd[role]);
+		/* stat follows the link to the file itself, pipes and sockets included. */
+		if (stat(path, &st) < 0)
+			continue;
+		chan[role].ino = st.st_ino;
+		/* The kernel's internal dev_t, which is what its inodes' superblocks carry. */
+		chan[role].dev = (uint32_t)(major(st.st_dev) << 20 | minor(st.st_dev));
+		chan[role].kind = proc_file_kind(&st);
+		found++;
+	}
+	if (!found && !proc_exists(pid))
+		return -1;
+	return 0;
 }
 
 /* Walks the whole process table once per generation rather than /proc/PID/task/TID/children,

@@ -66,13 +66,17 @@ static int record_check_data(const struct msd_data_rec *d, char *why, size_t why
 				  d->cap_len, h->size - sizeof(*d));
 	if (d->dir != MSD_DIR_READ && d->dir != MSD_DIR_WRITE)
 		return record_bad(why, whylen, h, "direction %u is neither read nor write", d->dir);
-	if (d->fd < 0)
-		return record_bad(why, whylen, h, "negative fd %d", d->fd);
+	if (d->role >= MSD_ROLE__COUNT)
+		return record_bad(why, whylen, h, "unknown role %u", d->role);
 	/* Offsets and lengths are added together downstream: bounded, they cannot wrap. A
-	 * syscall moves at most SSIZE_MAX bytes; no stream gets near 2^63. */
-	if (d->stream_off > INT64_MAX || d->syscall_len > INT64_MAX)
-		return record_bad(why, whylen, h, "stream offset %llu or syscall length %llu out of range",
-				  (unsigned long long)d->stream_off, (unsigned long long)d->syscall_len);
+	 * syscall moves at most SSIZE_MAX bytes; no stream gets near 2^63. (fd is only
+	 * informational: the role decides, and an uncaptured transfer may have none.) */
+	if (d->stream_off > INT64_MAX || d->syscall_len > INT64_MAX || d->hole_off > INT64_MAX ||
+	    d->hole_len > INT64_MAX)
+		return record_bad(why, whylen, h, "an offset or length out of range (stream_off %llu, syscall_len %llu, "
+				  "hole %llu+%llu)", (unsigned long long)d->stream_off,
+				  (unsigned long long)d->syscall_len, (unsigned long long)d->hole_off,
+				  (unsigned long long)d->hole_len);
 	return 0;
 }
 

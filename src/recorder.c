@@ -29,6 +29,7 @@
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/recorder.h"
 #include "mcpsonde/report.h"
+#include "version.h"
 
 #define RECORDER_EVENTS 64          /* stall, blocked_write... per server */
 #define RECORDER_CALLS 256          /* orphaned calls per server */
@@ -935,7 +936,7 @@ static void recorder_on_exit(struct recorder *r, struct rec_server *s, const str
 	/* Servers only: a helper the server spawned (with its own stdio) exiting 1 is its
 	 * business, not a crash to report. */
 	if (s && r->report_dir && exit_is_abnormal(s, &ev->exit) && ev->session &&
-	    (ev->session->on_channel || ev->session->speaks_mcp)) {
+	    (ev->exit.on_channel || ev->session->speaks_mcp)) {
 		json_t *rep = report_build(r, s, ev);
 		const char *comm = ev->session ? ev->session->comm : NULL;
 		if (report_write(&ro, rep, comm && *comm ? comm : "unknown", s->pid, ev->real_ns, path, sizeof(path),

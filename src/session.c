@@ -121,7 +121,6 @@ struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_e
 	s->id.pid = pid;
 	s->id.first_seen_ns = ts_ns;
 	s->id.transport = "pipe";
-	s->id.on_channel = true; /* until /proc says otherwise: a capture without identity */
 	s->env = *env;
 	s->tools = tools_new();
 	s->calls = calls_new(&env->stats->logical_dropped);
@@ -338,7 +337,6 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec)
 
 	copy_comm(s->id.comm, rec->comm);
 	s->id.start_ticks = rec->start_ticks;
-	s->id.on_channel = (rec->flags & MSD_PROC_ON_CHANNEL) != 0;
 	replace_str(&s->id.exe, rec->exe);
 	if (!cmd)
 		return;
@@ -1315,6 +1313,7 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 	x->exit_code = x->signal ? -1 : (int)((rec->exit_code >> 8) & 0xff);
 	x->oom_killed = s->oom_killed;
 	x->stdin_closed = s->stdin_closed_ns != 0;
+	x->on_channel = (rec->flags & MSD_EXIT_ON_CHANNEL) != 0;
 	terminated = (x->signal == 0 && x->exit_code == 0) || x->signal == SIGTERM || x->signal == SIGKILL;
 	/* The spec's stdio shutdown: close stdin, wait, SIGTERM, SIGKILL. A client's probe copy of
 	 * the server (the v2 SDK starts one for server/discover and terminates it without

@@ -42,6 +42,8 @@ struct source_live {
 	struct mcpsonde_bpf *skel;
 	struct ring_buffer *rb;
 	int ncpus;
+	bool dynptr;       /* bpf_probe_read_user_dynptr (6.16+) */
+	bool direct_reads; /* bpf_rdonly_cast (6.2+) */
 	/* Set for the duration of source_live_poll: the ring buffer callback has one context. */
 	source_record_fn fn;
 	void *fn_ctx;
@@ -132,13 +134,26 @@ cleanup:
 	return ok;
 }
 
+static bool kernel_has_kfunc(const char *name)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool ok;
+
+	if (!vmlinux)
+		return false;
+	ok = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0;
+	btf__free(vmlinux);
+	return ok;
+}
+
 static int source_live_on_record(void *ctx, void *data, size_t size)
 {
 	struct source_live *src = ctx;
 	const struct msd_rec_hdr *rec = data;
 
-	/* The kernel writes hdr.size exactly; anything else is not a record of ours. */
-	if (size < sizeof(*rec) || rec->size != size)
+	/* hdr.size is what the record holds; its slot may be larger (a size class). Anything
+	 * else is not a record of ours. */
+	if (size < sizeof(*rec) || rec->size < sizeof(*rec) || rec->size > size)
 		return 0;
 	src->delivered++;
 	if (src->fn(src->fn_ctx, rec)) {
@@ -175,6 +190,10 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		snprintf(err, errlen, "kernel too old: needs bpf_loop (5.17+)");
 		return NULL;
 	}
+	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_storage_get, NULL) <= 0) {
+		snprintf(err, errlen, "kernel too old: needs task storage in tracing programs (5.13+)");
+		return NULL;
+	}
 	if (rb_bytes < (size_t)page || (rb_bytes & (rb_bytes - 1))) {
 		snprintf(err, errlen, "ring buffer size %zu is not a power of two of at least %ld bytes", rb_bytes, page);
 		return NULL;
@@ -187,6 +206,10 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	/* kfuncs are declared weak: the programs load without them, and never call one that
+	 * is missing (its branch is dead code for the verifier). */
+	src->dynptr = !opts->compat && kernel_has_kfunc("bpf_probe_read_user_dynptr");
+	src->direct_reads = !opts->compat && kernel_has_kfunc("bpf_rdonly_cast");
 	src->ncpus = libbpf_num_possible_cpus();
 	if (src->ncpus <= 0) {
 		snprintf(err, errlen, "cannot count the possible CPUs: %s", strerror(-src->ncpus));
@@ -202,8 +225,9 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 	}
 	src->skel->rodata->page_shift = __builtin_ctzl(page);
 	src->skel->rodata->wakeup_bytes = rb_bytes / 16;
+	src->skel->rodata->copy_dynptr = src->dynptr;
+	src->skel->rodata->direct_reads = src->direct_reads;
 	bpf_map__set_max_entries(src->skel->maps.events, rb_bytes);
-	bpf_map__set_max_entries(src->skel->maps.scratch, src->ncpus);
 	if (!oom_tracepoint_has_task())
 		bpf_program__set_autoload(src->skel->progs.mark_victim, false);
 
@@ -244,69 +268,70 @@ static __u64 *tracked_word(struct source_live *src, pid_t pid, __u64 *bit)
 	return &src->skel->bss->tracked_bits[tgid / 64];
 }
 
-int source_live_track(struct source_live *src, pid_t pid)
+const char *source_live_paths(const struct source_live *src)
 {
+	static const char *const names[2][2] = {
+		{ "copy in size classes, reads by helper", "copy in size classes, direct reads" },
+		{ "copy by dynptr, reads by helper", "copy by dynptr, direct reads" },
+	};
+
+	return names[src->dynptr][src->direct_reads];
+}
+
+int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
+		      const struct msd_file_id chan[MSD_ROLE__COUNT])
+{
+	struct msd_proc_state state = { .start_ns = start_ns };
 	__u64 bit, *word = tracked_word(src, pid, &bit);
+	__u32 tgid = (__u32)pid;
 
 	if (!word)
 		return -EINVAL;
+	memcpy(state.chan, chan, sizeof(state.chan));
+	/* The state first: a set bit always has one. NOEXIST: a process tracked already (a
+	 * descendant of another -p) keeps its channel and its streams' offsets. */
+	if (bpf_map_update_elem(bpf_map__fd(src->skel->maps.procs), &tgid, &state, BPF_NOEXIST) && errno != EEXIST)
+		return -errno;
 	/* Atomic: the kernel sets and clears other bits of the word on fork and exit. */
 	__atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST);
 	return 0;
 }
 
-static bool key_u64_of_tgid(const void *key, pid_t pid)
+void source_live_untrack(struct source_live *src, pid_t pid)
 {
-	return *(const __u64 *)key >> 32 == (__u32)pid;
+	__u64 bit, *word = tracked_word(src, pid, &bit);
+	__u32 tgid = (__u32)pid;
+
+	if (!word)
+		return;
+	__atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
+	bpf_map_delete_elem(bpf_map__fd(src->skel->maps.procs), &tgid);
 }
 
-static bool key_stream_of_tgid(const void *key, pid_t pid)
+int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const struct msd_inflight *w), void *ctx)
 {
-	return ((const struct msd_stream_key *)key)->tgid == (__u32)pid;
-}
+	struct msd_inflight buf[64];
+	size_t have = 0;
+	ssize_t got;
+	int fd, n = 0;
 
-/* Deletes the keys of map_fd that belong to pid. A key is deleted only once its successor is
- * known, since a hash map's walk restarts from the beginning after the current key vanishes. */
-static void map_delete_tgid(int map_fd, bool (*of_tgid)(const void *key, pid_t pid), pid_t pid)
-{
-	unsigned char key[2][sizeof(struct msd_stream_key) > sizeof(__u64) ? sizeof(struct msd_stream_key) : sizeof(__u64)];
-	void *prev = NULL, *next = key[0];
+	fd = bpf_iter_create(bpf_link__fd(src->skel->links.inflight_writes));
+	if (fd < 0)
+		return -errno;
+	/* A read may end in the middle of an entry: keep the partial one for the next. */
+	while ((got = read(fd, (char *)buf + have, sizeof(buf) - have)) > 0 || (got < 0 && errno == EINTR)) {
+		size_t whole;
 
-	while (bpf_map_get_next_key(map_fd, prev, next) == 0) {
-		if (prev && of_tgid(prev, pid))
-			bpf_map_delete_elem(map_fd, prev);
-		prev = next;
-		next = next == key[0] ? key[1] : key[0];
+		if (got < 0)
+			continue;
+		have += (size_t)got;
+		whole = have / sizeof(buf[0]);
+		for (size_t i = 0; i < whole; i++, n++)
+			fn(ctx, &buf[i]);
+		have -= whole * sizeof(buf[0]);
+		memmove(buf, (char *)buf + whole * sizeof(buf[0]), have);
 	}
-	if (prev && of_tgid(prev, pid))
-		bpf_map_delete_elem(map_fd, prev);
-}
-
-void source_live_forget_fds(struct source_live *src, pid_t pid, bool streams)
-{
-	map_delete_tgid(bpf_map__fd(src->skel->maps.fd_kinds), key_u64_of_tgid, pid);
-	if (streams)
-		map_delete_tgid(bpf_map__fd(src->skel->maps.stream_offsets), key_stream_of_tgid, pid);
-}
-
-int source_live_inflight(struct source_live *src,
-			 void (*fn)(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
-				    uint64_t count),
-			 void *ctx)
-{
-	int map_fd = bpf_map__fd(src->skel->maps.inflight);
-	__u64 key, *prev = NULL;
-	struct msd_inflight e;
-	int n = 0;
-
-	while (bpf_map_get_next_key(map_fd, prev, &key) == 0) {
-		/* The syscall may have returned since the key was listed. */
-		if (bpf_map_lookup_elem(map_fd, &key, &e) == 0) {
-			fn(ctx, key >> 32, (__u32)key, e.fd, e.dir, e.enter_ns, e.count);
-			n++;
-		}
-		prev = &key;
-	}
+	close(fd);
 	return n;
 }
 
@@ -342,6 +367,23 @@ int source_live_drops(struct source_live *src, struct msd_drop *out)
 			out[reason].records += percpu[cpu].records;
 			out[reason].bytes += percpu[cpu].bytes;
 		}
+	}
+	return 0;
+}
+
+int source_live_counters(struct source_live *src, uint64_t *out)
+{
+	int map_fd = bpf_map__fd(src->skel->maps.counters);
+	__u64 percpu[src->ncpus][MSD_CNT__MAX];
+	__u32 zero = 0;
+
+	/* One per-CPU value holding every counter. */
+	if (bpf_map_lookup_elem(map_fd, &zero, percpu))
+		return -errno;
+	for (int c = 0; c < MSD_CNT__MAX; c++) {
+		out[c] = 0;
+		for (int cpu = 0; cpu < src->ncpus; cpu++)
+			out[c] += percpu[cpu][c];
 	}
 	return 0;
 }

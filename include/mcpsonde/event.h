@@ -71,8 +71,6 @@ struct session_identity {
 	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
 				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
-	bool on_channel;           /* its stdin is the client's channel: a server (or its wrapper),
-				    * not a helper it spawned with pipes of its own */
 };
 
 /* The name to show and label with: serverInfo.name, else the program (the npm package or
@@ -134,6 +132,8 @@ struct ev_exit {
 	bool oom_killed;
 	bool stdin_closed;     /* the client had closed stdin before */
 	bool normal;           /* a normal shutdown: code 0, or stdin closed then SIGTERM/SIGKILL */
+	bool on_channel;       /* its stdin was still its channel (the kernel's word): a server or
+				* its wrapper, not a helper it spawned with stdio of its own */
 	const char *reason;    /* "exit", "signal", "oom", "shutdown", "probe" */
 	unsigned pending_calls;/* orphaned: not the lost ones, nor a probe or a subscription */
 	unsigned lost_calls;   /* pending, but their answer may have been lost in a capture gap */

@@ -4,7 +4,16 @@
  * fixed-width types only, every record starts with struct msd_rec_hdr, and a payload, when
  * there is one, comes last. Records with kind >= MSD_REC_USER are synthesised by user space
  * (process identity, loss counters) so that a capture file replays exactly what the live
- * pipeline saw. Any change to a layout here bumps MSD_ABI_VERSION. */
+ * pipeline saw. Any change to a layout here bumps MSD_ABI_VERSION.
+ *
+ * Channels. Each tracked process has a channel: the files (by identity: device and inode)
+ * that were its fd 0, 1 and 2 when tracking began. User space sets it for the processes it
+ * is given; the kernel copies it to every child at fork, so npm exec -> sh -> node share the
+ * channel of the process the user named. The kernel decides each syscall's role from the
+ * file it touched, never from the fd number: a read of the in-file is MSD_ROLE_IN, a write to
+ * the out-file MSD_ROLE_OUT, a write to the err-file MSD_ROLE_ERR; anything else is
+ * MSD_ROLE_NONE, counted by bytes and never copied. A dup of fd 1 is the same channel, and a
+ * helper that the server spawns with pipes of its own moves no channel bytes at all. */
 #ifndef MCPSONDE_EVENTS_H
 #define MCPSONDE_EVENTS_H
 
@@ -12,23 +21,28 @@
 #include <linux/types.h>
 #endif
 
-#define MSD_ABI_VERSION 3
+#define MSD_ABI_VERSION 4
 
 #define MSD_CHUNK_MAX  (32 * 1024) /* payload bytes in one data record; a power of two */
-#define MSD_CHUNKS_MAX 64          /* data records per syscall: 2 MiB captured whole */
-#define MSD_IOV_MAX    16          /* iovecs walked per readv/writev; the rest is truncated */
+#define MSD_CHUNKS_MAX 64          /* 2 MiB of one syscall captured whole */
+#define MSD_CAPTURE_MAX ((__u64)MSD_CHUNKS_MAX * MSD_CHUNK_MAX)
+#define MSD_TAIL_MAX   (64 * 1024) /* a longer syscall keeps its first MSD_CAPTURE_MAX - MSD_TAIL_MAX
+				    * bytes and its last MSD_TAIL_MAX: the hole between is cut */
+#define MSD_IOV_MAX    1024        /* iovecs walked per vectored syscall: UIO_MAXIOV, all of them */
 #define MSD_COMM_LEN   16
 #define MSD_PATH_LEN   256
 
 enum msd_rec_kind {
-	MSD_REC_DATA = 1, /* struct msd_data_rec: bytes read or written by a tracked process */
+	MSD_REC_DATA = 1, /* struct msd_data_rec: bytes a tracked process moved on its channel */
 	MSD_REC_FORK = 2, /* struct msd_fork_rec: a tracked process forked a new process */
 	MSD_REC_EXEC = 3, /* struct msd_exec_rec: a tracked process called execve */
 	MSD_REC_EXIT = 4, /* struct msd_exit_rec: the last thread of a tracked process exited */
 	MSD_REC_OOM = 5,  /* struct msd_oom_rec: the OOM killer chose a tracked process */
+	/* Reserved: 6 for connection lifecycle records (accept/connect/close with addresses,
+	 * issue 12), 7 for a process the kernel started tracking by itself (discovery, issue 10). */
 	MSD_REC_USER = 64,
-	MSD_REC_PROC = 64, /* struct msd_proc_rec: identity read from /proc by user space */
-	MSD_REC_LOSS = 65, /* struct msd_loss_rec: a kernel drop counter advanced */
+	MSD_REC_PROC = 64,  /* struct msd_proc_rec: identity read from /proc by user space */
+	MSD_REC_LOSS = 65,  /* struct msd_loss_rec: a kernel drop counter advanced */
 };
 
 enum msd_dir {
@@ -36,30 +50,77 @@ enum msd_dir {
 	MSD_DIR_WRITE = 1, /* the process wrote: bytes flowing out of it */
 };
 
+/* What a syscall's bytes are to the tracked process, decided in the kernel from the file. */
+enum msd_role {
+	MSD_ROLE_NONE = 0, /* not its channel (a database socket, a file, a helper's pipe) */
+	MSD_ROLE_IN = 1,   /* read from its in-file: the client's messages */
+	MSD_ROLE_OUT = 2,  /* written to its out-file: its messages to the client */
+	MSD_ROLE_ERR = 3,  /* written to its err-file: its log, whatever kind of file that is. When
+			    * the out- and err-file are one file (a tty, 2>&1), fd 2 writes are ERR */
+	/* Reserved: 4 for connection sockets that are not stdio (issue 12): copied only once
+	 * classified as HTTP MCP. */
+	MSD_ROLE__COUNT = 4,
+};
+
+/* Which syscall moved the bytes. */
+enum msd_syscall {
+	MSD_SYS_READ = 0,
+	MSD_SYS_WRITE,
+	MSD_SYS_READV,
+	MSD_SYS_WRITEV,
+	MSD_SYS_PREAD64,
+	MSD_SYS_PWRITE64,
+	MSD_SYS_PREADV,
+	MSD_SYS_PWRITEV,
+	MSD_SYS_PREADV2,
+	MSD_SYS_PWRITEV2,
+	MSD_SYS_RECVFROM,
+	MSD_SYS_SENDTO,
+	MSD_SYS_RECVMSG,
+	MSD_SYS_SENDMSG,
+	/* Transfers that are detected on a channel file but whose bytes are not copied
+	 * (MSD_DATA_UNCAPTURED): the stream shows them as a gap. */
+	MSD_SYS_SPLICE,
+	MSD_SYS_TEE,
+	MSD_SYS_VMSPLICE,
+	MSD_SYS_SENDFILE,
+	MSD_SYS_COPY_FILE_RANGE,
+	MSD_SYS_IO_URING, /* io_uring_setup/io_uring_enter by a tracked process: unknown files */
+	MSD_SYS__COUNT,
+};
+
 enum msd_fd_kind {
 	MSD_FD_UNKNOWN = 0,
 	MSD_FD_PIPE = 1,
 	MSD_FD_SOCKET = 2,
 	MSD_FD_TTY = 3,
-	MSD_FD_OTHER = 4, /* regular file, device, eventfd...: never captured */
+	MSD_FD_OTHER = 4, /* regular file, device, eventfd...: captured only as the err-file */
 };
 
 enum msd_data_flags {
-	MSD_DATA_TRUNCATED = 1 << 0, /* bytes of this syscall past this record were not captured */
+	MSD_DATA_TRUNCATED = 1 << 0, /* the syscall has a hole: [hole_off, hole_off + hole_len) was
+				      * not copied. Every record of the syscall says so */
 	MSD_DATA_LAST = 1 << 1,      /* last record emitted for this syscall */
 	MSD_DATA_SHORT = 1 << 2,     /* a write moved less than asked, or failed with EAGAIN
 				      * (syscall_len 0): the reader is not keeping up */
+	MSD_DATA_CUT = 1 << 3,       /* with TRUNCATED: the hole is deliberate, between a copied
+				      * head and a copied tail; framing may go on across it. Without
+				      * it the hole is a real loss (resynchronise after it) */
+	MSD_DATA_UNCAPTURED = 1 << 4, /* the bytes moved by a syscall that is not copied (splice,
+				       * sendfile, io_uring...): the whole syscall is the hole */
 };
 
 /* Why the kernel side could not deliver something. Counted per CPU in the "drops" map
  * (struct msd_drop per reason) and turned into MSD_REC_LOSS records by user space. */
 enum msd_drop_reason {
-	MSD_DROP_RINGBUF = 0,   /* bpf_ringbuf_output failed: ring buffer full */
-	MSD_DROP_COPY = 1,      /* bpf_probe_read_user failed (page not resident...) */
-	MSD_DROP_TRUNCATED = 2, /* bytes past MSD_CHUNKS_MAX or MSD_IOV_MAX */
-	MSD_DROP_NO_ENTRY = 3,  /* a syscall exit without its stashed entry that could not be rebuilt */
+	MSD_DROP_RINGBUF = 0,   /* ring buffer reserve failed: ring buffer full */
+	MSD_DROP_COPY = 1,      /* a read of user memory failed (page not resident...) */
+	MSD_DROP_TRUNCATED = 2, /* bytes cut out of a syscall longer than MSD_CAPTURE_MAX */
+	MSD_DROP_NO_ENTRY = 3,  /* a syscall whose fd was closed before its exit could look at it */
 	MSD_DROP_EVENT = 4,     /* a fork/exec/exit/oom record lost to a full ring buffer */
-	MSD_DROP__MAX = 5,
+	MSD_DROP_PROC_LIMIT = 5, /* a fork of a tracked process not followed: process table full */
+	MSD_DROP_UNCAPTURED = 6, /* bytes moved on a channel file by splice, sendfile, io_uring... */
+	MSD_DROP__MAX = 7,
 };
 
 struct msd_drop {
@@ -67,27 +128,50 @@ struct msd_drop {
 	__u64 bytes;
 };
 
+/* The kernel's counters that are not losses, per CPU in the "counters" map; user space
+ * prints them when it stops. */
+enum msd_counter {
+	MSD_CNT_NONE_CALLS = 0, /* syscalls of tracked processes on files that are not their channel */
+	MSD_CNT_NONE_BYTES,     /* and the bytes they moved: counted, never copied */
+	MSD_CNT_RING_RESERVED,  /* ring buffer bytes reserved for data records */
+	MSD_CNT_RING_USED,      /* of which record headers and payload: the rest is size-class waste */
+	MSD_CNT_DATA_RECORDS,   /* data records submitted */
+	MSD_CNT__MAX,
+};
+
 struct msd_rec_hdr {
 	__u16 kind;  /* enum msd_rec_kind */
 	__u16 abi;   /* MSD_ABI_VERSION */
-	__u32 size;  /* whole record, header and payload included */
-	__u64 ts_ns; /* CLOCK_MONOTONIC: bpf_ktime_get_ns() */
+	__u32 size;  /* whole record, header and payload included (the ring buffer slot may be
+		      * larger: size classes) */
+	__u64 ts_ns; /* CLOCK_MONOTONIC: bpf_ktime_get_ns(). Data: a write's syscall entry, a
+		      * read's exit, so that read -> write never exceeds the peer's round trip */
 	__u32 tgid;
 	__u32 tid;
 };
 
+/* One record per piece of a syscall on a channel file: up to MSD_CHUNK_MAX bytes, never
+ * spanning two iovecs. A stream is (tgid, file, role): its offsets are reserved per syscall
+ * before anything is emitted, so every lost record is a gap at a known place. */
 struct msd_data_rec {
 	struct msd_rec_hdr hdr;
-	__s32 fd;
-	__u8 dir;     /* enum msd_dir */
-	__u8 fd_kind; /* enum msd_fd_kind */
-	__u16 flags;  /* enum msd_data_flags */
+	__s32 fd;          /* the fd the syscall used (informational: the role decides) */
+	__u8 dir;          /* enum msd_dir */
+	__u8 fd_kind;      /* enum msd_fd_kind of the channel file */
+	__u16 flags;       /* enum msd_data_flags */
 	__u64 syscall_len; /* the syscall's return value: bytes actually transferred */
-	__u64 stream_off;  /* offset of data[0] in the (tgid, fd, dir) stream; resets after close */
+	__u64 stream_off;  /* offset of data[0] in the (tgid, file, role) stream */
 	__u32 cap_len;     /* bytes in data[] */
 	__u32 chunk;       /* index of this record within its syscall */
 	__u64 requested;   /* bytes the syscall asked for (0 when unknown): a write with
 			    * syscall_len < requested is short, the reader is behind */
+	__u8 role;         /* enum msd_role */
+	__u8 syscall;      /* enum msd_syscall */
+	__u16 pad;
+	__u32 file_dev;    /* the channel file: the kernel's dev_t of its filesystem (MAJOR << 20 | MINOR) */
+	__u64 file_ino;    /* and its inode number */
+	__u64 hole_off;    /* TRUNCATED: stream offset of the first byte not copied */
+	__u64 hole_len;    /* TRUNCATED: how many */
 	__u8 data[];
 };
 
@@ -95,6 +179,7 @@ struct msd_fork_rec {
 	struct msd_rec_hdr hdr; /* tgid: the child */
 	__u32 parent_tgid;
 	__u32 pad;
+	__u64 start_ns; /* the child's start time, boot-based: with tgid, its identity */
 	char comm[MSD_COMM_LEN];
 };
 
@@ -102,8 +187,15 @@ struct msd_exec_rec {
 	struct msd_rec_hdr hdr;
 	__u32 ppid;
 	__u32 pad;
+	__u64 start_ns; /* process start time (exec keeps it): with tgid, its identity */
 	char comm[MSD_COMM_LEN];
 	char filename[MSD_PATH_LEN];
+};
+
+enum msd_exit_flags {
+	/* Its fd 0 was still its channel's in-file when it exited: a server or a wrapper of one,
+	 * not a helper the server spawned with stdio of its own. */
+	MSD_EXIT_ON_CHANNEL = 1 << 0,
 };
 
 struct msd_exit_rec {
@@ -112,6 +204,8 @@ struct msd_exit_rec {
 	__u32 ppid;
 	__u64 start_ns; /* task start time, boot-based: with tgid, identifies the process */
 	char comm[MSD_COMM_LEN];
+	__u32 flags;    /* enum msd_exit_flags */
+	__u32 pad;
 };
 
 struct msd_oom_rec {
@@ -120,20 +214,11 @@ struct msd_oom_rec {
 	__u64 anon_rss_kb;
 };
 
-enum msd_proc_flags {
-	/* Its stdin is the channel of the process the user attached to (inherited across the
-	 * npx -> sh -> node chain): an MCP server. A helper the server spawns with pipes of its
-	 * own is not, and its stdio is not MCP. */
-	MSD_PROC_ON_CHANNEL = 1 << 0,
-};
-
 struct msd_proc_rec {
 	struct msd_rec_hdr hdr;
 	__u64 start_ticks; /* field 22 of /proc/PID/stat */
 	__u32 ppid;
 	__u32 cmdline_len; /* bytes in cmdline[], arguments separated by NUL */
-	__u32 flags;       /* enum msd_proc_flags */
-	__u32 pad;
 	char comm[MSD_COMM_LEN];
 	char exe[MSD_PATH_LEN];
 	char cmdline[];
@@ -147,27 +232,41 @@ struct msd_loss_rec {
 	__u64 bytes;
 };
 
-/* Map layouts user space reads besides the records (never written to capture files). */
+/* Map layouts user space reads or writes besides the records (never in capture files). */
 
-/* Key of the "stream_offsets" map: the next stream offset of one (tgid, fd, direction). */
-struct msd_stream_key {
-	__u32 tgid;
-	__s32 fd;
-	__u32 dir; /* enum msd_dir */
+/* One file of a channel, by identity. dev == 0 && ino == 0: no file (the fd was not open). */
+struct msd_file_id {
+	__u64 ino;
+	__u32 dev;  /* the kernel's dev_t: MAJOR << 20 | MINOR (stat's st_dev re-encoded) */
+	__u8 kind;  /* enum msd_fd_kind: IN and OUT are copied only from a pipe, socket or tty */
+	__u8 pad[3];
 };
 
-/* Value of the "inflight" map, keyed by pid_tgid (tgid << 32 | tid): a read or write on a
- * captured fd that has entered and not yet returned. */
+/* Value of the "procs" map, keyed by tgid: one per tracked process. Written by user space
+ * when it tracks a process, by the kernel at fork (the child gets its parent's channel and
+ * streams of its own); deleted by the kernel at exit. */
+struct msd_proc_state {
+	struct msd_file_id chan[MSD_ROLE__COUNT]; /* indexed by role: IN, OUT, ERR ([NONE] unused) */
+	__u64 stream_off[MSD_ROLE__COUNT];        /* next offset of each role's stream */
+	__u64 start_ns; /* start time, boot-based: exact when set by the kernel at fork, to the
+			 * clock tick when user space tracked the process (from /proc) */
+	__u32 flags;    /* enum msd_proc_state_flags */
+	__u32 pad;
+};
+
+enum msd_proc_state_flags {
+	MSD_PROC_URING_SEEN = 1 << 0, /* io_uring use already reported once */
+};
+
+/* What the blocked-write scan (an iterator over tasks) yields: a write to a tracked
+ * process's out-file that has entered the kernel and not returned. */
 struct msd_inflight {
-	__u64 buf;      /* user buffer, or the iovec array for readv/writev */
-	__u64 count;    /* bytes requested (readv/writev: over the first MSD_IOV_MAX iovecs) */
-	__u64 enter_ns; /* bpf_ktime_get_ns() at syscall entry */
+	__u32 tgid;
+	__u32 tid;
 	__s32 fd;
-	__u32 iovcnt;   /* readv/writev only */
-	__u8 dir;       /* enum msd_dir */
-	__u8 is_vec;
-	__u8 fd_kind;   /* enum msd_fd_kind */
-	__u8 pad[5];
+	__u32 pad;
+	__u64 enter_ns; /* bpf_ktime_get_ns() at syscall entry */
+	__u64 count;    /* bytes requested (0: unknown, a vectored write) */
 };
 
 #endif

@@ -2,13 +2,16 @@
  *
  * Bytes go in, complete lines come out with a trailing "\r" stripped. A line longer than the
  * cap is never buffered whole: its head and tail are kept (the TS SDK puts "id" at the end of
- * a response) and the frame is flagged oversized. After a gap the partial line is discarded
- * and framing resumes after the next newline, unless the bytes after the gap begin with '{':
- * a lost record ends where a syscall ended, and writers write whole messages, so that is
- * most likely a message's start (the frame says after_gap: it may be a line's tail). A frame
- * is oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
- * chunked. Memory per framer is bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame,
- * FRAME_EDGE_BYTES) + 1) (the tail window, allocated only while an oversized line is read). */
+ * a response) and the frame is flagged oversized. After a gap the partial line is discarded,
+ * and the line that follows the gap is flagged after_gap: it is either the end of a line whose
+ * start was lost or, when the gap ended at a line boundary, a whole line; the caller keeps it
+ * only if it is a whole message. A cut (bytes the kernel deliberately did not
+ * copy from the middle of a long syscall) keeps the line: it comes out oversized, its head
+ * from before the cut, its tail from after, wire_len counting the cut bytes. A frame is
+ * oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
+ * chunked, or when it was cut. Memory per framer is
+ * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
+ * tail window, allocated only while an oversized line is being read). */
 #ifndef MCPSONDE_FRAME_H
 #define MCPSONDE_FRAME_H
 
@@ -22,13 +25,15 @@
 struct frame {
 	const char *data; /* the whole line, or its first min(max_frame, FRAME_EDGE_BYTES) bytes when oversized */
 	size_t len;
-	const char *tail; /* oversized only: the last bytes of the line, as many as in data */
+	const char *tail; /* oversized only: the last bytes of the line, as many as in data (fewer
+			   * when the line was cut: only bytes after the cut) */
 	size_t tail_len;
 	uint64_t wire_len;    /* bytes of the line on the wire, "\n" and the stripped "\r" excluded */
 	uint64_t ts_first_ns; /* syscall that carried the first byte */
 	uint64_t ts_last_ns;  /* syscall that carried the newline; never before ts_first_ns */
 	bool oversized;
-	bool after_gap;       /* framed from a '{' right after a gap: a message, or the tail of one */
+	bool after_gap;       /* it began right after a gap: maybe only the end of a line (never
+			       * oversized: such a line is dropped, it could not be told whole) */
 };
 
 typedef void (*frame_fn)(void *ctx, const struct frame *f);
@@ -36,7 +41,7 @@ typedef void (*frame_fn)(void *ctx, const struct frame *f);
 struct framer_stats {
 	uint64_t frames;
 	uint64_t oversized;
-	uint64_t discarded_bytes; /* partial lines thrown away at a gap or while resyncing */
+	uint64_t discarded_bytes; /* partial lines thrown away at a gap, or too long to tell after one */
 };
 
 struct framer {
@@ -47,19 +52,19 @@ struct framer {
 	uint64_t wire_len;    /* bytes of the partial line so far */
 	uint64_t ts_first_ns; /* of its first byte */
 	bool oversized;
-	bool resync; /* after a gap: drop bytes up to and including the next newline */
-	bool gap_edge; /* the next byte is the first after a gap */
-	bool after_gap; /* the line being read began right after a gap */
+	bool cut;     /* the partial line was cut: the head is closed, the tail is after the cut */
+	bool suspect; /* the partial line began right after a gap */
+	bool resync;  /* drop bytes up to and including the next newline: the line is lost */
 	struct framer_stats stats;
 };
 
 void framer_init(struct framer *fr, size_t max_frame);
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx);
-/* Bytes were lost: drop the partial line and resynchronise at the next newline. */
+/* Bytes were lost: drop the partial line; the next one is flagged after_gap. */
 void framer_gap(struct framer *fr);
-/* The stream restarted (fd closed and reused): drop the partial line and frame the next byte
- * as the start of a line, without resynchronising. */
-void framer_reset(struct framer *fr);
+/* len bytes of the stream were cut out (ts_ns: when): the partial line goes on across them,
+ * to be delivered as an oversized frame. */
+void framer_cut(struct framer *fr, uint64_t len, uint64_t ts_ns);
 /* Bytes buffered in a partial line (for a stream that ends mid-line). */
 size_t framer_pending(const struct framer *fr);
 void framer_free(struct framer *fr);

@@ -2,7 +2,7 @@
  *
  * The pipeline is fed records in order (from source_live or a capture reader) and a clock
  * (pipeline_tick) so that time-based detection runs the same live and in replay, where the
- * clock is the records' own timestamps. It owns the streams (one per tgid, fd, direction)
+ * clock is the records' own timestamps. It owns the streams (one per process, channel file, role)
  * and the sessions (one per observed process). Single-threaded: the HTTP thread of the
  * metrics sink reads snapshots, never this. */
 #ifndef MCPSONDE_PIPELINE_H
@@ -42,7 +42,10 @@ struct pipeline_stats {
 	uint64_t messages;
 	uint64_t invalid_frames;
 	uint64_t oversized_frames;
-	uint64_t gaps, gap_bytes;
+	uint64_t gaps, gap_bytes;   /* holes nobody announced: records lost on the way */
+	uint64_t gap_tails;         /* lines after a gap that were not whole messages: dropped */
+	uint64_t cut_bytes;         /* the middle of syscalls too long to copy whole */
+	uint64_t uncaptured_bytes;  /* moved on a channel by splice, sendfile...: not copied */
 	uint64_t pending_dropped;   /* pending calls evicted because a session hit PIPELINE_MAX_PENDING */
 	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;

@@ -1,8 +1,8 @@
 /* procfs.h -- what /proc says about an observed process: identity, descendants, state.
  *
- * Used at attach (to follow a wrapper's existing children and to name a server attached
- * mid-session), by stall detection (run state, CPU, threads, wchan) and by the flight
- * recorder (RSS and CPU samples). Every function tolerates the process vanishing. */
+ * Used at attach (the channel of a given process, a wrapper's existing children, names of
+ * servers attached mid-session), by stall detection (run state, CPU, threads, wchan) and by
+ * the flight recorder (RSS and CPU samples). Every function tolerates the process vanishing. */
 #ifndef MCPSONDE_PROCFS_H
 #define MCPSONDE_PROCFS_H
 
@@ -27,15 +27,18 @@ bool proc_exists(pid_t pid);
 /* Reads /proc/PID/stat; returns 0, or -1 when the process is gone. */
 int proc_sample(pid_t pid, struct proc_sample *out);
 /* Builds an MSD_REC_PROC record for pid (malloc'd, free() it); NULL when gone.
- * ts_ns is stamped into the header (CLOCK_MONOTONIC). channel: what /proc/PID/fd/0 of the
- * attached process links to ("socket:[123]"); MSD_PROC_ON_CHANNEL is set when pid's fd 0
- * links to the same. */
-struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns, const char *channel);
+ * ts_ns is stamped into the header (CLOCK_MONOTONIC). */
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns);
+/* When pid started, boot-based ns as the kernel's start_boottime, to the clock tick (/proc
+ * says no more); 0 when gone. */
+uint64_t proc_start_ns(pid_t pid);
+/* The channel of pid as the kernel compares it: the identity (device, inode, kind) of the
+ * files that are its fd 0, 1 and 2 now, indexed by role. A closed fd leaves its slot zero.
+ * Returns -1 when the process is gone. */
+int proc_channel(pid_t pid, struct msd_file_id chan[MSD_ROLE__COUNT]);
 /* /proc/PID/cgroup, one line per hierarchy joined by ';' (malloc'd), when the process
  * running as pid is still the one started at start_ticks; NULL otherwise. */
 char *proc_cgroup(pid_t pid, uint64_t start_ticks);
-/* readlink of /proc/PID/fd/FD into buf; "" when unreadable. */
-void proc_fd_link(pid_t pid, int fd, char *buf, size_t len);
 /* Calls fn for every live descendant of pid (children, grandchildren...), not pid itself. */
 int proc_descendants(pid_t pid, void (*fn)(void *ctx, pid_t child), void *ctx);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME now, and their difference. */

@@ -5,7 +5,7 @@
  * record is well-formed: hdr.size covers its kind's fixed part, every length field (cap_len,
  * cmdline_len) lies within hdr.size, every fixed-size string is NUL-terminated within its
  * array, and the fields used as indexes or in offset arithmetic hold values that cannot
- * overflow (dir, fd, loss reason, stream_off, syscall_len). A record that passes may be read
+ * overflow (dir, role, loss reason, stream_off, syscall_len, hole_off, hole_len). A record that passes may be read
  * without further bounds checks, provided hdr.size bytes of it are in memory: the caller
  * guarantees that (the ring buffer's record length, the bytes the capture reader read).
  * Every record kind of events.h has its entry here; an unknown kind is refused. */

@@ -20,31 +20,37 @@ struct source_live;
 struct source_live_opts {
 	size_t ringbuf_bytes; /* power of two; 0 selects the default (16 MiB) */
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
+	bool compat;          /* the paths for older kernels even where better ones exist: records
+			       * reserved in size classes, kernel objects read by helper calls */
 };
 
 /* Loads and attaches the BPF programs. On failure returns NULL and writes one line,
  * meant for the user, into err (not root, no BTF, tracefs, verifier...). */
 struct source_live *source_live_open(const struct source_live_opts *opts, char *err, size_t errlen);
-/* Starts tracking pid (and, by the kernel, every process it forks from now on). */
-int source_live_track(struct source_live *src, pid_t pid);
-/* Drops the kernel's per-(tgid, fd) kind cache of a process: after exec, which closes
- * O_CLOEXEC descriptors without a close syscall. streams also drops the stream offsets:
- * after exit, so that a reused PID starts fresh. Descriptors that survive exec (stdio)
- * keep their offsets, and their streams go on across the exec. */
-void source_live_forget_fds(struct source_live *src, pid_t pid, bool streams);
+/* How the loaded programs copy and read, for -v: "dynptr, direct reads"... */
+const char *source_live_paths(const struct source_live *src);
+/* Starts tracking pid, started at start_ns (boot-based), with the given channel (events.h:
+ * the files whose reads are IN and writes OUT and ERR, indexed by role), and, by the kernel,
+ * every process it forks from now on with the same channel. A process already tracked keeps
+ * its channel and streams. Returns 0, or -errno (-E2BIG: the kernel's process table is full). */
+int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
+		      const struct msd_file_id chan[MSD_ROLE__COUNT]);
+/* Stops tracking pid: for a process found gone without its exit having been seen (it died
+ * before its tracking took effect). The kernel forgets the others itself when they exit. */
+void source_live_untrack(struct source_live *src, pid_t pid);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
 /* Delivers every record available now. Returns records delivered, or -errno. */
 int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx);
-/* Calls fn for every read/write on a captured fd of a tracked process that has entered the
- * kernel and not yet returned (dir: enum msd_dir; count: bytes requested). A write that stays
- * here is blocked, typically because the peer stopped reading. Returns how many. */
-int source_live_inflight(struct source_live *src,
-			 void (*fn)(void *ctx, uint32_t tgid, uint32_t tid, int fd, int dir, uint64_t enter_ns,
-				    uint64_t count),
-			 void *ctx);
+/* Calls fn for every write to a tracked process's out-file that has entered the kernel and
+ * not yet returned. One that stays there is blocked, typically because the peer stopped
+ * reading. Walks every task of the machine in the kernel: call it about once a second.
+ * Returns how many, or -errno. */
+int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const struct msd_inflight *w), void *ctx);
 /* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open. */
 int source_live_drops(struct source_live *src, struct msd_drop *out);
+/* The other counters (enum msd_counter) summed over CPUs, MSD_CNT__MAX entries. */
+int source_live_counters(struct source_live *src, uint64_t *out);
 void source_live_close(struct source_live *src);
 
 #endif

@@ -1,10 +1,13 @@
-/* stream.h -- one byte stream per (tgid, fd, direction), reassembled by offset.
+/* stream.h -- one byte stream per (process, channel file, role), reassembled by offset.
  *
  * The kernel numbers every byte of a stream; a record that arrives at the expected offset
  * goes straight to the framer. One that arrives ahead is held (bounded) in case the missing
  * bytes were only reordered across CPUs; when the bound is hit or the stream is flushed the
- * hole becomes a gap: counted, and the framer resynchronises at the next newline. An offset
- * behind the expected one is a new stream after close (offset 0) or a duplicate (counted). */
+ * hole becomes a gap: counted, and the framer resynchronises at the next newline. Holes the
+ * kernel announces are placed like records: a cut (the middle of a syscall too long to copy
+ * whole) keeps the line it falls in, which comes out as one oversized frame; a lost range
+ * (bytes moved by splice, sendfile...) is a gap with its own count. An offset behind the
+ * expected one is a duplicate (counted). */
 #ifndef MCPSONDE_STREAM_H
 #define MCPSONDE_STREAM_H
 
@@ -16,28 +19,33 @@
 
 #define STREAM_HOLD_MAX 16 /* out-of-order records held before declaring a gap */
 
-struct stream_stats {
-	uint64_t bytes;      /* bytes delivered to the framer */
-	uint64_t gaps;       /* holes declared */
-	uint64_t gap_bytes;  /* bytes in those holes (lost records, truncation) */
-	uint64_t reordered;  /* records that arrived ahead and were placed later */
-	uint64_t duplicates; /* bytes at offsets already delivered */
-	uint64_t resets;     /* streams restarted at offset 0 (fd closed and reused) */
+enum stream_hole {
+	STREAM_HOLE_CUT,  /* deliberately not copied: framing goes on across it */
+	STREAM_HOLE_LOST, /* moved without being copied: a gap, the framer resynchronises */
 };
 
-/* A record that arrived ahead of next_off, or (data == NULL) a range known to be lost that
- * lies ahead of next_off: it becomes a gap when the stream reaches it. */
+struct stream_stats {
+	uint64_t bytes;      /* bytes delivered to the framer */
+	uint64_t gaps;       /* holes nobody announced: records lost on the way */
+	uint64_t gap_bytes;  /* bytes in those holes */
+	uint64_t cut_bytes;  /* bytes in announced cuts */
+	uint64_t lost_bytes; /* bytes in announced lost ranges */
+	uint64_t reordered;  /* records that arrived ahead and were placed later */
+	uint64_t duplicates; /* bytes at offsets already delivered */
+};
+
+/* A record that arrived ahead of next_off, or (data == NULL) an announced hole that lies
+ * ahead of next_off, taken as its kind says when the stream reaches it. */
 struct stream_held {
 	uint64_t off;
 	uint64_t ts_ns;
-	size_t len;
+	uint64_t len;
 	char *data;
+	enum stream_hole hole; /* data == NULL only */
 };
 
 struct stream {
 	uint64_t next_off; /* offset of the next byte the framer expects */
-	uint64_t last_end; /* end of the last record fed: where a truncated syscall's loss begins */
-	bool started;      /* next_off moved: an offset 0 now means the stream restarted */
 	struct stream_held held[STREAM_HOLD_MAX]; /* sorted by off */
 	int nheld;
 	struct framer framer;
@@ -47,10 +55,10 @@ struct stream {
 void stream_init(struct stream *s, size_t max_frame);
 /* Places len bytes that start at stream offset off. Complete frames go to fn. */
 void stream_feed(struct stream *s, uint64_t off, const void *data, size_t len, uint64_t ts_ns, frame_fn fn, void *ctx);
-/* The bytes up to off are known to be lost (e.g. a truncated syscall): move on. The loss is
- * taken to start where the last record fed ended: if that record is still held (it arrived
- * ahead), the lost range waits in the hold and becomes a gap when the stream reaches it. */
-void stream_skip_to(struct stream *s, uint64_t off, frame_fn fn, void *ctx);
+/* The kernel says [off, off + len) will never come, and why. Announcing the same hole twice
+ * (every record of a syscall carries it) changes nothing. */
+void stream_hole(struct stream *s, uint64_t off, uint64_t len, enum stream_hole kind, uint64_t ts_ns, frame_fn fn,
+		 void *ctx);
 /* Declares every hole before held data a gap and delivers what was held. */
 void stream_flush(struct stream *s, frame_fn fn, void *ctx);
 void stream_free(struct stream *s);

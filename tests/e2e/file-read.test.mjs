@@ -1,5 +1,5 @@
-// A file read by a tracked server is not captured: mcpsonde captures pipes, sockets and ttys,
-// never regular files.
+// A file read by a tracked server is not captured: mcpsonde copies only the server's channel
+// (the files that were its stdin, stdout and stderr), never the other files it reads.
 //
 // How the test tells "file read captured" from "response captured": server-filesystem serves a
 // temp dir holding one file whose content includes a unique marker. Two tool calls read that
@@ -110,16 +110,17 @@ test('a file read by the server is not captured; the response that carries it is
 		const mediaEv = calls(events).find((e) => JSON.stringify(e.id) === JSON.stringify(mediaReq.id));
 		assert.equal(mediaEv.status, 'ok');
 
-		// record: the raw bytes hold the marker exactly k times, all in the server's writes to fd 1.
+		// record: the raw bytes hold the marker exactly k times, all in the server's stdout.
 		const c = await readCapture(cap);
 		const data = c.records.filter((r) => r.kind === 1);
 		assert.ok(data.length > 0, 'capture has data records');
-		assert.deepEqual([...new Set(data.map((r) => r.fd_kind))].filter((kd) => ![1, 2, 3].includes(kd)), [], 'only pipe/socket/tty data is captured');
+		assert.deepEqual([...new Set(data.map((r) => r.role))].filter((r) => !['in', 'out', 'err'].includes(r)), [], 'only the channel is captured');
+		assert.deepEqual([...new Set(data.filter((r) => r.role !== 'err').map((r) => r.fd_kind))].filter((kd) => ![1, 2, 3].includes(kd)), [], 'stdin/stdout only from a pipe, socket or tty');
 		assert.equal(count(c.body.toString('latin1'), marker), k, 'marker occurrences in the whole capture');
 		let inStreams = 0;
 		for (const [key, bytes] of c.streamBytes) {
 			const n = count(bytes.toString('latin1'), marker);
-			if (n) assert.equal(key, `${srv.pid}/1/write`, `marker only in the server's stdout stream, found in ${key}`);
+			if (n) assert.equal(key, `${srv.pid}/out`, `marker only in the server's stdout stream, found in ${key}`);
 			inStreams += n;
 		}
 		assert.equal(inStreams, k, 'marker occurrences in the reassembled streams');

@@ -93,19 +93,21 @@ test('record over an existing 0644 file of ours leaves a 0600 capture', { timeou
 	}
 });
 
-// struct msd_proc_rec (include/mcpsonde/events.h, ABI 3): header, start_ticks, ppid,
-// cmdline_len, flags, pad, comm[16], exe[256], then the command line.
+const ABI = 4; // MSD_ABI_VERSION (include/mcpsonde/events.h)
+
+// struct msd_proc_rec: header, start_ticks, ppid, cmdline_len, comm[16], exe[256], then the
+// command line.
 function procRecord({ cmdline, cmdlineLen }) {
-	const fixed = 24 + 8 + 4 * 4 + 16 + 256;
+	const fixed = 24 + 8 + 4 + 4 + 16 + 256;
 	const b = Buffer.alloc(fixed + cmdline.length);
 	b.writeUInt16LE(64, 0); // MSD_REC_PROC
-	b.writeUInt16LE(3, 2); // MSD_ABI_VERSION
+	b.writeUInt16LE(ABI, 2);
 	b.writeUInt32LE(b.length, 4);
 	b.writeBigUInt64LE(1000n, 8);
 	b.writeUInt32LE(4242, 16);
 	b.writeUInt32LE(4242, 20);
 	b.writeUInt32LE(cmdlineLen, 24 + 8 + 4);
-	b.write('node', 24 + 8 + 16, 'latin1');
+	b.write('node', 24 + 8 + 8, 'latin1');
 	cmdline.copy(b, fixed);
 	return b;
 }
@@ -114,7 +116,7 @@ function captureFile(records) {
 	const h = Buffer.alloc(32);
 	h.write('MSDCAP\r\n', 0, 'latin1');
 	h.writeUInt32LE(1, 8); // CAPTURE_VERSION
-	h.writeUInt32LE(3, 12); // MSD_ABI_VERSION
+	h.writeUInt32LE(ABI, 12);
 	return Buffer.concat([h, zlib.gzipSync(Buffer.concat(records))]);
 }
 

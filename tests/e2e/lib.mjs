@@ -176,13 +176,15 @@ export async function launchSocketpair({ args = [EVERYTHING, 'stdio'], command =
 // execs node, so the pid we hold is the server's. This process holds the other ends of the
 // FIFOs as non-blocking pipe sockets and speaks newline-delimited JSON over them with the
 // SDK's StdioServerTransport(readable, writable), which is just that.
-export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS } = {}) {
+// stderrFile: the shell appends the server's stderr to this file (2>>FILE), as systemd units
+// and launch scripts do.
+export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS, stderrFile } = {}) {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-fifo-'));
 	const inPath = path.join(dir, 'in');
 	const outPath = path.join(dir, 'out');
 	execFileSync('mkfifo', [inPath, outPath]);
 	const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`;
-	const cmd = `exec ${[process.execPath, ...args].map(q).join(' ')} <${q(inPath)} >${q(outPath)}`;
+	const cmd = `exec ${[process.execPath, ...args].map(q).join(' ')} <${q(inPath)} >${q(outPath)}${stderrFile ? ` 2>>${q(stderrFile)}` : ''}`;
 	const sh = spawn('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 	const stderr = collectStream(sh.stderr);
 	const exited = new Promise((r) => sh.once('exit', (code, sig) => r({ code, sig })));
@@ -605,13 +607,16 @@ export function parseSummary(text) {
 
 const CAPTURE_HEADER_SIZE = 32; // struct capture_header: magic[8] u32 u32 i64 u64
 const MSD_REC_DATA = 1;
+const DATA_HEADER_SIZE = 96; // sizeof(struct msd_data_rec)
+export const ROLE_NAMES = ['none', 'in', 'out', 'err'];
 
 // Parses a capture file (include/mcpsonde/capture.h): a 32-byte header in clear, then a gzip
 // stream of records, each starting with struct msd_rec_hdr {u16 kind, u16 abi, u32 size,
-// u64 ts_ns, u32 tgid, u32 tid}. Data records (struct msd_data_rec) continue with
+// u64 ts_ns, u32 tgid, u32 tid}. Data records (struct msd_data_rec, events.h) continue with
 // {s32 fd, u8 dir, u8 fd_kind, u16 flags, u64 syscall_len, u64 stream_off, u32 cap_len,
-// u32 chunk, u64 requested} and the bytes at offset 64. Returns the header, every record, and the bytes of
-// each (tgid, fd, dir) stream laid out by stream offset.
+// u32 chunk, u64 requested, u8 role, u8 syscall, u16 pad, u32 file_dev, u64 file_ino,
+// u64 hole_off, u64 hole_len} and the bytes at offset 96. Returns the header, every record,
+// and the bytes of each (tgid, role) stream laid out by stream offset ("4242/out").
 export async function readCapture(file) {
 	const zlib = await import('node:zlib');
 	const raw = fs.readFileSync(file);
@@ -629,10 +634,14 @@ export async function readCapture(file) {
 			rec.fd = body.readInt32LE(off + 24);
 			rec.dir = body.readUInt8(off + 28);
 			rec.fd_kind = body.readUInt8(off + 29);
+			rec.flags = body.readUInt16LE(off + 30);
+			rec.syscall_len = Number(body.readBigUInt64LE(off + 32));
 			rec.stream_off = Number(body.readBigUInt64LE(off + 40));
 			rec.cap_len = body.readUInt32LE(off + 48);
-			rec.data = body.subarray(off + 64, off + 64 + rec.cap_len);
-			const k = `${rec.tgid}/${rec.fd}/${rec.dir ? 'write' : 'read'}`;
+			rec.role = ROLE_NAMES[body.readUInt8(off + 64)];
+			rec.syscall = body.readUInt8(off + 65);
+			rec.data = body.subarray(off + DATA_HEADER_SIZE, off + DATA_HEADER_SIZE + rec.cap_len);
+			const k = `${rec.tgid}/${rec.role}`;
 			if (!streams.has(k)) streams.set(k, []);
 			streams.get(k).push(rec);
 		}

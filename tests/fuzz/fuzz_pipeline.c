@@ -1,7 +1,7 @@
 /* fuzz_pipeline.c -- hostile traffic through the whole user-space pipeline.
  *
  * The input is cut into records: each starts with a control byte (stream: client->server,
- * server->client or stderr; whether to jump the offset, flag truncation, exit the process)
+ * server->client or stderr; whether to jump the offset, announce a cut or lost tail, exit)
  * and a length byte, followed by that many payload bytes. Seeds that look like JSON-RPC help
  * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
  * sink would), checked to parse back, and dropped. A small max_frame makes oversized frames common.
@@ -56,12 +56,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					       .size = (uint32_t)(sizeof(*d) + len), .ts_ns = ts, .tgid = 7, .tid = 7 };
 		d->fd = stream == 0 ? 0 : stream == 1 ? 1 : 2;
 		d->dir = stream == 0 ? MSD_DIR_READ : MSD_DIR_WRITE;
+		d->role = stream == 0 ? MSD_ROLE_IN : stream == 1 ? MSD_ROLE_OUT : MSD_ROLE_ERR;
+		d->file_ino = 100 + stream;
 		d->fd_kind = MSD_FD_PIPE;
 		d->flags = MSD_DATA_LAST | ((ctl & 0x08) ? MSD_DATA_TRUNCATED : 0) | ((ctl & 0x10) ? MSD_DATA_SHORT : 0);
 		if (ctl & 0x20) /* lost bytes before this record */
 			off[stream] += len + 1;
 		d->stream_off = off[stream];
 		d->syscall_len = (d->flags & MSD_DATA_TRUNCATED) ? (uint64_t)len + 7 : len;
+		if (d->flags & MSD_DATA_TRUNCATED) { /* 7 bytes after the copied ones: cut, or lost */
+			d->flags |= (len & 1) ? MSD_DATA_CUT : 0;
+			d->hole_off = off[stream] + len;
+			d->hole_len = 7;
+		}
 		d->requested = d->syscall_len + ((ctl & 0x10) ? 100 : 0);
 		d->cap_len = len;
 		memcpy(d->data, data + i, len);

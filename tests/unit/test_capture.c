@@ -369,10 +369,13 @@ static void test_corrupt_records(void **state)
 	data.d.dir = 2;
 	expect_corrupt(fx, &data, sizeof(data), "direction 2");
 	data.d.dir = MSD_DIR_WRITE;
-	data.d.fd = -5;
-	expect_corrupt(fx, &data, sizeof(data), "negative fd");
-	data.d.fd = 1;
+	data.d.role = MSD_ROLE__COUNT;
+	expect_corrupt(fx, &data, sizeof(data), "unknown role 4");
+	data.d.role = MSD_ROLE_OUT;
 	data.d.stream_off = UINT64_MAX - 3;
+	expect_corrupt(fx, &data, sizeof(data), "out of range");
+	data.d.stream_off = 0;
+	data.d.hole_len = UINT64_MAX;
 	expect_corrupt(fx, &data, sizeof(data), "out of range");
 
 	memset(exec.filename, '/', sizeof(exec.filename));

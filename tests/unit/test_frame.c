@@ -1,4 +1,4 @@
-/* test_frame.c -- newline framing: chunking, timestamps, "\r\n", empty lines, oversized lines, gaps. */
+/* test_frame.c -- newline framing: chunking, timestamps, "\r\n", empty lines, oversized lines, gaps, cuts. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,7 +17,7 @@ struct got_frame {
 	char *tail;
 	size_t tail_len;
 	uint64_t wire_len, ts_first, ts_last;
-	bool oversized;
+	bool oversized, after_gap;
 	const char *data_ptr; /* where the framer pointed: tells a zero-copy delivery */
 };
 
@@ -52,6 +52,7 @@ static void collect(void *ctx, const struct frame *f)
 	g->ts_first = f->ts_first_ns;
 	g->ts_last = f->ts_last_ns;
 	g->oversized = f->oversized;
+	g->after_gap = f->after_gap;
 	g->data_ptr = f->data;
 	assert_null(memchr(f->data, '\n', f->len));
 }
@@ -351,12 +352,16 @@ static void test_gap_inside_message(void **state)
 	assert_int_equal(framer_pending(&fr), 0);
 	assert_int_equal(fr.stats.discarded_bytes, 13);
 	feed_str(&fr, "more of c\"}\n{\"d\":4}\n", 2, &c); /* the tail of a line whose start was lost */
-	assert_int_equal(c.n, 2);
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.f[0].data, "{\"a\":1}");
-	assert_string_equal(c.f[1].data, "{\"d\":4}");
-	assert_int_equal(c.f[1].ts_first, 2);
-	assert_int_equal(fr.stats.discarded_bytes, 13 + 12);
-	assert_int_equal(fr.stats.frames, 2);
+	assert_false(c.f[0].after_gap);
+	assert_string_equal(c.f[1].data, "more of c\"}"); /* for the caller to judge */
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].data, "{\"d\":4}");
+	assert_false(c.f[2].after_gap);
+	assert_int_equal(c.f[2].ts_first, 2);
+	assert_int_equal(fr.stats.discarded_bytes, 13);
+	assert_int_equal(fr.stats.frames, 3);
 	assert_false(fr.resync);
 	collector_free(&c);
 	framer_free(&fr);
@@ -386,20 +391,85 @@ static void test_resync_spans_chunks_and_oversized(void **state)
 	framer_free(&fr);
 }
 
-static void test_reset_keeps_next_line(void **state)
+/* A line cut in the middle (a syscall too long to copy whole): its head from before the
+ * cut, its tail from after, never joined; the next line is intact. */
+static void test_cut_keeps_the_line(void **state)
+{
+	(void)state;
+	const size_t head = 100 * 1024;
+	char *h = make_line(head);
+	struct framer fr;
+	struct collector c = { 0 };
+
+	memcpy(h, "{\"result\":{", 11);
+	framer_init(&fr, 1 << 20);
+	framer_feed(&fr, h, head, 1, collect, &c);
+	framer_cut(&fr, 5 << 20, 2);
+	feed_str(&fr, "xx\"}},\"jsonrpc\":\"2.0\",\"id\":42}\n{\"id\":43,\"result\":{}}\n", 3, &c);
+	assert_int_equal(c.n, 2);
+	assert_true(c.f[0].oversized);
+	assert_int_equal(c.f[0].wire_len, head + (5 << 20) + 30);
+	assert_int_equal(c.f[0].len, FRAME_EDGE_BYTES);
+	assert_memory_equal(c.f[0].data, "{\"result\":{", 11);
+	/* The tail holds only what came after the cut. */
+	assert_int_equal(c.f[0].tail_len, 30);
+	assert_memory_equal(c.f[0].tail, "xx\"}},\"jsonrpc\":\"2.0\",\"id\":42}", 30);
+	assert_int_equal(c.f[0].ts_first, 1);
+	assert_int_equal(c.f[0].ts_last, 3);
+	assert_string_equal(c.f[1].data, "{\"id\":43,\"result\":{}}");
+	assert_false(c.f[1].oversized);
+	assert_false(fr.resync);
+	collector_free(&c);
+	framer_free(&fr);
+	free(h);
+}
+
+/* A short head stays short: bytes after the cut never extend it. */
+static void test_cut_closes_a_short_head(void **state)
 {
 	(void)state;
 	struct framer fr;
 	struct collector c = { 0 };
 
 	framer_init(&fr, 1 << 20);
-	feed_str(&fr, "{\"old\":", 1, &c);
-	framer_reset(&fr);
-	feed_str(&fr, "{\"new\":1}\n", 2, &c);
+	feed_str(&fr, "{\"a\":1}\n{\"id\":9,", 1, &c);
+	framer_cut(&fr, 1000, 2);
+	feed_str(&fr, "\"b\":2}\n", 3, &c);
+	assert_int_equal(c.n, 2);
+	assert_true(c.f[1].oversized);
+	assert_int_equal(c.f[1].len, 8);
+	assert_memory_equal(c.f[1].data, "{\"id\":9,", 8);
+	assert_int_equal(c.f[1].tail_len, 6);
+	assert_memory_equal(c.f[1].tail, "\"b\":2}", 6);
+	assert_int_equal(c.f[1].wire_len, 8 + 1000 + 6);
+	collector_free(&c);
+	framer_free(&fr);
+}
+
+/* A cut that ends right at a newline, and a cut while resynchronising after a gap. */
+static void test_cut_edges(void **state)
+{
+	(void)state;
+	struct framer fr;
+	struct collector c = { 0 };
+
+	framer_init(&fr, 1 << 20);
+	feed_str(&fr, "{\"id\":1,", 1, &c);
+	framer_cut(&fr, 10, 2);
+	feed_str(&fr, "\n{\"next\":2}\n", 3, &c);
+	assert_int_equal(c.n, 2);
+	assert_true(c.f[0].oversized);
+	assert_int_equal(c.f[0].tail_len, 0);
+	assert_int_equal(c.f[0].wire_len, 8 + 10);
+	assert_string_equal(c.f[1].data, "{\"next\":2}");
+	collector_free(&c);
+
+	framer_gap(&fr);
+	framer_cut(&fr, 50, 4);
+	assert_int_equal(fr.stats.discarded_bytes, 50);
+	feed_str(&fr, "end of lost line\n{\"ok\":1}\n", 5, &c);
 	assert_int_equal(c.n, 1);
-	assert_string_equal(c.f[0].data, "{\"new\":1}");
-	assert_int_equal(c.f[0].ts_first, 2);
-	assert_int_equal(fr.stats.discarded_bytes, 7);
+	assert_string_equal(c.f[0].data, "{\"ok\":1}");
 	collector_free(&c);
 	framer_free(&fr);
 }
@@ -418,7 +488,9 @@ int main(void)
 		cmocka_unit_test(test_oversized_boundary_independent_of_chunking),
 		cmocka_unit_test(test_gap_inside_message),
 		cmocka_unit_test(test_resync_spans_chunks_and_oversized),
-		cmocka_unit_test(test_reset_keeps_next_line),
+		cmocka_unit_test(test_cut_keeps_the_line),
+		cmocka_unit_test(test_cut_closes_a_short_head),
+		cmocka_unit_test(test_cut_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

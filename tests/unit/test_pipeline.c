@@ -76,8 +76,9 @@ static void fixture_free(struct fixture *f)
 	free(f);
 }
 
-/* One syscall's worth of bytes on (fd, dir) at time ts_ms (relative). */
-static void feed_at(struct fixture *f, int fd, int dir, uint64_t off, uint64_t ts_ns, const char *data, size_t len)
+/* A data record as the kernel builds it: the role of (fd, dir) on a server whose stdin,
+ * stdout and stderr are three sockets (inodes 100, 101, 102). Caller frees. */
+static struct msd_data_rec *data_rec(int fd, int dir, uint64_t off, uint64_t ts_ns, const char *data, size_t len)
 {
 	struct msd_data_rec *d = calloc(1, sizeof(*d) + len);
 
@@ -89,12 +90,24 @@ static void feed_at(struct fixture *f, int fd, int dir, uint64_t off, uint64_t t
 	d->hdr.tid = PID;
 	d->fd = fd;
 	d->dir = (uint8_t)dir;
+	d->role = dir == MSD_DIR_READ ? MSD_ROLE_IN : fd == 2 ? MSD_ROLE_ERR : MSD_ROLE_OUT;
+	d->syscall = dir == MSD_DIR_READ ? MSD_SYS_READ : MSD_SYS_WRITE;
+	d->file_dev = 8;
+	d->file_ino = 99 + d->role;
 	d->fd_kind = MSD_FD_SOCKET;
 	d->flags = MSD_DATA_LAST;
 	d->syscall_len = len;
 	d->stream_off = off;
 	d->cap_len = (uint32_t)len;
 	memcpy(d->data, data, len);
+	return d;
+}
+
+/* One syscall's worth of bytes on (fd, dir) at time ts_ns. */
+static void feed_at(struct fixture *f, int fd, int dir, uint64_t off, uint64_t ts_ns, const char *data, size_t len)
+{
+	struct msd_data_rec *d = data_rec(fd, dir, off, ts_ns, data, len);
+
 	pipeline_feed(f->p, &d->hdr);
 	free(d);
 }
@@ -268,8 +281,9 @@ static void test_gap_inside_a_message(void **state)
 	assert_non_null(loss);
 	assert_string_equal(str(loss, "reason"), "gap");
 	assert_int_equal(num(loss, "bytes"), 40);
-	/* message 8 starts right after the gap, where a syscall started: it is framed from its
-	 * '{' and reported; so is the one after */
+	/* message 8 started right after the gap (the lost bytes ended a message): it is whole,
+	 * so it is kept, and so is everything after it */
+	f->off[0][MSD_DIR_READ] = strlen(a) + 40 + strlen(b);
 	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"after\"}}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n");
 	assert_int_equal(count(f, "call"), 2);
@@ -297,32 +311,123 @@ static void test_gap_inside_a_message(void **state)
 	fixture_free(f);
 }
 
-/* The kernel copied 64 bytes of a 200-byte write and flagged the rest truncated: the loss is
- * reported at once (not after a hold timeout) and the next line comes through. */
-static void test_truncated_syscall_is_a_gap_at_once(void **state)
+/* A gap that ends inside a message: what follows it up to the next newline is the end of a
+ * message whose start was lost. It is dropped without an invalid event; the next is kept. */
+static void test_gap_inside_then_tail_dropped(void **state)
 {
 	struct fixture *f = fixture_new(0);
-	const char *next = "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n";
-	struct msd_data_rec *d = calloc(1, sizeof(*d) + 64);
+	const char *a = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\"}}\n";
+	const char *b = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"y\"}}\n";
+	(void)state;
+
+	feed_at(f, 0, MSD_DIR_READ, 0, 1000, a, 30);
+	/* bytes [30, 50) of message 1 are lost; the rest of it, then message 2, arrive */
+	feed_at(f, 0, MSD_DIR_READ, 50, 2000, a + 50, strlen(a) - 50);
+	feed_at(f, 0, MSD_DIR_READ, strlen(a), 3000, b, strlen(b));
+	pipeline_tick(f->p, 100000000ull);
+	f->off[1][MSD_DIR_WRITE] = 0;
+	server(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n");
+	assert_int_equal(count(f, "call"), 1);
+	assert_string_equal(str(nth(f, "call", 0), "tool"), "y");
+	assert_int_equal(count(f, "invalid"), 0);
+	assert_string_equal(str(nth(f, "loss", 0), "reason"), "gap");
+	assert_int_equal(num(nth(f, "loss", 0), "bytes"), 20);
+	fixture_free(f);
+}
+
+/* One write() of a response longer than the kernel copies: it kept the head and the tail and
+ * announced the cut between. The cut response is still correlated (id from its tail), the
+ * cut is a loss of that server's stdout, and the next response is intact. */
+static void test_cut_syscall_keeps_the_next_message(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *head = "{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"xxxxxxxx";
+	const char *tail = "xxxx\"}]},\"jsonrpc\":\"2.0\",\"id\":1}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n";
+	uint64_t len = strlen(head) + 5000000 + strlen(tail);
+	struct msd_data_rec *h, *t;
+	json_t *loss, *call;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"big\"}}\n");
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	h = data_rec(1, MSD_DIR_WRITE, 0, f->ts + 10, head, strlen(head));
+	t = data_rec(1, MSD_DIR_WRITE, len - strlen(tail), f->ts + 10, tail, strlen(tail));
+	for (struct msd_data_rec *d = h; d; d = d == h ? t : NULL) {
+		d->syscall_len = len;
+		d->hole_off = strlen(head);
+		d->hole_len = 5000000;
+		d->flags = MSD_DATA_TRUNCATED | MSD_DATA_CUT | (d == t ? MSD_DATA_LAST : 0);
+	}
+	t->chunk = 1;
+	/* The tail arrives first (records of one syscall may be reordered across CPUs). */
+	pipeline_feed(f->p, &t->hdr);
+	pipeline_feed(f->p, &h->hdr);
+	free(h);
+	free(t);
+	assert_int_equal(count(f, "call"), 2);
+	call = nth(f, "call", 0);
+	assert_int_equal(num(call, "id"), 1);
+	assert_string_equal(str(call, "status"), "ok");
+	assert_true(json_is_true(json_object_get(call, "oversized")));
+	assert_int_equal(num(call, "response_bytes"), len - strlen("{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n") - 1);
+	assert_int_equal(num(nth(f, "call", 1), "id"), 2);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "truncated");
+	assert_int_equal(num(loss, "bytes"), 5000000);
+	assert_int_equal(num(loss, "fd"), 1);
+	assert_int_equal(num(loss, "pid"), PID);
+	assert_int_equal(count(f, "loss"), 1);
+	fixture_free(f);
+}
+
+/* A reply through a dup of stdout (fd 5 on the same file) continues the same stream. */
+static void test_dup_of_stdout_is_the_same_stream(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *a = "{\"jsonrpc\":\"2.0\",\"id\":1,";
+	const char *b = "\"result\":{}}\n";
+	struct msd_data_rec *d;
+	(void)state;
+
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	feed_at(f, 1, MSD_DIR_WRITE, 0, f->ts + 10, a, strlen(a));
+	d = data_rec(5, MSD_DIR_WRITE, strlen(a), f->ts + 20, b, strlen(b));
+	d->syscall = MSD_SYS_PWRITEV2;
+	pipeline_feed(f->p, &d->hdr);
+	free(d);
+	assert_int_equal(count(f, "call"), 1);
+	assert_string_equal(str(nth(f, "call", 0), "status"), "ok");
+	assert_int_equal(count(f, "invalid"), 0);
+	fixture_free(f);
+}
+
+/* Bytes that reached stdout through sendfile (not copied): a loss of that stream that says
+ * why, then the stream resynchronises and the next response is reported. */
+static void test_uncaptured_transfer_is_a_loss(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	const char *next = "\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n";
+	struct msd_data_rec *d;
+	json_t *loss;
 	(void)state;
 
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
-	d->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = sizeof(*d) + 64,
-				       .ts_ns = f->ts + 10, .tgid = PID, .tid = PID };
-	d->fd = 1;
-	d->dir = MSD_DIR_WRITE;
-	d->flags = MSD_DATA_TRUNCATED | MSD_DATA_LAST;
-	d->syscall_len = 200;
-	d->cap_len = 64;
-	memset(d->data, 'x', 64);
-	memcpy(d->data, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"pad\":\"", 37);
+	d = data_rec(1, MSD_DIR_WRITE, 0, f->ts + 10, "", 0);
+	d->syscall = MSD_SYS_SENDFILE;
+	d->syscall_len = 4096;
+	d->hole_off = 0;
+	d->hole_len = 4096;
+	d->flags = MSD_DATA_LAST | MSD_DATA_TRUNCATED | MSD_DATA_UNCAPTURED;
 	pipeline_feed(f->p, &d->hdr);
 	free(d);
-	assert_non_null(nth(f, "loss", 0));
-	assert_int_equal(num(nth(f, "loss", 0), "bytes"), 136);
-	feed_at(f, 1, MSD_DIR_WRITE, 200, f->ts + 20, "\n", 1); /* end of the truncated line */
-	feed_at(f, 1, MSD_DIR_WRITE, 201, f->ts + 30, next, strlen(next));
+	feed_at(f, 1, MSD_DIR_WRITE, 4096, f->ts + 20, next, strlen(next));
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "uncaptured");
+	assert_int_equal(num(loss, "bytes"), 4096);
+	assert_int_equal(num(loss, "fd"), 1);
 	assert_int_equal(count(f, "call"), 1);
 	assert_int_equal(num(nth(f, "call", 0), "id"), 2);
 	fixture_free(f);
@@ -514,20 +619,13 @@ static void test_short_writes_become_blocked_write(void **state)
 {
 	struct fixture *f = fixture_new(0);
 	const char *part = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"pad\":\"xxxxxxxx";
-	struct msd_data_rec *d = calloc(1, sizeof(*d) + 64);
+	struct msd_data_rec *d = data_rec(1, MSD_DIR_WRITE, 0, 2000000000ull, part, strlen(part));
 	json_t *bw;
 	(void)state;
 
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}\n");
-	d->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION,
-				       .size = (uint32_t)(sizeof(*d) + strlen(part)), .ts_ns = 2000000000ull,
-				       .tgid = PID, .tid = PID };
-	d->fd = 1;
-	d->dir = MSD_DIR_WRITE;
 	d->flags = MSD_DATA_LAST | MSD_DATA_SHORT;
-	d->syscall_len = d->cap_len = (uint32_t)strlen(part);
 	d->requested = 300000;
-	memcpy(d->data, part, strlen(part));
 	pipeline_feed(f->p, &d->hdr);
 	pipeline_tick(f->p, 4000000000ull);
 	assert_int_equal(count(f, "blocked_write"), 0); /* 2 s: under the 5 s default */
@@ -626,7 +724,7 @@ static void test_pending_count_as_of_each_event(void **state)
 	fixture_free(f);
 }
 
-static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len, uint32_t flags)
+static void feed_proc(struct fixture *f, const char *comm, const char *args, size_t len)
 {
 	struct msd_proc_rec *r = calloc(1, sizeof(*r) + len);
 
@@ -634,7 +732,6 @@ static void feed_proc(struct fixture *f, const char *comm, const char *args, siz
 				       .size = (uint32_t)(sizeof(*r) + len), .ts_ns = f->ts, .tgid = PID, .tid = PID };
 	strcpy(r->comm, comm);
 	r->cmdline_len = (uint32_t)len;
-	r->flags = flags;
 	memcpy(r->cmdline, args, len);
 	pipeline_feed(f->p, &r->hdr);
 	free(r);
@@ -648,33 +745,43 @@ static void test_name_from_cmdline(void **state)
 	struct fixture *f = fixture_new(0);
 	(void)state;
 
-	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
+	feed_proc(f, "node", node, sizeof(node));
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 	assert_string_equal(str(nth(f, "session", 0), "server"), "@acme/mcp-db");
 	assert_string_equal(str(nth(f, "session", 0), "cmdline"),
 			    "/usr/bin/node /srv/node_modules/@acme/mcp-db/dist/index.js stdio");
-	feed_proc(f, "python3", py, sizeof(py), MSD_PROC_ON_CHANNEL);
+	feed_proc(f, "python3", py, sizeof(py));
 	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
 	assert_string_equal(str(nth(f, "call", 1), "server"), "weather_server.py");
 	fixture_free(f);
 }
 
-/* A helper the server spawned with pipes of its own (git, a shell...) writes lines that are
- * not MCP: its stdio is ignored, neither calls nor invalid frames nor stderr. */
-static void test_helper_stdio_is_not_mcp(void **state)
+/* What the kernel decided is not the channel never reaches the analysis; a process using
+ * io_uring (whose transfers the kernel cannot see) is told about, tied to that server. */
+static void test_only_channel_roles_are_analysed(void **state)
 {
-	static const char git[] = "git\0status";
 	struct fixture *f = fixture_new(0);
+	struct msd_data_rec *d = data_rec(7, MSD_DIR_WRITE, 0, f->ts, "On branch main\n", 15);
+	json_t *loss;
 	(void)state;
 
-	feed_proc(f, "git", git, sizeof(git), 0);
-	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
-	server(f, 10, "On branch main\n");
-	feed(f, 2, MSD_DIR_WRITE, 10, "warning: something\n");
-	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	d->role = MSD_ROLE_NONE;
+	pipeline_feed(f->p, &d->hdr);
 	assert_int_equal(json_array_size(f->sink.events), 0);
+	free(d);
+	d = data_rec(-1, MSD_DIR_WRITE, 0, f->ts, "", 0);
+	d->role = MSD_ROLE_NONE;
+	d->syscall = MSD_SYS_IO_URING;
+	d->flags = MSD_DATA_LAST | MSD_DATA_TRUNCATED | MSD_DATA_UNCAPTURED;
+	pipeline_feed(f->p, &d->hdr);
+	free(d);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "uncaptured");
+	assert_int_equal(num(loss, "records"), 1);
+	assert_int_equal(num(loss, "pid"), PID);
 	fixture_free(f);
 }
 
@@ -688,7 +795,7 @@ static void test_malformed_records_are_counted(void **state)
 	json_t *loss;
 	(void)state;
 
-	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
+	feed_proc(f, "node", node, sizeof(node));
 	r->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION, .size = sizeof(*r) + 8,
 				       .ts_ns = f->ts, .tgid = PID, .tid = PID };
 	strcpy(r->comm, "evil");
@@ -958,10 +1065,10 @@ static void test_quiet_calls_at_shutdown(void **state)
 	assert_string_equal(str(nth(f, "notification", 0), "subscription_id"), "s1");
 	f->ts += 1000;
 	{
-		struct msd_data_rec eof = { .hdr = { .kind = MSD_REC_DATA, .abi = MSD_ABI_VERSION, .size = sizeof(eof),
-						     .ts_ns = f->ts, .tgid = PID, .tid = PID },
-					    .fd = 0, .dir = MSD_DIR_READ, .flags = MSD_DATA_LAST, .stream_off = f->off[0][0] };
-		pipeline_feed(f->p, &eof.hdr);
+		struct msd_data_rec *eof = data_rec(0, MSD_DIR_READ, f->off[0][0], f->ts, "", 0);
+
+		pipeline_feed(f->p, &eof->hdr);
+		free(eof);
 	}
 	exit_signal(f, SIGTERM);
 	assert_string_equal(str(nth(f, "call", 1), "status"), "probe_failed");
@@ -1214,7 +1321,7 @@ static void test_npx_bin_name_offline(void **state)
 	struct fixture *f = fixture_new(0);
 	(void)state;
 
-	feed_proc(f, "node", node, sizeof(node), MSD_PROC_ON_CHANNEL);
+	feed_proc(f, "node", node, sizeof(node));
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
 	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 	assert_string_equal(str(nth(f, "call", 0), "server"), "mcp-server-everything");
@@ -1283,7 +1390,7 @@ static void test_secrets_are_masked_and_flagged(void **state)
 	json_t *e;
 	(void)state;
 
-	feed_proc(f, "node", cmd, sizeof(cmd), MSD_PROC_ON_CHANNEL);
+	feed_proc(f, "node", cmd, sizeof(cmd));
 	/* a malformed request line holding a secret argument */
 	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"login\",\"arguments\":{\"password\":\"hunter2\"}\n");
 	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"login\",\"arguments\":{\"password\":\"hunter2\"}}}\n");
@@ -1321,7 +1428,7 @@ static void test_redact_modes(void **state)
 		o.redact = modes[i];
 		pipeline_free(f->p);
 		f->p = pipeline_new(&o, &f->sinks);
-		feed_proc(f, "node", cmd, sizeof(cmd), MSD_PROC_ON_CHANNEL);
+		feed_proc(f, "node", cmd, sizeof(cmd));
 		feed(f, 2, MSD_DIR_WRITE, 10, "db password=hunter2\n");
 		server(f, 10, "not json password=hunter2\n");
 		if (modes[i] == REDACT_STRICT) {
@@ -1344,7 +1451,10 @@ int main(void)
 		cmocka_unit_test(test_responses_out_of_order),
 		cmocka_unit_test(test_integer_and_string_ids_differ),
 		cmocka_unit_test(test_gap_inside_a_message),
-		cmocka_unit_test(test_truncated_syscall_is_a_gap_at_once),
+		cmocka_unit_test(test_gap_inside_then_tail_dropped),
+		cmocka_unit_test(test_cut_syscall_keeps_the_next_message),
+		cmocka_unit_test(test_dup_of_stdout_is_the_same_stream),
+		cmocka_unit_test(test_uncaptured_transfer_is_a_loss),
 		cmocka_unit_test(test_crlf_and_invalid_stdout),
 		cmocka_unit_test(test_one_mib_message),
 		cmocka_unit_test(test_oversized_frame_still_correlates),
@@ -1358,7 +1468,7 @@ int main(void)
 		cmocka_unit_test(test_short_writes_become_blocked_write),
 		cmocka_unit_test(test_unanswered_ids_are_bounded_and_counted),
 		cmocka_unit_test(test_schema_violations_on_calls),
-		cmocka_unit_test(test_helper_stdio_is_not_mcp),
+		cmocka_unit_test(test_only_channel_roles_are_analysed),
 		cmocka_unit_test(test_invalid_flood_is_coalesced),
 		cmocka_unit_test(test_secrets_are_masked_and_flagged),
 		cmocka_unit_test(test_redact_modes),

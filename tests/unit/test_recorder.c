@@ -50,6 +50,7 @@ struct fixture {
 	struct seen seen;
 	struct sink *rec;
 	struct session_identity id;
+	bool helper; /* exits with its stdin off the channel: a helper the server spawned */
 };
 
 static struct fixture *fixture_new(void (*tweak)(struct recorder_opts *o))
@@ -73,7 +74,6 @@ static struct fixture *fixture_new(void (*tweak)(struct recorder_opts *o))
 	sinks_add(&f->sinks, f->rec);
 	f->id.pid = 4242;
 	f->id.start_ticks = 777;
-	f->id.on_channel = true;
 	snprintf(f->id.comm, sizeof(f->id.comm), "node");
 	f->id.cmdline = "node /srv/everything/dist/index.js stdio";
 	f->id.exe = "/usr/bin/node";
@@ -174,6 +174,7 @@ static void feed_exit(struct fixture *f, uint64_t ts, int code, int sig, bool no
 	ev.exit.reason = normal ? "shutdown" : sig ? "signal" : "exit";
 	ev.exit.pending_calls = pending;
 	ev.exit.raw = sig ? (uint32_t)sig : (uint32_t)code << 8;
+	ev.exit.on_channel = !f->helper;
 	sinks_emit(&f->sinks, &ev);
 }
 
@@ -221,7 +222,7 @@ static void test_helper_exit_writes_no_report(void **state)
 	struct fixture *f = fixture_new(NULL);
 
 	(void)state;
-	f->id.on_channel = false;
+	f->helper = true;
 	snprintf(f->id.comm, sizeof(f->id.comm), "git");
 	feed_stderr(f, T0, "fatal: not a git repository");
 	feed_exit(f, T0 + SEC, 128, 0, false, 0);

@@ -1,4 +1,4 @@
-/* test_stream.c -- reassembly by offset: order, reordering, hold overflow, duplicates, resets, skips. */
+/* test_stream.c -- reassembly by offset: order, reordering, hold overflow, duplicates, announced holes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +15,7 @@
 struct got_frame {
 	char text[128];
 	uint64_t ts_first, ts_last;
+	bool after_gap;
 };
 
 struct collector {
@@ -34,6 +35,7 @@ static void collect(void *ctx, const struct frame *f)
 	g->text[f->len] = '\0';
 	g->ts_first = f->ts_first_ns;
 	g->ts_last = f->ts_last_ns;
+	g->after_gap = f->after_gap;
 }
 
 /* Feeds s at off, with ts_ns = off + 1000 so that a frame's timestamps tell which record
@@ -116,15 +118,19 @@ static void test_hold_overflow_declares_gap(void **state)
 	assert_int_equal(st.stats.gaps, 0);
 	snprintf(rec, sizeof(rec), "{\"n\":%02d}\n", STREAM_HOLD_MAX);
 	feed_at(&st, off, rec, &c);
-	/* The hole is given up: the partial "lost" line goes; the record after the hole begins a
-	 * message ('{'), framed as such, then all comes through. */
+	/* The hole is given up: the partial "lost" line goes; the line that follows the hole is
+	 * flagged (it could have been the end of the lost one: here it is whole), then all comes
+	 * through. */
 	assert_int_equal(st.stats.gaps, 1);
 	assert_int_equal(st.stats.gap_bytes, 10);
 	assert_int_equal(st.nheld, 0);
 	assert_int_equal(c.n, 2 + STREAM_HOLD_MAX);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
 	assert_string_equal(c.f[1].text, "{\"n\":00}");
-	assert_string_equal(c.f[STREAM_HOLD_MAX + 1].text, "{\"n\":16}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"n\":01}");
+	assert_false(c.f[2].after_gap);
+	assert_string_equal(c.f[1 + STREAM_HOLD_MAX].text, "{\"n\":16}");
 	assert_int_equal(st.framer.stats.discarded_bytes, 8);
 	assert_int_equal(st.next_off, off + strlen(rec));
 	assert_int_equal(st.stats.reordered, STREAM_HOLD_MAX);
@@ -144,14 +150,19 @@ static void test_overflow_new_record_first(void **state)
 	feed_at(&st, 50, "xx\n{\"m\":1}\n", &c);
 	assert_int_equal(st.stats.gaps, 1);
 	assert_int_equal(st.stats.gap_bytes, 50);
-	assert_int_equal(c.n, 1);
-	assert_string_equal(c.f[0].text, "{\"m\":1}");
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.f[0].text, "xx"); /* the end of a line whose start was lost */
+	assert_true(c.f[0].after_gap);
+	assert_string_equal(c.f[1].text, "{\"m\":1}");
+	assert_false(c.f[1].after_gap);
 	assert_int_equal(st.nheld, STREAM_HOLD_MAX);
-	stream_flush(&st, collect, &c); /* [61, 100) goes; the held lines begin messages */
+	stream_flush(&st, collect, &c); /* [61, 100) goes; the first held line follows it */
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 50 + 39);
-	assert_int_equal(c.n, 1 + STREAM_HOLD_MAX);
-	assert_string_equal(c.f[1].text, "{\"n\":00}");
+	assert_int_equal(c.n, 2 + STREAM_HOLD_MAX);
+	assert_string_equal(c.f[2].text, "{\"n\":00}");
+	assert_true(c.f[2].after_gap);
+	assert_false(c.f[3].after_gap);
 	assert_int_equal(st.next_off, 100 + 10 * STREAM_HOLD_MAX);
 	stream_free(&st);
 }
@@ -171,11 +182,12 @@ static void test_duplicates_and_overlap(void **state)
 	assert_int_equal(c.f[1].ts_first, 7);
 	assert_int_equal(st.stats.duplicates, 6 + 3);
 	assert_int_equal(st.stats.bytes, 16);
-	assert_int_equal(st.stats.resets, 0);
 	stream_free(&st);
 }
 
-static void test_reset_at_offset_zero(void **state)
+/* A stream is never restarted (its offsets belong to one process's channel file): an offset
+ * behind the expected one is old bytes, counted and dropped. */
+static void test_offset_zero_again_is_a_duplicate(void **state)
 {
 	(void)state;
 	struct stream st;
@@ -183,19 +195,13 @@ static void test_reset_at_offset_zero(void **state)
 
 	stream_init(&st, 1 << 20);
 	feed_at(&st, 0, "{\"a\":1}\n{\"half", &c);
-	feed_at(&st, 40, "ignored\n", &c); /* held, from the old stream */
 	feed_at(&st, 0, "{\"new\":1}\n", &c);
-	assert_int_equal(st.stats.resets, 1);
+	feed_at(&st, 14, "\":2}\n", &c);
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	/* The new stream's first line is whole: no resynchronisation after a reset. */
-	assert_string_equal(c.f[1].text, "{\"new\":1}");
-	assert_int_equal(st.next_off, 10);
-	assert_int_equal(st.nheld, 0);
-	/* The old stream's hole before its held record was a gap; its partial line discarded. */
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 40 - 14);
-	assert_int_equal(st.framer.stats.discarded_bytes, 6 + 8);
+	assert_string_equal(c.f[1].text, "{\"half\":2}");
+	assert_int_equal(st.stats.duplicates, 10);
+	assert_int_equal(st.stats.gaps, 0);
 	stream_free(&st);
 }
 
@@ -208,61 +214,69 @@ static void test_zero_length_records_harmless(void **state)
 	stream_init(&st, 1 << 20);
 	stream_feed(&st, 0, "", 0, 1, collect, &c);
 	feed_at(&st, 0, "{\"a\":", &c);
-	stream_feed(&st, 0, "", 0, 2, collect, &c); /* EOF marker at 0: not a reset */
+	stream_feed(&st, 0, "", 0, 2, collect, &c); /* an EOF marker */
 	stream_feed(&st, 5, NULL, 0, 3, collect, &c);
 	stream_feed(&st, 99, NULL, 0, 4, collect, &c);
+	stream_hole(&st, 3, 0, STREAM_HOLE_LOST, 5, collect, &c);
 	feed_at(&st, 5, "1}\n", &c);
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_int_equal(st.stats.resets, 0);
 	assert_int_equal(st.stats.gaps, 0);
 	assert_int_equal(st.nheld, 0);
 	stream_free(&st);
 }
 
-static void test_skip_to(void **state)
+/* Bytes moved without being copied (splice, sendfile): a gap with its own count. */
+static void test_lost_hole(void **state)
 {
 	(void)state;
 	struct stream st;
 	struct collector c = { 0 };
 
 	stream_init(&st, 1 << 20);
-	feed_at(&st, 0, "{\"a\":1}\n{\"big\":\"", &c); /* 16 bytes of a syscall of 116 */
-	stream_skip_to(&st, 116, collect, &c);
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 100);
+	feed_at(&st, 0, "{\"a\":1}\n{\"big\":\"", &c);
+	stream_hole(&st, 16, 100, STREAM_HOLE_LOST, 5, collect, &c);
+	assert_int_equal(st.stats.lost_bytes, 100);
+	assert_int_equal(st.stats.gaps, 0);
 	assert_int_equal(st.next_off, 116);
-	stream_skip_to(&st, 50, collect, &c); /* behind: nothing */
-	assert_int_equal(st.stats.gaps, 1);
+	stream_hole(&st, 16, 100, STREAM_HOLE_LOST, 5, collect, &c); /* announced again: nothing */
+	assert_int_equal(st.stats.lost_bytes, 100);
 	feed_at(&st, 116, "end\"}\n{\"c\":3}\n", &c);
-	assert_int_equal(c.n, 2);
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
-	assert_string_equal(c.f[1].text, "{\"c\":3}");
-	assert_int_equal(st.framer.stats.discarded_bytes, 8 + 6);
+	assert_string_equal(c.f[1].text, "end\"}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"c\":3}");
+	assert_false(c.f[2].after_gap);
+	assert_int_equal(st.framer.stats.discarded_bytes, 8);
 	stream_free(&st);
 }
 
-/* A truncated syscall whose record arrives ahead: its loss waits for the hole to be filled. */
-static void test_skip_to_after_held_record(void **state)
+/* A cut keeps framing: the cut line is one oversized frame, the next line is whole. The cut
+ * is announced by every record of its syscall, the first of them possibly ahead. */
+static void test_cut_hole(void **state)
 {
 	(void)state;
 	struct stream st;
 	struct collector c = { 0 };
 
 	stream_init(&st, 1 << 20);
-	feed_at(&st, 8, "{\"b\":2}\n{\"big", &c); /* syscall [8, 58), 13 bytes captured */
-	stream_skip_to(&st, 58, collect, &c);
-	assert_int_equal(st.stats.gaps, 0);
-	assert_int_equal(st.nheld, 2);
-	feed_at(&st, 58, "\"}\n{\"d\":4}\n", &c);
+	/* The syscall [8, 1000): head [8, 21), cut [21, 990), tail [990, 1000). */
+	stream_hole(&st, 21, 969, STREAM_HOLE_CUT, 50, collect, &c);
+	feed_at(&st, 990, "\"}\n{\"d\":4}\n", &c);
+	stream_hole(&st, 21, 969, STREAM_HOLE_CUT, 50, collect, &c);
+	feed_at(&st, 8, "{\"b\":2}\n{\"big", &c);
+	assert_int_equal(c.n, 0);
 	feed_at(&st, 0, "{\"a\":1}\n", &c); /* the reordered record fills the hole */
-	assert_int_equal(c.n, 3);
+	assert_int_equal(c.n, 4);
 	assert_string_equal(c.f[0].text, "{\"a\":1}");
 	assert_string_equal(c.f[1].text, "{\"b\":2}");
-	assert_string_equal(c.f[2].text, "{\"d\":4}");
-	assert_int_equal(st.stats.gaps, 1);
-	assert_int_equal(st.stats.gap_bytes, 58 - 21);
-	assert_int_equal(st.next_off, 69);
+	assert_string_equal(c.f[2].text, "{\"big"); /* oversized: the head */
+	assert_int_equal(c.f[2].ts_first, 1008);
+	assert_string_equal(c.f[3].text, "{\"d\":4}");
+	assert_int_equal(st.stats.cut_bytes, 969);
+	assert_int_equal(st.stats.gaps, 0);
+	assert_int_equal(st.next_off, 990 + 11);
 	assert_int_equal(st.nheld, 0);
 	stream_free(&st);
 }
@@ -279,10 +293,14 @@ static void test_flush_declares_holes(void **state)
 	feed_at(&st, 40, "{\"c\":3}\n", &c);
 	assert_int_equal(c.n, 1);
 	stream_flush(&st, collect, &c);
-	/* after the hole at [8, 20) the line's tail goes, "b" follows; after [32, 40) "c" begins */
-	assert_int_equal(c.n, 3);
-	assert_string_equal(c.f[1].text, "{\"b\":2}");
-	assert_string_equal(c.f[2].text, "{\"c\":3}");
+	/* After the hole at [8, 20) the end of a line, then "b"; after [32, 40) "c", whole. */
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.f[1].text, "x\"}");
+	assert_true(c.f[1].after_gap);
+	assert_string_equal(c.f[2].text, "{\"b\":2}");
+	assert_false(c.f[2].after_gap);
+	assert_string_equal(c.f[3].text, "{\"c\":3}");
+	assert_true(c.f[3].after_gap);
 	assert_int_equal(st.stats.gaps, 2);
 	assert_int_equal(st.stats.gap_bytes, 12 + 8);
 	assert_int_equal(st.nheld, 0);
@@ -300,10 +318,10 @@ int main(void)
 		cmocka_unit_test(test_hold_overflow_declares_gap),
 		cmocka_unit_test(test_overflow_new_record_first),
 		cmocka_unit_test(test_duplicates_and_overlap),
-		cmocka_unit_test(test_reset_at_offset_zero),
+		cmocka_unit_test(test_offset_zero_again_is_a_duplicate),
 		cmocka_unit_test(test_zero_length_records_harmless),
-		cmocka_unit_test(test_skip_to),
-		cmocka_unit_test(test_skip_to_after_held_record),
+		cmocka_unit_test(test_lost_hole),
+		cmocka_unit_test(test_cut_hole),
 		cmocka_unit_test(test_flush_declares_holes),
 	};
 
