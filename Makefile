@@ -33,7 +33,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 FUZZ_SECONDS ?= 10
 FUZZ_CC      := clang
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-		-std=gnu11 -D_GNU_SOURCE -DMCPSONDE_VERSION='"$(VERSION)"' -Wall -Wextra
+		-std=gnu11 -D_GNU_SOURCE -Wall -Wextra
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_OBJS    := $(patsubst src/%.c,$(OUTPUT)/fuzz/obj/%.o,$(filter-out src/main.c src/source_live.c,$(SRCS)))
@@ -100,7 +100,7 @@ $(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o 
 
 unit: $(UNIT_BINS)
 
-$(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) | $(OUTPUT)/fuzz/obj
+$(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(OUTPUT)/version.h | $(OUTPUT)/fuzz/obj
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
