@@ -31,6 +31,7 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
+#include "version.h"
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
@@ -536,11 +537,17 @@ static int run_live(struct cli *cli)
 		}
 	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
+	c.src = source_live_open(&so, msg, sizeof(msg));
+	if (!c.src) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
+	}
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
 		if (!c.writer) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
-			return 1;
+			goto cleanup;
 		}
 	} else {
 		if (sinks_setup(cli, &sinks) < 0)
@@ -549,11 +556,6 @@ static int run_live(struct cli *cli)
 		if (!c.pipe)
 			goto cleanup;
 		pipeline_set_live(c.pipe, true);
-	}
-	c.src = source_live_open(&so, msg, sizeof(msg));
-	if (!c.src) {
-		fprintf(stderr, "mcpsonde: %s\n", msg);
-		goto cleanup;
 	}
 
 	sigemptyset(&mask);
@@ -738,7 +740,7 @@ int main(int argc, char **argv)
 		return run_replay(&cli);
 	case CMD_POSTMORTEM: {
 		char msg[512] = "";
-		if (report_print_file(cli.input, cli.json, stdout, msg, sizeof(msg)) < 0) {
+		if (report_print_file(cli.input, cli.json, cli.ropts.max_report_bytes, stdout, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}
