@@ -213,12 +213,14 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_invalid(st->sess, role_fd(st->role), f, false);
 }
 
-static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t ts_ns)
+static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t records,
+				 uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
 
 	ev.loss.reason = reason;
 	ev.loss.bytes = bytes;
+	ev.loss.records = records;
 	ev.loss.fd = role_fd(st->role);
 	session_emit(st->sess, &ev);
 }
@@ -236,31 +238,24 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 	if (now->gap_bytes != seen->gap_bytes) {
 		p->stats.gaps += now->gaps - seen->gaps;
 		p->stats.gap_bytes += now->gap_bytes - seen->gap_bytes;
-		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, ts_ns);
+		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, 0, ts_ns);
 	}
 	if (now->cut_bytes != seen->cut_bytes) {
 		p->stats.cut_bytes += now->cut_bytes - seen->cut_bytes;
-		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, ts_ns);
+		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, 0, ts_ns);
 	}
 	if (now->lost_bytes != seen->lost_bytes) {
 		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
-		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, ts_ns);
+		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, 0, ts_ns);
 	}
 	/* Answers may have gone in a gap, uncaptured bytes or a line given up for the memory
 	 * budget (a cut message is still seen). */
 	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes ||
 					 fr->budget_dropped != fseen->budget_dropped))
 		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
-	if (fr->budget_dropped != fseen->budget_dropped || fr->budget_cut != fseen->budget_cut) {
-		struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
-
-		p->stats.budget_lines += fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut;
-		ev.loss.reason = "memory_budget";
-		ev.loss.records = fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut;
-		ev.loss.bytes = fr->budget_dropped_bytes - fseen->budget_dropped_bytes;
-		ev.loss.fd = role_fd(st->role);
-		session_emit(st->sess, &ev);
-	}
+	if (fr->budget_dropped != fseen->budget_dropped || fr->budget_cut != fseen->budget_cut)
+		pipeline_report_loss(st, "memory_budget", fr->budget_dropped_bytes - fseen->budget_dropped_bytes,
+				     fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut, ts_ns);
 	*seen = *now;
 	*fseen = *fr;
 }
