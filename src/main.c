@@ -10,8 +10,10 @@
  *
  * Live, records go source -> targets (what is watched, who it is) -> pipeline -> sinks.
  * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
- * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). Nothing is pinned
- * or left behind: the kernel drops the BPF programs when this process goes, however it goes. */
+ * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). It drains the ring a
+ * bounded slice at a time, so that however fast records come, signals, timers and metrics are
+ * served between slices. Nothing is pinned or left behind: the kernel drops the BPF programs
+ * when this process goes, however it goes. */
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
@@ -36,9 +38,14 @@
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
 #include "mcpsonde/targets.h"
+#include "version.h"
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
+#define DRAIN_SLICE_NS 20000000ull /* records analysed per turn of the loop, at most this long */
+/* From a stop (SIGINT, or the last process gone) to the end: what the ring buffer holds is
+ * analysed for at most this long; the rest is counted as lost. */
+#define STOP_DRAIN_NS 500000000ull
 #define STATE_DIR_DEFAULT "/var/lib/mcpsonde"
 
 enum command { CMD_NONE, CMD_ATTACH, CMD_WATCH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM, CMD_SERVERS };
@@ -98,6 +105,7 @@ enum opt_key {
 	OPT_REDACT,
 	OPT_HOST_ROOT,
 	OPT_COMPAT,
+	OPT_MEMORY_BUDGET,
 	OPT_ALL,
 	OPT_INCLUDE,
 	OPT_EXCLUDE,
@@ -130,6 +138,7 @@ static const struct argp_option options[] = {
 	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
 	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
+	{ "memory-budget", OPT_MEMORY_BUDGET, "MIB", 0, "Bytes of unfinished messages all streams may hold together (default 256)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
 	{ "blocked-write-timeout", OPT_BLOCKED_WRITE, "SEC", 0, "Report writes blocked this long (default 5)", 0 },
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
@@ -219,6 +228,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		if (parse_u64(arg, 1, 1024, &v) < 0 || (v & (v - 1)))
 			argp_error(state, "--ringbuf-mb: expected a power of two between 1 and 1024: %s", arg);
 		cli->ringbuf_bytes = (size_t)v << 20;
+		break;
+	case OPT_MEMORY_BUDGET:
+		if (parse_u64(arg, 4, 1u << 20, &v) < 0)
+			argp_error(state, "--memory-budget: expected MiB between 4 and 1048576: %s", arg);
+		cli->popts.memory_budget = (size_t)v << 20;
 		break;
 	case OPT_STALL:
 	case OPT_BLOCKED_WRITE:
@@ -568,11 +582,17 @@ static int run_live(struct cli *cli)
 		to.attrib = attrib;
 	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
+	c.src = source_live_open(&so, msg, sizeof(msg));
+	if (!c.src) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
+	}
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
 		if (!c.writer) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
-			return 1;
+			goto cleanup;
 		}
 	} else {
 		struct inventory_opts io = { .state_dir = cli->state_dir, .max_records = cli->max_inventory, .live = true };
@@ -589,11 +609,6 @@ static int run_live(struct cli *cli)
 		if (!c.pipe)
 			goto cleanup;
 		pipeline_set_live(c.pipe, true);
-	}
-	c.src = source_live_open(&so, msg, sizeof(msg));
-	if (!c.src) {
-		fprintf(stderr, "mcpsonde: %s\n", msg);
-		goto cleanup;
 	}
 	if (!(c.targets = targets_new(&to, c.src, live_deliver, &c)))
 		goto cleanup;
@@ -628,7 +643,8 @@ static int run_live(struct cli *cli)
 	live_announce(&c);
 
 	while (!stop) {
-		int n = epoll_wait(epfd, events, 4, -1);
+		/* Records still waiting: look at the other fds without waiting, then go on. */
+		int n = epoll_wait(epfd, events, 4, source_live_behind(c.src) ? 0 : -1);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -646,21 +662,26 @@ static int run_live(struct cli *cli)
 
 				if (read(tfd, &expirations, sizeof(expirations)) < 0)
 					continue;
-				source_live_poll(c.src, targets_on_record, c.targets);
 				live_check_drops(&c, now);
-				if (c.pipe)
+				if (c.pipe) {
+					pipeline_set_behind(c.pipe, source_live_behind(c.src));
 					pipeline_tick(c.pipe, now);
+				}
 				targets_tick(c.targets, now);
-				/* The scan walks every task of the machine in the kernel. */
-				if (++ticks % 10 == 0 && c.pipe && cli->popts.blocked_write_ns)
-					source_live_inflight(c.src, live_on_inflight, &c);
-				if (ticks % 10 == 0 && c.writer && capture_writer_flush(c.writer) < 0)
-					c.write_failed = true;
-			} else {
-				source_live_poll(c.src, targets_on_record, c.targets);
-				if (c.pipe)
-					pipeline_tick(c.pipe, clock_mono_ns());
+				if (++ticks % 10 == 0) {
+					/* The scan walks every task of the machine in the kernel. */
+					if (c.pipe && cli->popts.blocked_write_ns)
+						source_live_inflight(c.src, live_on_inflight, &c);
+					if (c.writer && capture_writer_flush(c.writer) < 0)
+						c.write_failed = true;
+				}
 			}
+			/* The ring buffer's fd: the slice below takes what waits. */
+		}
+		source_live_poll(c.src, targets_on_record, c.targets, clock_mono_ns() + DRAIN_SLICE_NS);
+		if (c.pipe) {
+			pipeline_set_behind(c.pipe, source_live_behind(c.src));
+			pipeline_tick(c.pipe, clock_mono_ns());
 		}
 		/* Out before waiting again: one write per drain, and nothing held back while idle. */
 		sinks_flush(&sinks);
@@ -669,7 +690,9 @@ static int run_live(struct cli *cli)
 		if (cli->cmd != CMD_WATCH && targets_watched(c.targets) == 0 && !cli->metrics_listen)
 			stop = true;
 	}
-	source_live_poll(c.src, targets_on_record, c.targets);
+	source_live_stop(c.src);
+	source_live_poll(c.src, targets_on_record, c.targets, clock_mono_ns() + STOP_DRAIN_NS);
+	source_live_abandon(c.src);
 	live_check_drops(&c, clock_mono_ns());
 	if (c.pipe)
 		pipeline_finish(c.pipe, clock_mono_ns());
@@ -762,7 +785,7 @@ int main(int argc, char **argv)
 		return run_replay(&cli);
 	case CMD_POSTMORTEM: {
 		char msg[512] = "";
-		if (report_print_file(cli.input, cli.json, stdout, msg, sizeof(msg)) < 0) {
+		if (report_print_file(cli.input, cli.json, cli.ropts.max_report_bytes, stdout, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}

@@ -14,6 +14,7 @@
 
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/procfs.h"
+#include "mcpsonde/record.h"
 #include "mcpsonde/rpc.h"
 #include "mcpsonde/session.h"
 #include "mcpsonde/stream.h"
@@ -38,6 +39,7 @@ struct pstream {
 	enum msd_role role;
 	struct stream s;
 	struct stream_stats reported; /* losses already turned into EV_LOSS */
+	struct framer_stats budget_reported; /* the framer's budget_* already turned into EV_LOSS */
 	uint64_t held_since_ns; /* 0 when nothing is held */
 	uint64_t backlog_since_ns; /* MCP out: first short write since the last complete one */
 	uint64_t backlog_bytes;    /* what the latest short write could not move */
@@ -70,7 +72,10 @@ struct pipeline {
 	unsigned nstreams;
 	struct psession *sessions;
 	unsigned nsessions;
+	struct frame_budget budget; /* every stream's buffered bytes together */
 	unsigned nheld; /* streams holding out-of-order records */
+	uint64_t newest_ts_ns; /* the latest record's timestamp */
+	bool behind;           /* records wait upstream (pipeline_set_behind) */
 	uint64_t last_session_tick_ns;
 	struct pipeline_stats reported; /* limit counters already turned into EV_LOSS */
 	bool live;
@@ -87,6 +92,7 @@ static const char *const drop_reason_names[MSD_DROP__MAX] = {
 	[MSD_DROP_EVENT] = "event_lost",
 	[MSD_DROP_PROC_LIMIT] = "proc_limit",
 	[MSD_DROP_UNCAPTURED] = "uncaptured",
+	[MSD_DROP_BACKLOG] = "backlog",
 };
 
 /* The fd each role stands for, in events: stdin, stdout, stderr. */
@@ -99,6 +105,7 @@ void pipeline_opts_default(struct pipeline_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->max_frame = PIPELINE_MAX_FRAME_DEFAULT;
+	o->memory_budget = PIPELINE_MEMORY_BUDGET_DEFAULT;
 	o->stall_ns = 30ull * 1000000000ull;
 	o->stall_p99_factor = 10;
 	o->stdin_linger_ns = 10ull * 1000000000ull;
@@ -117,6 +124,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 	p->env.sinks = sinks;
 	p->env.opts = &p->opts;
 	p->env.stats = &p->stats;
+	p->budget.limit = opts->memory_budget ? opts->memory_budget : PIPELINE_MEMORY_BUDGET_DEFAULT;
 	return p;
 }
 
@@ -293,12 +301,14 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_invalid(st->sess, role_fd(st->role), f, false);
 }
 
-static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t ts_ns)
+static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t records,
+				 uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
 
 	ev.loss.reason = reason;
 	ev.loss.bytes = bytes;
+	ev.loss.records = records;
 	ev.loss.fd = role_fd(st->role);
 	session_emit(st->sess, &ev);
 }
@@ -310,32 +320,44 @@ static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_
 {
 	const struct stream_stats *now = &st->s.stats;
 	struct stream_stats *seen = &st->reported;
+	const struct framer_stats *fr = &st->s.framer.stats;
+	struct framer_stats *fseen = &st->budget_reported;
 
 	if (now->gap_bytes != seen->gap_bytes) {
 		p->stats.gaps += now->gaps - seen->gaps;
 		p->stats.gap_bytes += now->gap_bytes - seen->gap_bytes;
-		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, ts_ns);
+		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, 0, ts_ns);
 	}
 	if (now->cut_bytes != seen->cut_bytes) {
 		p->stats.cut_bytes += now->cut_bytes - seen->cut_bytes;
-		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, ts_ns);
+		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, 0, ts_ns);
 	}
 	if (now->lost_bytes != seen->lost_bytes) {
 		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
-		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, ts_ns);
+		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, 0, ts_ns);
 	}
-	/* Answers may have gone in a gap or uncaptured bytes (a cut message is still seen). */
-	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes))
+	/* Answers may have gone in a gap, uncaptured bytes or a line given up for the memory
+	 * budget (a cut message is still seen). */
+	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes ||
+					 fr->budget_dropped != fseen->budget_dropped))
 		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
+	if (fr->budget_dropped != fseen->budget_dropped || fr->budget_cut != fseen->budget_cut)
+		pipeline_report_loss(st, "memory_budget", fr->budget_dropped_bytes - fseen->budget_dropped_bytes,
+				     fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut, ts_ns);
 	*seen = *now;
+	*fseen = *fr;
 }
 
+/* Only held data waits for a timeout: a hole announced ahead (a long syscall's cut) is
+ * reached by the records of its own syscall, which come in order. */
 static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
 {
-	if (st->s.nheld && !st->held_since_ns) {
+	bool waits = stream_holds_data(&st->s);
+
+	if (waits && !st->held_since_ns) {
 		st->held_since_ns = ts_ns;
 		p->nheld++;
-	} else if (!st->s.nheld && st->held_since_ns) {
+	} else if (!waits && st->held_since_ns) {
 		st->held_since_ns = 0;
 		p->nheld--;
 	}
@@ -366,6 +388,7 @@ static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec
 	st->sess = ps->s;
 	st->role = (enum msd_role)d->role;
 	stream_init(&st->s, p->opts.max_frame);
+	framer_set_budget(&st->s.framer, &p->budget);
 	if (st->role == MSD_ROLE_IN && ps->resync_in) {
 		/* What precedes the first whole line is the end of one sent before discovery. */
 		st->s.framer.resync = true;
@@ -456,7 +479,7 @@ static void pipeline_flush_process(struct pipeline *p, uint32_t tgid, uint64_t t
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
-		if (st->key.tgid == tgid && st->held_since_ns)
+		if (st->key.tgid == tgid && st->s.nheld)
 			pstream_flush(p, st, ts_ns);
 }
 
@@ -519,22 +542,27 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 	struct session *s;
 
 	p->stats.records++;
+	/* Capture files are checked by their reader; this guards every other source too. */
+	if (record_check(rec, NULL, 0) < 0) {
+		p->stats.invalid_records++;
+		return 0;
+	}
+	if (rec->ts_ns > p->newest_ts_ns)
+		p->newest_ts_ns = rec->ts_ns;
 	switch (rec->kind) {
 	case MSD_REC_DATA:
-		if (rec->size >= sizeof(struct msd_data_rec) &&
-		    rec->size >= sizeof(struct msd_data_rec) + ((const struct msd_data_rec *)rec)->cap_len)
-			pipeline_on_data(p, (const struct msd_data_rec *)rec);
+		pipeline_on_data(p, (const struct msd_data_rec *)rec);
 		break;
 	case MSD_REC_PROC:
-		if (rec->size >= sizeof(struct msd_proc_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_proc(s, (const struct msd_proc_rec *)rec);
 		break;
 	case MSD_REC_FORK:
-		if (rec->size >= sizeof(struct msd_fork_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_fork(s, (const struct msd_fork_rec *)rec);
 		break;
 	case MSD_REC_EXEC:
-		if (rec->size >= sizeof(struct msd_exec_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_exec(s, (const struct msd_exec_rec *)rec);
 		break;
 	case MSD_REC_OOM:
@@ -542,15 +570,14 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 			session_on_oom(s, rec->ts_ns);
 		break;
 	case MSD_REC_EXIT:
-		if (rec->size < sizeof(struct msd_exit_rec) || !(s = session_get(p, rec->tgid, rec->ts_ns)))
+		if (!(s = session_get(p, rec->tgid, rec->ts_ns)))
 			break;
 		pipeline_flush_process(p, rec->tgid, rec->ts_ns);
 		session_on_exit(s, (const struct msd_exit_rec *)rec);
 		session_end(p, rec->tgid);
 		break;
 	case MSD_REC_LOSS:
-		if (rec->size >= sizeof(struct msd_loss_rec))
-			pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
+		pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
 		break;
 	case MSD_REC_DISCOVER:
 		if (rec->size >= sizeof(struct msd_discover_rec))
@@ -575,6 +602,7 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 		{ "logical_call_limit", offsetof(struct pipeline_stats, logical_dropped) },
 		{ "session_limit", offsetof(struct pipeline_stats, sessions_dropped) },
 		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
+		{ "invalid_record", offsetof(struct pipeline_stats, invalid_records) },
 	};
 
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
@@ -599,8 +627,12 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	struct pstream *st, *tmp;
 
 	if (p->nheld) {
+		/* While records wait upstream the missing one may be among them: a held record is
+		 * given up only once records that much newer than it have arrived. */
+		uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
+
 		HASH_ITER(hh, p->streams, st, tmp)
-			if (st->held_since_ns && now_ns - st->held_since_ns > HOLD_TIMEOUT_NS)
+			if (st->held_since_ns && ref > st->held_since_ns && ref - st->held_since_ns > HOLD_TIMEOUT_NS)
 				pstream_flush(p, st, now_ns);
 	}
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS) {
@@ -609,14 +641,23 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	}
 	p->last_session_tick_ns = now_ns;
 	pipeline_report_limits(p, now_ns);
-	HASH_ITER(hh, p->streams, st, tmp)
+	HASH_ITER(hh, p->streams, st, tmp) {
 		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
 		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
 			session_on_blocked_write(st->sess, role_fd(st->role), st->backlog_since_ns, st->backlog_bytes, now_ns);
+		/* A line given up for another stream's sake: said now, not at this one's next record. */
+		if (st->s.framer.stats.budget_dropped != st->budget_reported.budget_dropped)
+			pipeline_report_gaps(p, st, now_ns);
+	}
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);
 	news_flush(p);
+}
+
+void pipeline_set_behind(struct pipeline *p, bool behind)
+{
+	p->behind = behind;
 }
 
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

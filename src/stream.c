@@ -9,7 +9,8 @@
  *   one more is needed, the first hole is given up as a gap, so a lost record costs a bounded
  *   delay and bounded memory, never a stall.
  * - An entry without data is an announced hole (stream_hole), taken by its kind when reached:
- *   a cut goes to the framer as a cut (the line goes on), a lost range as a gap. */
+ *   a cut goes to the framer as a cut (the line goes on), a lost range as a gap.
+ * - Held bytes are charged to the framer's memory budget (frame.h) while they are held. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,8 @@ static void stream_drain(struct stream *s, frame_fn fn, void *ctx)
 		s->nheld--;
 		memmove(&s->held[0], &s->held[1], (size_t)s->nheld * sizeof(h));
 		stream_take(s, &h, fn, ctx);
+		if (h.data)
+			framer_uncharge(&s->framer, (size_t)h.len);
 		free(h.data);
 	}
 }
@@ -102,9 +105,14 @@ static void stream_insert(struct stream *s, const struct stream_held *in)
 		}
 	}
 	if (h.data) {
-		/* Without memory the bytes are as good as lost: the hole becomes a gap later. */
-		if (!(h.data = malloc((size_t)h.len)))
+		/* Without memory (or room in the budget) the bytes are as good as lost: the hole
+		 * becomes a gap later. */
+		if (!framer_charge(&s->framer, (size_t)h.len))
 			return;
+		if (!(h.data = malloc((size_t)h.len))) {
+			framer_uncharge(&s->framer, (size_t)h.len);
+			return;
+		}
 		memcpy(h.data, in->data, (size_t)h.len);
 		s->stats.reordered++;
 	}
@@ -134,6 +142,14 @@ static void stream_place(struct stream *s, const struct stream_held *h, frame_fn
 		return;
 	}
 	stream_insert(s, h);
+}
+
+bool stream_holds_data(const struct stream *s)
+{
+	for (int i = 0; i < s->nheld; i++)
+		if (s->held[i].data)
+			return true;
+	return false;
 }
 
 void stream_flush(struct stream *s, frame_fn fn, void *ctx)

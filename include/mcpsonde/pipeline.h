@@ -17,6 +17,7 @@
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
+#define PIPELINE_MEMORY_BUDGET_DEFAULT (256u << 20)
 #define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
@@ -24,6 +25,7 @@
 
 struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
+	size_t memory_budget;      /* every stream's buffered bytes together (frame_budget, frame.h) */
 	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
 	bool capture_values;
 	enum redact_mode redact;   /* free text: secret-looking values masked (default), dropped, or kept */
@@ -51,6 +53,7 @@ struct pipeline_stats {
 	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
+	uint64_t invalid_records;   /* malformed records (record_check) turned away */
 	uint64_t unmatched_responses;
 	uint64_t unconfirmed_frames; /* of discovered processes before an MCP method: never told */
 	uint64_t sessions_replaced;  /* a discovered process took the PID of a session whose exit was lost */
@@ -86,6 +89,9 @@ void pipeline_release(struct pipeline *p, uint32_t tgid, const char *reason, uin
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
 /* Live capture: stall events sample /proc (meaningless when replaying a capture). */
 void pipeline_set_live(struct pipeline *p, bool live);
+/* Records are waiting upstream (live: read from the ring buffer, not yet fed): a record held
+ * for a missing one ahead of it is judged against the newest record fed, not the clock. */
+void pipeline_set_behind(struct pipeline *p, bool behind);
 /* A write by tgid on fd entered at enter_ns has not returned by now_ns (the client is not
  * reading). Reported once per blocked write. */
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

@@ -786,6 +786,39 @@ static void test_only_channel_roles_are_analysed(void **state)
 	fixture_free(f);
 }
 
+/* Records that lie about their lengths (not only in files: any source) are turned away,
+ * counted and reported as a loss; the session keeps what it knew. */
+static void test_malformed_records_are_counted(void **state)
+{
+	static const char node[] = "node\0/srv/node_modules/good-server/index.js";
+	struct fixture *f = fixture_new(0);
+	struct msd_proc_rec *r = calloc(1, sizeof(*r) + 8);
+	json_t *loss;
+	(void)state;
+
+	feed_proc(f, "node", node, sizeof(node));
+	r->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION, .size = sizeof(*r) + 8,
+				       .ts_ns = f->ts, .tgid = PID, .tid = PID };
+	strcpy(r->comm, "evil");
+	r->cmdline_len = 1u << 30; /* far past the 8 bytes there */
+	memcpy(r->cmdline, "evil\0arg", 8);
+	pipeline_feed(f->p, &r->hdr);
+	r->cmdline_len = 8;
+	memset(r->exe, 'A', sizeof(r->exe)); /* no NUL */
+	pipeline_feed(f->p, &r->hdr);
+	free(r);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "server"), "good-server");
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 2);
+	pipeline_tick(f->p, f->ts + 1000000000ull);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "invalid_record");
+	assert_int_equal(num(loss, "records"), 2);
+	fixture_free(f);
+}
+
 /* --- protocol revision 2026-07-28, logical calls, probes, lost calls ----------------- */
 
 static struct fixture *fixture_stall(uint64_t stall_ms)
@@ -1549,6 +1582,32 @@ static void test_peers_and_release(void **state)
 	fixture_free(f);
 }
 
+/* A discover record is checked like any other: one whose cmdline_len runs past its array is
+ * turned away and counted, and nothing is discovered. */
+static void test_discover_record_checked(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct msd_discover_rec d = { .hdr = { .kind = MSD_REC_DISCOVER, .abi = MSD_ABI_VERSION, .size = sizeof(d),
+					       .tgid = PID, .tid = PID } };
+	struct hooks_seen h = { 0 };
+	struct pipeline_hooks hooks = { .on_server = seen_server, .on_not_mcp = seen_not_mcp, .ctx = &h };
+	(void)state;
+
+	pipeline_set_hooks(f->p, &hooks);
+	d.cmdline_len = MSD_DISCOVER_CMDLINE + 1;
+	memcpy(d.comm, "node", 5);
+	pipeline_feed(f->p, &d.hdr);
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 1);
+	d.cmdline_len = 0;
+	memset(d.comm, 'x', sizeof(d.comm)); /* no NUL */
+	pipeline_feed(f->p, &d.hdr);
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 2);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"serverInfo\":{\"name\":\"srv\"}}}\n");
+	assert_string_equal(str(nth(f, "session", 0), "found"), "attached"); /* the fixture's own process */
+	fixture_free(f);
+}
+
 /* A discovered process with the PID of a session whose exit was lost: that session ends. */
 static void test_discover_replaces_a_stale_session(void **state)
 {
@@ -1578,6 +1637,7 @@ int main(void)
 		cmocka_unit_test(test_discovered_mid_line),
 		cmocka_unit_test(test_peers_and_release),
 		cmocka_unit_test(test_discover_replaces_a_stale_session),
+		cmocka_unit_test(test_discover_record_checked),
 		cmocka_unit_test(test_several_messages_and_partial_in_one_read),
 		cmocka_unit_test(test_responses_out_of_order),
 		cmocka_unit_test(test_integer_and_string_ids_differ),
@@ -1604,6 +1664,7 @@ int main(void)
 		cmocka_unit_test(test_secrets_are_masked_and_flagged),
 		cmocka_unit_test(test_redact_modes),
 		cmocka_unit_test(test_pending_count_as_of_each_event),
+		cmocka_unit_test(test_malformed_records_are_counted),
 		cmocka_unit_test(test_multi_round_trip_call),
 		cmocka_unit_test(test_task_lifecycle),
 		cmocka_unit_test(test_task_2025),
