@@ -280,6 +280,22 @@ static void render_session(struct jsonw *w, const struct session_identity *id)
 	jsonw_member_str(w, "found", id->discovered ? "discovered" : "attached");
 	render_proc_ref(w, "client_process", &id->client_process);
 	render_proc_ref(w, "relay", &id->relay);
+	event_render_resource(w, id->where);
+}
+
+void event_render_resource(struct jsonw *w, const struct attrib_record *where)
+{
+	struct attrib_attr attrs[ATTRIB_ATTRS_MAX];
+	size_t n;
+
+	if (!where || where->role == ATTRIB_ROLE_HOST)
+		return;
+	n = attrib_attributes(where, attrs);
+	jsonw_key(w, "resource");
+	jsonw_object_open(w);
+	for (size_t i = 0; i < n; i++)
+		jsonw_member_str(w, attrs[i].key, attrs[i].value);
+	jsonw_object_close(w);
 }
 
 static void render_message(struct jsonw *w, const struct ev_message *m, const struct event_format_opts *opts)

@@ -187,7 +187,22 @@ static struct inv_rec *rec_of(struct inventory *inv, const struct sonde_event *e
 	return r;
 }
 
-/* What the session knows of it now: names, program, client, relay. */
+/* Where it runs: the OpenTelemetry resource attributes, as in the session event. */
+static void rec_resource(json_t *o, const struct attrib_record *where)
+{
+	struct attrib_attr attrs[ATTRIB_ATTRS_MAX];
+	json_t *res;
+	size_t n;
+
+	if (!where || where->role == ATTRIB_ROLE_HOST || !(res = json_object()))
+		return;
+	n = attrib_attributes(where, attrs);
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(res, attrs[i].key, json_string(attrs[i].value));
+	json_object_set_new(o, "resource", res);
+}
+
+/* What the session knows of it now: names, program, client, relay, where it runs. */
 static void rec_learn(struct inv_rec *r, const struct session_identity *id)
 {
 	json_t *o = r->obj;
@@ -207,6 +222,7 @@ static void rec_learn(struct inv_rec *r, const struct session_identity *id)
 	if (id->relay.pid)
 		json_object_set_new(o, "relay", proc_ref_json(&id->relay));
 	set_str(o, "stdio", id->stdio);
+	rec_resource(o, id->where);
 }
 
 /* FNV-1a over the tools array written canonically (keys sorted): the same catalog gives the
@@ -399,7 +415,7 @@ static const struct {
 	{ "client", JSON_OBJECT },	  { "client_process", JSON_OBJECT }, { "relay", JSON_OBJECT },
 	{ "stdio", JSON_STRING },	  { "first_seen", JSON_STRING },   { "last_seen", JSON_STRING },
 	{ "tools", JSON_OBJECT },	  { "calls", JSON_INTEGER },	   { "errors", JSON_INTEGER },
-	{ "exit", JSON_OBJECT },
+	{ "exit", JSON_OBJECT },	  { "resource", JSON_OBJECT },
 };
 
 /* A record from a file, with only the known members of the right types; NULL when it lacks
@@ -615,6 +631,9 @@ void inventory_each_running(const struct inventory *inv, void (*fn)(void *ctx, c
 		v.protocol_version = obj_str(r->obj, "protocol_version", NULL);
 		v.client_name = obj_str(r->obj, "client", "name");
 		v.found = obj_str(r->obj, "found", NULL);
+		v.k8s_namespace = obj_str(r->obj, "resource", "k8s.namespace.name");
+		v.k8s_pod = obj_str(r->obj, "resource", "k8s.pod.name");
+		v.k8s_container = obj_str(r->obj, "resource", "k8s.container.name");
 		fn(ctx, &v);
 	}
 }
@@ -711,12 +730,12 @@ int inventory_print(const char *state_dir, bool json, FILE *out, char *err, size
 		json_decref(doc);
 		return 0;
 	}
-	fprintf(out, "%-8s %-8s %-28s %-10s %-20s %-10s %-27s %7s %7s %6s  %s\n", "PID", "STATE", "SERVER", "VERSION",
-		"CLIENT", "FOUND", "LAST SEEN", "CALLS", "ERRORS", "TOOLS", "EXIT");
+	fprintf(out, "%-8s %-8s %-28s %-10s %-20s %-10s %-27s %7s %7s %6s  %-40s %s\n", "PID", "STATE", "SERVER",
+		"VERSION", "CLIENT", "FOUND", "LAST SEEN", "CALLS", "ERRORS", "TOOLS", "POD", "EXIT");
 	json_array_foreach (json_object_get(doc, "servers"), i, r) {
 		json_t *o = rec_clean(r);
-		const char *name, *ccomm;
-		char client[64];
+		const char *name, *ccomm, *pod;
+		char client[64], where[3 * (ATTRIB_NAME_MAX + 1)];
 
 		if (!o)
 			continue;
@@ -732,11 +751,15 @@ int inventory_print(const char *state_dir, bool json, FILE *out, char *err, size
 		print_cell(out, name ? name : obj_str(o, "comm", NULL), 28);
 		print_cell(out, obj_str(o, "server_info", "version"), 10);
 		print_cell(out, ccomm ? client : NULL, 20);
+		if ((pod = obj_str(o, "resource", "k8s.pod.name")))
+			snprintf(where, sizeof(where), "%s/%s/%s", obj_str(o, "resource", "k8s.namespace.name") ?: "",
+				 pod, obj_str(o, "resource", "k8s.container.name") ?: "");
 		print_cell(out, obj_str(o, "found", NULL), 10);
 		print_cell(out, obj_str(o, "last_seen", NULL), 27);
 		fprintf(out, "%7llu %7llu %6lld  ", (unsigned long long)json_count(o, "calls"),
 			(unsigned long long)json_count(o, "errors"),
 			(long long)json_integer_value(json_object_get(json_object_get(o, "tools"), "count")));
+		print_cell(out, pod ? where : NULL, 40);
 		print_exit(out, json_object_get(o, "exit"));
 		fputc('\n', out);
 		json_decref(o);

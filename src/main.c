@@ -130,8 +130,8 @@ static const char args_doc[] = "attach|watch|record|replay|postmortem|servers [F
 static const struct argp_option options[] = {
 	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
 	{ "all", OPT_ALL, NULL, 0, "watch: every MCP server on this machine, running now or started later", 0 },
-	{ "include", OPT_INCLUDE, "KEY=GLOB", 0, "watch: only processes whose comm, exe or cmdline matches (repeatable)", 0 },
-	{ "exclude", OPT_EXCLUDE, "KEY=GLOB", 0, "watch: never processes whose comm, exe or cmdline matches (repeatable)", 0 },
+	{ "include", OPT_INCLUDE, "KEY=GLOB", 0, "watch: only processes whose comm, exe, cmdline, namespace, pod or container matches (repeatable)", 0 },
+	{ "exclude", OPT_EXCLUDE, "KEY=GLOB", 0, "watch: never processes whose comm, exe, cmdline, namespace, pod or container matches (repeatable)", 0 },
 	{ "output", 'o', "FILE", 0, "record: capture file to write", 0 },
 	{ "json", 'j', NULL, 0, "JSONL output, one event per line", 0 },
 	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only); implies --redact off", 0 },

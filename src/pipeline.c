@@ -536,6 +536,14 @@ void pipeline_set_peers(struct pipeline *p, uint32_t tgid, const struct proc_ref
 		session_on_peers(s, client, relay, ts_ns);
 }
 
+void pipeline_set_where(struct pipeline *p, uint32_t tgid, const struct attrib_record *where, uint64_t ts_ns)
+{
+	struct session *s = session_find(p, tgid);
+
+	if (s)
+		session_on_where(s, where, ts_ns);
+}
+
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 {
 	struct pipeline *p = pipeline;

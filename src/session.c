@@ -216,6 +216,8 @@ void session_free(struct session *s)
 	free(s->id.client_name);
 	free(s->id.client_version);
 	free(s->id.protocol_version);
+	if (s->id.where)
+		attrib_record_release(s->id.where);
 	free(s);
 }
 
@@ -403,6 +405,18 @@ void session_on_peers(struct session *s, const struct proc_ref *client, const st
 		return;
 	s->id.client_process = *client;
 	s->id.relay = *relay;
+	s->identity_gen++;
+	if (s->announced)
+		session_announce(s, ts_ns);
+}
+
+void session_on_where(struct session *s, const struct attrib_record *where, uint64_t ts_ns)
+{
+	if (s->id.where == where)
+		return;
+	if (s->id.where)
+		attrib_record_release(s->id.where);
+	s->id.where = where ? attrib_record_hold(where) : NULL;
 	s->identity_gen++;
 	if (s->announced)
 		session_announce(s, ts_ns);

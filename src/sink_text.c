@@ -186,6 +186,17 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 	outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
 	text_proc_ref(b, ", client ", &id->client_process);
 	text_proc_ref(b, ", via ", &id->relay);
+	if (id->where && id->where->pod_name[0]) {
+		outbuf_puts(b, ", pod ");
+		outbuf_put_safe(b, id->where->k8s_namespace);
+		outbuf_putc(b, '/');
+		outbuf_put_safe(b, id->where->pod_name);
+		outbuf_puts(b, " container ");
+		outbuf_put_safe(b, id->where->k8s_container_name);
+	} else if (id->where && id->where->container_name[0]) {
+		outbuf_puts(b, ", container ");
+		outbuf_put_safe(b, id->where->container_name);
+	}
 	outbuf_putc(b, '\n');
 }
 

@@ -21,7 +21,10 @@
 #define PRUNE_NS 1000000000ull
 #define LATENCIES_MAX 1024
 
-static const char *const selector_keys[SEL__COUNT] = { [SEL_COMM] = "comm", [SEL_EXE] = "exe", [SEL_CMDLINE] = "cmdline" };
+static const char *const selector_keys[SEL__COUNT] = {
+	[SEL_COMM] = "comm",	       [SEL_EXE] = "exe", [SEL_CMDLINE] = "cmdline",
+	[SEL_NAMESPACE] = "namespace", [SEL_POD] = "pod", [SEL_CONTAINER] = "container",
+};
 
 enum client_search {
 	SEARCH_NOT_YET, /* not looked for: a process given by PID that has not spoken MCP */
@@ -83,6 +86,7 @@ struct targets {
 	double latencies[LATENCIES_MAX];
 	unsigned nlatencies;
 	uint64_t latencies_lost;
+	char self_pod[ATTRIB_UID_LEN + 1]; /* mcpsonde's own pod: never watched */
 };
 
 /* --- selectors ---------------------------------------------------------------------------- */
@@ -114,7 +118,7 @@ int selectors_add(struct selectors *s, const char *spec, bool include, char *err
 		s->nincludes += include;
 		return 0;
 	}
-	snprintf(err, errlen, "%s: expected comm=GLOB, exe=GLOB or cmdline=GLOB", spec);
+	snprintf(err, errlen, "%s: expected comm=, exe=, cmdline=, namespace=, pod= or container=GLOB", spec);
 	return -1;
 }
 
@@ -141,15 +145,25 @@ void selectors_free(struct selectors *s)
 	s->n = s->nincludes = 0;
 }
 
-/* What selectors see of an identity record: its command line with spaces between arguments. */
-static bool targets_admits(const struct targets *t, const struct msd_proc_rec *id)
+/* What selectors see of an identity record: its command line with spaces between arguments,
+ * and where it runs (where: NULL when not known). Never a pod's sandbox or a runtime's
+ * monitor, nor anything in mcpsonde's own pod. */
+static bool targets_admits(const struct targets *t, const struct msd_proc_rec *id, const struct attrib_record *where)
 {
 	struct selector_subject subj = { 0 };
 	char cmdline[4096];
 	size_t n;
 
+	if (where && (where->role == ATTRIB_ROLE_SANDBOX || where->role == ATTRIB_ROLE_MONITOR ||
+		      (t->self_pod[0] && strcmp(where->pod_uid, t->self_pod) == 0)))
+		return false;
 	if (!t->opts.selectors || !t->opts.selectors->n)
 		return true;
+	if (where) {
+		subj.field[SEL_NAMESPACE] = where->k8s_namespace;
+		subj.field[SEL_POD] = where->pod_name;
+		subj.field[SEL_CONTAINER] = where->k8s_container_name[0] ? where->k8s_container_name : where->container_name;
+	}
 	if (!id)
 		return !t->opts.selectors->nincludes;
 	n = id->cmdline_len < sizeof(cmdline) - 1 ? id->cmdline_len : sizeof(cmdline) - 1;
@@ -499,6 +513,9 @@ static void targets_on_server(void *ctx, uint32_t tgid)
 	if (!tg || tg->released)
 		return;
 	tg->server = true;
+	targets_locate(t, tg, now);
+	if (tg->where)
+		pipeline_set_where(t->pipe, tg->tgid, tg->where, now);
 	targets_find_client(t, tg, 0, now);
 	/* A relay is known once both it and its server spoke: their clients' names compare. */
 	if (tg->client.pid && (ct = target_find(t, tg->client.pid)) && ct->start_ticks == tg->client.start_ticks)
@@ -552,7 +569,8 @@ static void targets_on_discover(struct targets *t, const struct msd_discover_rec
 	tg->in_peer = d->in_peer_ino;
 	tg->out_peer = d->out_peer_ino;
 	id = targets_identity(tg, d->hdr.ts_ns, d);
-	if (!targets_admits(t, id)) {
+	targets_locate(t, tg, now);
+	if (!targets_admits(t, id, tg->where)) {
 		free(id);
 		targets_let_go(t, tg, MSD_VERDICT_EXCLUDED, "excluded", now);
 		return;
@@ -561,7 +579,6 @@ static void targets_on_discover(struct targets *t, const struct msd_discover_rec
 	if (id)
 		targets_deliver(t, &id->hdr);
 	free(id);
-	targets_locate(t, tg, now);
 	targets_find_client(t, tg, (pid_t)d->ppid, now);
 }
 
@@ -751,7 +768,10 @@ static void targets_prescan(struct targets *t)
 
 		if (pids[i] == t->opts.self || !(id = proc_identity(pids[i], 0, 0)))
 			continue;
-		if ((id->exe[0] || id->cmdline_len) && !targets_admits(t, id))
+		if ((id->exe[0] || id->cmdline_len) &&
+		    !targets_admits(t, id,
+				    t->opts.attrib ? attrib_lookup(t->opts.attrib, pids[i], id->start_ticks, clock_mono_ns()) :
+						     NULL))
 			source_live_verdict(t->src, pids[i], id->start_ticks, MSD_VERDICT_EXCLUDED, NULL);
 		free(id);
 	}
@@ -760,6 +780,10 @@ static void targets_prescan(struct targets *t)
 
 int targets_start(struct targets *t, char *err, size_t errlen)
 {
+	const struct attrib_record *self;
+
+	if (t->opts.attrib && (self = attrib_lookup(t->opts.attrib, t->opts.self, 0, clock_mono_ns())))
+		snprintf(t->self_pod, sizeof(t->self_pod), "%s", self->pod_uid);
 	if (t->opts.all) {
 		targets_prescan(t);
 		return 0;

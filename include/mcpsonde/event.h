@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "attrib.h"
 #include "jsonw.h"
 
 enum ev_type {
@@ -83,6 +84,8 @@ struct session_identity {
 	struct proc_ref client_process; /* who talks to it: the process at the other end of its
 				     * stdin, or beyond the relay when there is one */
 	struct proc_ref relay;     /* a relay between that client and it (socat, a proxy...) */
+	const struct attrib_record *where; /* the container and pod it runs in (attrib.h), held by
+					    * the session; NULL when not known (replay, no attribution) */
 	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
 				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
@@ -91,6 +94,9 @@ struct session_identity {
 /* The name to show and label with: serverInfo.name, else the program (the npm package or
  * script an interpreter runs: "node" alone says nothing), else the process name. */
 const char *session_identity_name(const struct session_identity *id);
+/* Its OpenTelemetry resource attributes (k8s.*, container.*), as the "resource" member of
+ * the session event and the inventory; nothing when it runs on the host or is not known. */
+void event_render_resource(struct jsonw *w, const struct attrib_record *where);
 
 struct ev_call {
 	const char *method;

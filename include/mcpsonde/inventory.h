@@ -53,6 +53,7 @@ struct inventory_view {
 	uint32_t pid;
 	uint64_t start_ticks;
 	const char *server, *server_version, *protocol_version, *client_name, *found;
+	const char *k8s_namespace, *k8s_pod, *k8s_container; /* NULL outside Kubernetes */
 };
 
 struct inventory;

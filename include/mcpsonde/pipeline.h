@@ -80,6 +80,8 @@ void pipeline_set_hooks(struct pipeline *p, const struct pipeline_hooks *hooks);
 /* Who talks to tgid: its client process and the relay between them (session_on_peers). */
 void pipeline_set_peers(struct pipeline *p, uint32_t tgid, const struct proc_ref *client, const struct proc_ref *relay,
 			uint64_t ts_ns);
+/* Where tgid runs (session_on_where). */
+void pipeline_set_where(struct pipeline *p, uint32_t tgid, const struct attrib_record *where, uint64_t ts_ns);
 /* The identity of tgid's session, NULL when it has none. */
 const struct session_identity *pipeline_identity(struct pipeline *p, uint32_t tgid);
 /* tgid is no longer watched and no exit will come (a relay, JSON-RPC that is not MCP, gone

@@ -40,6 +40,9 @@ void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind);
 void session_on_discover(struct session *s, uint64_t start_ticks, const char *comm);
 /* Who talks to it: its client process, and a relay in between (pid 0: none). A change is
  * announced at once once the session has been (EV_SESSION), else with its announcement. */
+/* Where it runs (attrib.h): held until the next call or session_free. A change is
+ * announced, like a change of peers. */
+void session_on_where(struct session *s, const struct attrib_record *where, uint64_t ts_ns);
 void session_on_peers(struct session *s, const struct proc_ref *client, const struct proc_ref *relay,
 		      uint64_t ts_ns);
 /* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */

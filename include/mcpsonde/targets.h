@@ -13,8 +13,10 @@
  * (the exit of an earlier process of that PID was lost) replaces the entry.
  *
  * Of a discovered process the stage decides:
- *   - selectors: --include / --exclude KEY=GLOB on its comm, exe or cmdline: one that does not
- *     pass is let go (excluded); mcpsonde itself is never discovered (the kernel knows it);
+ *   - selectors: --include / --exclude KEY=GLOB on its comm, exe, cmdline, Kubernetes
+ *     namespace, pod or container: one that does not pass is let go (excluded); mcpsonde
+ *     itself is never discovered (the kernel knows it), nor is anything in its own pod, nor a
+ *     pod's sandbox (pause) or a runtime's monitor (conmon, shims);
  *   - MCP or not: JSON-RPC without an MCP method in its first messages is let go (the
  *     pipeline says so: pipeline_hooks.on_not_mcp);
  *   - who talks to it: its client, the process holding the other end of its stdin (a pipe's
@@ -53,9 +55,9 @@
 #define TARGETS_SCAN_MAX 16                    /* servers looked for in one pass */
 #define SELECTORS_MAX 64
 
-/* --include / --exclude: KEY=GLOB (fnmatch). Keys are what a selector looks at; container
- * and pod fields plug in here with the Kubernetes attribution. */
-enum selector_key { SEL_COMM, SEL_EXE, SEL_CMDLINE, SEL__COUNT };
+/* --include / --exclude: KEY=GLOB (fnmatch). Keys are what a selector looks at: the process,
+ * and where it runs (attrib.h: "" outside Kubernetes, or before its container is known). */
+enum selector_key { SEL_COMM, SEL_EXE, SEL_CMDLINE, SEL_NAMESPACE, SEL_POD, SEL_CONTAINER, SEL__COUNT };
 
 struct selectors {
 	struct {

@@ -48,7 +48,7 @@ test('replay of a file that is not a capture: one line, non-zero exit', { timeou
 test('watch and servers: a bad selector, option or state directory is one line (plus argp\'s hint), non-zero exit', { timeout: 30000 }, async () => {
 	const cases = [
 		[['watch'], 'needs --all'],
-		[['watch', '--all', '--include', 'foo'], 'expected comm=GLOB'],
+		[['watch', '--all', '--include', 'foo'], 'expected comm=, exe=, cmdline=, namespace=, pod= or container=GLOB'],
 		[['watch', '--all', '--exclude', 'comm='], 'the pattern is empty'],
 		[['watch', '--all', '-p', '1'], '-p is for attach'],
 		[['attach', '-p', '1', '--include', 'comm=x'], 'are for watch'],

@@ -15,6 +15,14 @@ static bool passes(const struct selectors *s, const char *comm, const char *exe,
 	return selectors_pass(s, &subj);
 }
 
+static bool passes_pod(const struct selectors *s, const char *ns, const char *pod, const char *container)
+{
+	struct selector_subject subj = { .field = { [SEL_COMM] = "node", [SEL_NAMESPACE] = ns, [SEL_POD] = pod,
+						    [SEL_CONTAINER] = container } };
+
+	return selectors_pass(s, &subj);
+}
+
 static void test_parse(void **state)
 {
 	struct selectors s = { 0 };
@@ -27,8 +35,8 @@ static void test_parse(void **state)
 	assert_int_equal(s.n, 3);
 	assert_int_equal(s.nincludes, 2);
 	assert_int_equal(selectors_add(&s, "node", true, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "expected comm=GLOB"));
-	assert_int_equal(selectors_add(&s, "pod=x", true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "expected comm=, exe=, cmdline=, namespace=, pod= or container=GLOB"));
+	assert_int_equal(selectors_add(&s, "uid=x", true, err, sizeof(err)), -1);
 	assert_int_equal(selectors_add(&s, "commx=y", true, err, sizeof(err)), -1);
 	assert_int_equal(selectors_add(&s, "exe=", false, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "empty"));
@@ -67,11 +75,30 @@ static void test_pass(void **state)
 	selectors_free(&s);
 }
 
+/* Kubernetes fields: a host process (or one not attributed yet) has "" for them. */
+static void test_pass_pod(void **state)
+{
+	struct selectors s = { 0 };
+	char err[128];
+
+	(void)state;
+	assert_int_equal(selectors_add(&s, "namespace=team-*", true, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "pod=*-canary-*", false, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "container=istio-proxy", false, err, sizeof(err)), 0);
+	assert_true(passes_pod(&s, "team-a", "agent-7f9c", "agent"));
+	assert_false(passes_pod(&s, "kube-system", "agent-7f9c", "agent"));
+	assert_false(passes_pod(&s, "team-a", "agent-canary-1", "agent"));
+	assert_false(passes_pod(&s, "team-a", "agent-7f9c", "istio-proxy"));
+	assert_false(passes_pod(&s, NULL, NULL, NULL));
+	selectors_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_pass),
+		cmocka_unit_test(test_pass_pod),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
