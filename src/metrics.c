@@ -29,7 +29,7 @@ struct metric_family {
 	struct metric_family *next;
 	char *name, *help;
 	enum metric_type type;
-	unsigned nlabels;
+	unsigned nlabels, nscoped; /* the last nscoped labels are the registry's scope */
 	char *labels[METRICS_LABELS_MAX];
 	double *bounds;
 	unsigned nbounds;
@@ -41,6 +41,10 @@ struct metric_family {
 struct metrics_registry {
 	struct metric_family *head, *tail;
 	uint64_t series_dropped;
+	char *scope_key;
+	char *scope_labels[METRICS_SCOPE_MAX];
+	unsigned nscope;
+	const char *const *scope_values; /* the caller's, until the next set_scope */
 };
 
 /* ---- label values ---------------------------------------------------------------- */
@@ -193,6 +197,31 @@ void metrics_family_reset(struct metric_family *f)
 		memset(f->table, 0, f->tcap * sizeof(*f->table));
 }
 
+void metrics_registry_set_scope_labels(struct metrics_registry *r, const char *key, const char *const *labels)
+{
+	free(r->scope_key);
+	for (unsigned i = 0; i < r->nscope; i++)
+		free(r->scope_labels[i]);
+	r->scope_key = strdup(key);
+	for (r->nscope = 0; labels && labels[r->nscope] && r->nscope < METRICS_SCOPE_MAX; r->nscope++)
+		r->scope_labels[r->nscope] = strdup(labels[r->nscope]);
+}
+
+void metrics_registry_set_scope(struct metrics_registry *r, const char *const *values)
+{
+	r->scope_values = values;
+}
+
+/* The value of label i of f for the sample at hand: the caller's, or the scope's. */
+static const char *label_value(const struct metric_family *f, const char *const *values, unsigned i)
+{
+	unsigned own = f->nlabels - f->nscoped;
+
+	if (i < own)
+		return values ? values[i] : NULL;
+	return f->reg->scope_values ? f->reg->scope_values[i - own] : NULL;
+}
+
 void metrics_registry_free(struct metrics_registry *r)
 {
 	struct metric_family *f, *next;
@@ -210,6 +239,9 @@ void metrics_registry_free(struct metrics_registry *r)
 		free(f->bounds);
 		free(f);
 	}
+	free(r->scope_key);
+	for (unsigned i = 0; i < r->nscope; i++)
+		free(r->scope_labels[i]);
 	free(r);
 }
 
@@ -226,6 +258,9 @@ static struct metric_family *family_new(struct metrics_registry *r, enum metric_
 	f->help = strdup(help);
 	for (; labels && labels[f->nlabels] && f->nlabels < METRICS_LABELS_MAX; f->nlabels++)
 		f->labels[f->nlabels] = strdup(labels[f->nlabels]);
+	if (r->scope_key && f->nlabels && strcmp(f->labels[0], r->scope_key) == 0)
+		for (unsigned i = 0; i < r->nscope && f->nlabels < METRICS_LABELS_MAX; i++, f->nscoped++)
+			f->labels[f->nlabels++] = strdup(r->scope_labels[i]);
 	if (r->tail)
 		r->tail->next = f;
 	else
@@ -289,7 +324,7 @@ static struct metric_series *series_get(struct metric_family *f, const char *con
 	unsigned i;
 
 	for (i = 0; i < f->nlabels; i++) {
-		metrics_label_sanitize(values ? values[i] : NULL, clean[i]);
+		metrics_label_sanitize(label_value(f, values, i), clean[i]);
 		h = hash_str(h, clean[i]);
 	}
 	if (f->tcap) {
@@ -373,12 +408,25 @@ void metrics_histogram_observe(struct metric_family *f, const char *const *value
 	s->value += v;
 }
 
+static bool scope_matches(const struct metric_family *f, const struct metric_series *s,
+			  char scope[][METRICS_LABEL_MAX + 1])
+{
+	unsigned own = f->nlabels - f->nscoped;
+
+	for (unsigned i = 0; i < f->nscoped; i++)
+		if (strcmp(s->values[own + i], scope[i]) != 0)
+			return false;
+	return true;
+}
+
 size_t metrics_remove_series(struct metrics_registry *r, const char *label, const char *value)
 {
-	char clean[METRICS_LABEL_MAX + 1];
+	char clean[METRICS_LABEL_MAX + 1], scope[METRICS_SCOPE_MAX][METRICS_LABEL_MAX + 1];
 	size_t removed = 0;
 
 	metrics_label_sanitize(value, clean);
+	for (unsigned i = 0; i < r->nscope; i++)
+		metrics_label_sanitize(r->scope_values ? r->scope_values[i] : NULL, scope[i]);
 	for (struct metric_family *f = r->head; f; f = f->next) {
 		struct metric_series *s, *prev = NULL, *next;
 		unsigned li;
@@ -391,7 +439,7 @@ size_t metrics_remove_series(struct metrics_registry *r, const char *label, cons
 			struct metric_series **pp;
 
 			next = s->next;
-			if (strcmp(s->values[li], clean) != 0) {
+			if (strcmp(s->values[li], clean) != 0 || !scope_matches(f, s, scope)) {
 				prev = s;
 				continue;
 			}

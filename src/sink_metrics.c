@@ -56,12 +56,33 @@ struct deferred {
 	double probes_failed; /* a client's server/discover comes before initialize */
 };
 
+/* Where a server runs, as its series are labelled (--, k8s_pod_name...): "" outside
+ * Kubernetes. Pod uid and container id never: a restart would make new series. */
+struct mscope {
+	char ns[64];
+	char pod[ATTRIB_NAME_MAX + 1];
+	char container[64];
+};
+
+static void scope_of(const struct session_identity *id, struct mscope *out)
+{
+	const struct attrib_record *r = id ? id->where : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!r || !r->pod_name[0])
+		return;
+	snprintf(out->ns, sizeof(out->ns), "%s", r->k8s_namespace);
+	snprintf(out->pod, sizeof(out->pod), "%s", r->pod_name);
+	snprintf(out->container, sizeof(out->container), "%s", r->k8s_container_name);
+}
+
 /* One observed process. Keyed by its identity's address, which the pipeline keeps stable
  * for the session's life; the entry goes at EV_EXIT. */
 struct mprocess {
 	UT_hash_handle hh;
 	const struct session_identity *id; /* a key only: never dereferenced outside its events */
 	char name[METRICS_LABEL_MAX + 1];  /* the identity's name at the last event */
+	struct mscope where;               /* and where it ran then */
 	uint64_t first_seen_ns;
 	struct tool_catalog *tools;
 	unsigned tools_listed;      /* in the last tools/list: the catalog may hold fewer */
@@ -70,10 +91,14 @@ struct mprocess {
 	struct deferred deferred;
 };
 
-/* Label state of one (folded) server name. */
+/* Label state of one (folded) server name in one place (pod and container): the series
+ * of a server in a deleted pod go with it. */
 struct mserver {
 	UT_hash_handle hh;
+	char *key;        /* name, namespace, pod and container */
 	const char *name; /* owned by the servers folder, or METRICS_OTHER */
+	struct mscope where;
+	const char *scope[3]; /* where's values, for metrics_registry_set_scope */
 	struct label_folder *tools, *prompts, *methods, *errors;
 	unsigned published; /* generation of the last snapshot that described its catalog */
 	unsigned running;   /* processes known by this name, as of the last snapshot */
@@ -309,8 +334,32 @@ static const char *fold(struct sink_metrics *m, struct label_folder *lf, const c
 	return out;
 }
 
-/* The label state of a server name (raw: sanitized and folded here). */
-static struct mserver *server_get(struct sink_metrics *m, const char *raw)
+static void server_free(struct mserver *srv)
+{
+	label_folder_free(srv->tools);
+	label_folder_free(srv->prompts);
+	label_folder_free(srv->methods);
+	label_folder_free(srv->errors);
+	free(srv->key);
+	free(srv);
+}
+
+/* The label state of a (folded) server name in a place; its scope becomes the registry's,
+ * so that the samples that follow are labelled with where it runs. */
+static struct mserver *server_find(struct sink_metrics *m, const char *name, const struct mscope *where)
+{
+	char key[METRICS_LABEL_MAX + sizeof(*where) + 4];
+	struct mserver *srv;
+
+	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", name, where->ns, where->pod, where->container);
+	HASH_FIND_STR(m->by_server, key, srv);
+	if (srv)
+		metrics_registry_set_scope(m->reg, srv->scope);
+	return srv;
+}
+
+/* Finds or makes it (raw: sanitized and folded here). */
+static struct mserver *server_get(struct sink_metrics *m, const char *raw, const struct mscope *where)
 {
 	char clean[METRICS_LABEL_MAX + 1];
 	const char *name;
@@ -318,8 +367,7 @@ static struct mserver *server_get(struct sink_metrics *m, const char *raw)
 
 	metrics_label_sanitize(raw && raw[0] ? raw : "unknown", clean);
 	name = fold(m, m->servers, clean, "server");
-	HASH_FIND_STR(m->by_server, name, srv);
-	if (srv) {
+	if ((srv = server_find(m, name, where))) {
 		srv->last_change_ns = m->now_ns;
 		return srv;
 	}
@@ -327,20 +375,25 @@ static struct mserver *server_get(struct sink_metrics *m, const char *raw)
 	if (!srv)
 		return NULL;
 	srv->name = name;
+	srv->where = *where;
+	srv->scope[0] = srv->where.ns;
+	srv->scope[1] = srv->where.pod;
+	srv->scope[2] = srv->where.container;
+	if (asprintf(&srv->key, "%s\x1f%s\x1f%s\x1f%s", name, where->ns, where->pod, where->container) < 0) {
+		free(srv);
+		return NULL;
+	}
 	srv->last_change_ns = m->now_ns;
 	srv->tools = label_folder_new(m->opts.max_tools);
 	srv->prompts = label_folder_new(m->opts.max_tools);
 	srv->methods = label_folder_new(m->opts.max_methods);
 	srv->errors = label_folder_new(ERROR_TYPES_MAX);
 	if (!srv->tools || !srv->prompts || !srv->methods || !srv->errors) {
-		label_folder_free(srv->tools);
-		label_folder_free(srv->prompts);
-		label_folder_free(srv->methods);
-		label_folder_free(srv->errors);
-		free(srv);
+		server_free(srv);
 		return NULL;
 	}
-	HASH_ADD_KEYPTR(hh, m->by_server, srv->name, strlen(srv->name), srv);
+	HASH_ADD_KEYPTR(hh, m->by_server, srv->key, strlen(srv->key), srv);
+	metrics_registry_set_scope(m->reg, srv->scope);
 	return srv;
 }
 
@@ -613,7 +666,7 @@ static void flush_deferred(struct sink_metrics *m, struct mprocess *p)
 	struct deferred *d = &p->deferred;
 	struct mserver *srv;
 
-	if (!d->any || !(srv = server_get(m, p->name)))
+	if (!d->any || !(srv = server_get(m, p->name, &p->where)))
 		return;
 	for (int k = 0; k < NKINDS; k++)
 		for (int dir = 0; dir < 2; dir++)
@@ -636,7 +689,9 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		       (ev->type == EV_CALL && ev->call.status == CALL_PROBE_FAILED);
 	struct mserver *srv;
 	struct mprocess *p;
+	struct mscope where;
 
+	metrics_registry_set_scope(m->reg, NULL);
 	metrics_counter_add(m->events, V(ev_type_name(ev->type)), 1);
 	if (ev->ts_ns > m->now_ns)
 		m->now_ns = ev->ts_ns;
@@ -659,9 +714,11 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		}
 		return;
 	}
+	scope_of(ev->session, &where);
 	p = process_get(m, ev->session, traffic || ev->type == EV_TOOLS_LIST);
 	if (p) {
 		metrics_label_sanitize(session_identity_name(ev->session), p->name);
+		p->where = where;
 		p->first_seen_ns = ev->session->first_seen_ns;
 		p->npending = ev->session->pending_calls;
 		p->oldest_pending_ns = ev->session->oldest_pending_ns;
@@ -669,7 +726,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 			return;
 		flush_deferred(m, p);
 	}
-	if (!(srv = server_get(m, session_identity_name(ev->session))))
+	if (!(srv = server_get(m, session_identity_name(ev->session), &where)))
 		return;
 
 	switch (ev->type) {
@@ -747,26 +804,35 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 
 /* ---- snapshots -------------------------------------------------------------------- */
 
+/* Whether a server of that (folded) name runs elsewhere: the name is shared. */
+static bool server_named(const struct sink_metrics *m, const char *name)
+{
+	for (const struct mserver *srv = m->by_server; srv; srv = srv->hh.next)
+		if (srv->name == name)
+			return true;
+	return false;
+}
+
 /* The series of server names that no running process has, unchanged for series_ttl_ns,
  * go: a fleet runs through servers for weeks, the series set must not grow with them. */
 static void expire_servers(struct sink_metrics *m)
 {
 	struct mserver *srv, *tmp;
+	size_t removed;
 
 	if (!m->opts.series_ttl_ns)
 		return;
 	HASH_ITER(hh, m->by_server, srv, tmp) {
 		if (srv->running || m->now_ns < srv->last_change_ns + m->opts.series_ttl_ns)
 			continue;
-		metrics_counter_add(m->series_expired, NULL, (double)metrics_remove_series(m->reg, "server", srv->name));
+		metrics_registry_set_scope(m->reg, srv->scope);
+		removed = metrics_remove_series(m->reg, "server", srv->name);
+		metrics_registry_set_scope(m->reg, NULL);
+		metrics_counter_add(m->series_expired, NULL, (double)removed);
 		HASH_DEL(m->by_server, srv);
-		label_folder_free(srv->tools);
-		label_folder_free(srv->prompts);
-		label_folder_free(srv->methods);
-		label_folder_free(srv->errors);
-		if (strcmp(srv->name, METRICS_OTHER) != 0)
+		if (strcmp(srv->name, METRICS_OTHER) != 0 && !server_named(m, srv->name))
 			label_folder_remove(m->servers, srv->name); /* frees the name */
-		free(srv);
+		server_free(srv);
 	}
 }
 
@@ -776,6 +842,7 @@ static void info_add(void *ctx, const struct inventory_view *v)
 	struct sink_metrics *m = ctx;
 	char server[METRICS_LABEL_MAX + 1];
 
+	metrics_registry_set_scope(m->reg, V(v->k8s_namespace, v->k8s_pod, v->k8s_container));
 	metrics_label_sanitize(v->server ? v->server : "unknown", server);
 	metrics_gauge_add(m->server_info,
 			  V(fold(m, m->servers, server, "server"), small_info(m, v->server_version, "server_version"),
@@ -799,6 +866,7 @@ static void refresh_inventory(struct sink_metrics *m)
 	m->inventory_seen = c;
 	metrics_family_reset(m->server_info);
 	inventory_each_running(m->opts.inventory, info_add, m);
+	metrics_registry_set_scope(m->reg, NULL);
 }
 
 /* mcpsonde's own figures: totals turned into counters, gauges as they are. */
@@ -834,6 +902,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 	struct mprocess *p, *tmp;
 	uint64_t dropped;
 
+	metrics_registry_set_scope(m->reg, NULL);
 	metrics_family_reset(m->pending);
 	metrics_family_reset(m->pending_age);
 	metrics_family_reset(m->tools);
@@ -854,8 +923,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		double age;
 
 		name = label_folder_admit(m->servers, p->name[0] ? p->name : "unknown", NULL);
-		HASH_FIND_STR(m->by_server, name, srv);
-		if (!srv)
+		if (!(srv = server_find(m, name, &p->where)))
 			continue; /* its name is not known yet (or it never produced a labelled event) */
 		srv->running++;
 		metrics_gauge_add(m->pending, V(srv->name), p->npending);
@@ -881,6 +949,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 					  ceil((double)sz->total_bytes / m->opts.bytes_per_token));
 		}
 	}
+	metrics_registry_set_scope(m->reg, NULL);
 	expire_servers(m);
 	refresh_inventory(m);
 	refresh_self(m);
@@ -961,11 +1030,7 @@ static void sink_metrics_close(struct sink *s)
 		process_free(m, p);
 	HASH_ITER(hh, m->by_server, srv, stmp) {
 		HASH_DEL(m->by_server, srv);
-		label_folder_free(srv->tools);
-		label_folder_free(srv->prompts);
-		label_folder_free(srv->methods);
-		label_folder_free(srv->errors);
-		free(srv);
+		server_free(srv);
 	}
 	label_folder_free(m->servers);
 	label_folder_free(m->protocols);
@@ -1013,6 +1078,8 @@ struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t
 		sink_metrics_close(&m->sink);
 		return NULL;
 	}
+	metrics_registry_set_scope_labels(m->reg, "server",
+					  L("k8s_namespace_name", "k8s_pod_name", "k8s_container_name"));
 	register_families(m);
 	metrics_gauge_set(m->build_info, V(m->opts.version ? m->opts.version : "unknown"), 1);
 	if (m->opts.listen) {

@@ -16,7 +16,8 @@
 
 #include "sink.h"
 
-#define METRICS_LABELS_MAX 8
+#define METRICS_LABELS_MAX 12
+#define METRICS_SCOPE_MAX 4           /* scope labels appended to a family (below) */
 #define METRICS_LABEL_MAX 256          /* bytes of a label value kept */
 #define METRICS_SERIES_MAX 65536       /* series per family; the rest are counted and dropped */
 
@@ -32,6 +33,14 @@ struct metric_family;
 
 struct metrics_registry *metrics_registry_new(void);
 void metrics_registry_free(struct metrics_registry *r);
+
+/* The scope: labels appended to every family created after this call whose first label is
+ * key (a server's families get where it runs: k8s_namespace_name, k8s_pod_name...). Their
+ * values come from metrics_registry_set_scope, not from each call's values. */
+void metrics_registry_set_scope_labels(struct metrics_registry *r, const char *key, const char *const *labels);
+/* The values of the scope labels for the samples, lookups and removals that follow, until
+ * the next call; NULL (or "" values) leaves them out. The strings must live until then. */
+void metrics_registry_set_scope(struct metrics_registry *r, const char *const *values);
 
 /* Families are rendered in the order they are created. name is the family name: a
  * counter's samples get "_total" appended (name it without). labels is NULL-terminated. */
@@ -55,8 +64,9 @@ size_t metrics_family_series(const struct metric_family *f);
 /* Current value of a counter or gauge series, or a histogram's count; 0 when absent. */
 double metrics_value(const struct metric_family *f, const char *const *values);
 
-/* Removes, in every family that has the label, the series whose value of it is value (a
- * server gone long enough). Returns how many. */
+/* Removes, in every family that has the label, the series whose value of it is value and,
+ * in scoped families, whose scope is the current one (a server gone long enough). Returns
+ * how many. */
 size_t metrics_remove_series(struct metrics_registry *r, const char *label, const char *value);
 /* Series refused because a family was full, over all families. */
 uint64_t metrics_series_dropped(const struct metrics_registry *r);

@@ -592,6 +592,62 @@ static void test_sink_series_ttl(void **state)
 	fx.sink->close(fx.sink);
 }
 
+/* One server name in two pods: each pod's series carry its namespace, pod and container
+ * (never its uid or container id), and a deleted pod's series go after the TTL while the
+ * other pod's stay. */
+static void test_sink_pod_series(void **state)
+{
+	struct metrics_opts o;
+	struct fixture fx, other;
+	struct sonde_event ev = { .type = EV_EXIT };
+	struct attrib_record a = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+				   .container_id = "0123456789abcdef", .pod_uid = "11111111-2222-3333-4444-555555555555",
+				   .k8s_namespace = "team-a", .pod_name = "agent-1", .k8s_container_name = "agent" };
+	struct attrib_record b = a;
+	const uint64_t ttl = 60ull * 1000000000ull;
+	char *text;
+
+	(void)state;
+	snprintf(b.pod_name, sizeof(b.pod_name), "agent-2");
+	metrics_opts_default(&o);
+	o.listen = NULL;
+	o.version = "1.2.3-test";
+	o.series_ttl_ns = ttl;
+	fixture_init(&fx, &o);
+	fx.id.where = &a;
+	call(&fx, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
+	other = fx;
+	other.id.pid = 5151;
+	other.id.where = &b;
+	call(&other, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
+	text = render(&fx);
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL
+				  ",k8s_namespace_name=\"team-a\",k8s_pod_name=\"agent-1\",k8s_container_name=\"agent\"} 1\n");
+	assert_contains(text, "k8s_pod_name=\"agent-2\",k8s_container_name=\"agent\"} 1\n");
+	assert_lacks(text, a.pod_uid);
+	assert_lacks(text, a.container_id);
+	assert_promtool_clean(text);
+	free(text);
+
+	/* the pod agent-1 is deleted: its server exits */
+	ev.exit.reason = "signal";
+	emit(&fx, &ev);
+	fx.now += ttl + 1000000000ull;
+	other.now = fx.now;
+	fx.sink->on_tick(fx.sink, fx.now);
+	text = render(&fx);
+	assert_lacks(text, "agent-1");
+	assert_contains(text, "k8s_pod_name=\"agent-2\"");
+	free(text);
+	/* the name both shared is still agent-2's */
+	call(&other, "tools/call", "echo", "2", CALL_OK, 0, 0.1);
+	text = render(&fx);
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL
+				  ",k8s_namespace_name=\"team-a\",k8s_pod_name=\"agent-2\",k8s_container_name=\"agent\"} 2\n");
+	free(text);
+	fx.sink->close(fx.sink);
+}
+
 /* Traffic before the initialize result is counted under serverInfo.name, not "node";
  * a process that never says its name is counted under its process name after a while. */
 static void test_sink_identity_wait(void **state)
@@ -792,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_sink_tools),
 		cmocka_unit_test(test_sink_exit_and_loss),
 		cmocka_unit_test(test_sink_series_ttl),
+		cmocka_unit_test(test_sink_pod_series),
 		cmocka_unit_test(test_sink_identity_wait),
 		cmocka_unit_test(test_http),
 		cmocka_unit_test(test_summary),
