@@ -8,10 +8,11 @@
 // reports with the client's own log, and what attribution says with what the CRI was told.
 //
 // The mcpsonde pod is the DaemonSet's pod spec turned into the sandbox and container configs
-// the kubelet would send (hostPID, securityContext, capabilities, mounts, env, resources), with
-// `attach -p` in place of `watch --all` (pod labels on what watch reports are not there yet). A manifest that lacks a
-// needed privilege fails here. kubectl cannot validate the manifest without an API server;
-// nothing here pretends it does.
+// the kubelet would send (hostPID, securityContext, capabilities, mounts, env, resources, and
+// its `watch --all` arguments). It must find the agent's server by itself and label its
+// events, inventory and metrics with the pod the CRI made; when that pod is removed, its
+// series go. A manifest that lacks a needed privilege fails here. kubectl cannot validate the
+// manifest without an API server; nothing here pretends it does.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -239,7 +240,7 @@ function daemonSetPod(manifestText, { args }) {
 			containers: [{
 				name: c.name,
 				image: c.image,
-				args: args(metricsPort.containerPort),
+				args: args(c.args),
 				env,
 				mounts,
 				resources: { memory_limit_in_bytes: memBytes, cpu_shares: shares },
@@ -249,43 +250,101 @@ function daemonSetPod(manifestText, { args }) {
 	};
 }
 
-test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml attaches to the agent\'s server', { timeout: TIMEOUT }, async () => {
+test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agent\'s server and labels it with its pod', { timeout: TIMEOUT }, async () => {
 	const manifest = fs.readFileSync(MANIFEST, 'utf8');
 	const port = 20000 + Math.floor(Math.random() * 20000);
+	const ns = agent.pod.spec.namespace;
+	const podName = agent.pod.spec.name;
 	const { spec, probePath } = daemonSetPod(manifest, {
-		// fleet mode will run `watch --all`; the pods use the host's network here, so the
-		// metrics server listens on loopback, on a port no other test uses.
-		args: () => ['attach', '-p', String(agent.serverPid), '--json', '--metrics', `127.0.0.1:${port}`],
+		// The manifest's arguments, with these changes: the pods use the host's network here,
+		// so the metrics server listens on loopback, on a port no other test uses; events as
+		// JSON on stdout; a short series TTL; and only the agent's namespace (other tests on
+		// this machine run MCP servers too).
+		args: (manifestArgs) => {
+			assert.deepEqual(manifestArgs.slice(0, 2), ['watch', '--all'], 'the DaemonSet runs watch --all');
+			const i = manifestArgs.indexOf('--metrics');
+			assert.ok(i > 0, 'the DaemonSet serves metrics');
+			const args = [...manifestArgs];
+			args[i + 1] = `127.0.0.1:${port}`;
+			return [...args, '--json', '--series-ttl', '1', '--include', `namespace=${ns}`];
+		},
 	});
 	assert.equal(spec.containers[0].image, 'localhost/mcpsonde:latest', 'the image make image builds');
 	const pod = await runPod(node, spec);
 	const logPath = pod.containers[0].logPath;
+	const expected = {
+		'k8s.namespace.name': ns,
+		'k8s.pod.name': podName,
+		'k8s.pod.uid': agent.pod.uid,
+		'k8s.container.name': 'agent',
+		'k8s.node.name': os.hostname(),
+		'container.id': agent.containerId,
+		'container.runtime': 'containerd',
+	};
+	const metricsText = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+	const podSeries = (text) => text.split('\n').filter((l) => l.includes(`k8s_pod_name="${podName}"`));
 	try {
-		const attached = `mcpsonde: attached to 1 process (pid ${agent.serverPid})`;
-		const described = describeLine(agent.serverPid, agent.pod, agent.containerId);
 		const until = Date.now() + 30000;
 		let log;
 		for (;;) {
 			log = readContainerLog(logPath);
-			// The pod line follows the attached line: wait for both to reach the log.
-			if (log.stderr.includes(attached) && (log.stderr.includes(described) || Date.now() > until)) break;
+			if (log.stderr.some((l) => l.startsWith('mcpsonde: watching every MCP server'))) break;
 			const st = await node.cri.runtime.ContainerStatus({ container_id: pod.containers[0].id });
 			if (st.status.state === 'CONTAINER_EXITED' || Date.now() > until) {
-				assert.fail(`mcpsonde in the DaemonSet's pod did not attach (state ${st.status.state}, exit ${st.status.exit_code}); its stderr:\n${log.stderr.join('\n')}`);
+				assert.fail(`mcpsonde in the DaemonSet's pod did not start watching (state ${st.status.state}, exit ${st.status.exit_code}); its stderr:\n${log.stderr.join('\n')}`);
 			}
 			await sleep(50);
 		}
-		assert.ok(log.stderr.includes(described),
-			`attribution from inside the pod:\n${log.stderr.join('\n')}`);
-		// The probes' endpoint answers.
 		const res = await fetch(`http://127.0.0.1:${port}${probePath}`);
 		assert.equal(res.status, 200, `readiness/liveness probe GET ${probePath}`);
 
+		// No pid given: the server is found by its traffic.
 		const requests = await agentRound();
 		const events = () => readContainerLog(logPath).stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-		const deadline = Date.now() + 15000;
+		const deadline = Date.now() + 30000;
 		while (calls(events()).length < requests.length && Date.now() < deadline) await sleep(100);
-		assertCallsMatch(requests, events());
+		const evs = events();
+		assertCallsMatch(requests, evs);
+		assert.deepEqual([...new Set(evs.filter((e) => e.pid).map((e) => e.pid))], [agent.serverPid],
+			'only the server is reported: not the agent, not the pod\'s sandbox, not mcpsonde\'s own pod');
+		const sessions = evs.filter((e) => e.type === 'session');
+		assert.ok(sessions.length >= 1, 'a session event');
+		for (const s of sessions) {
+			assert.equal(s.found, 'discovered');
+			assert.deepEqual(s.resource, expected, 'the session event says where the server runs');
+		}
+
+		// The inventory (GET /servers) says the same.
+		let server;
+		for (const t = Date.now() + 15000; !server?.resource && Date.now() < t; await sleep(200)) {
+			const r = await fetch(`http://127.0.0.1:${port}/servers`);
+			if (r.status === 200) server = (await r.json()).servers.find((x) => x.pid === agent.serverPid);
+		}
+		assert.ok(server, 'the server is in the inventory');
+		assert.deepEqual(server.resource, expected, 'its inventory record says where it runs');
+
+		// Metrics: the calls the server handled, labelled with namespace, pod and container
+		// (never the pod uid or the container id).
+		const handled = evs.filter((e) => e.type === 'call' && e.direction === 'client_to_server' &&
+			['ok', 'error', 'tool_error'].includes(e.status)).length;
+		assert.ok(handled > 0, 'calls handled by the server');
+		let counts = 0;
+		let text = '';
+		for (const t = Date.now() + 15000; counts < handled && Date.now() < t; await sleep(200)) {
+			text = await metricsText();
+			counts = podSeries(text).filter((l) => l.startsWith('mcp_server_operation_duration_seconds_count{'))
+				.reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+		}
+		assert.equal(counts, handled, `operation counts of the pod's series:\n${podSeries(text).join('\n')}`);
+		for (const l of podSeries(text)) {
+			assert.ok(l.includes(`k8s_namespace_name="${ns}"`) && l.includes('k8s_container_name="agent"'), l);
+			assert.ok(!l.includes(agent.pod.uid) && !l.includes(agent.containerId), `no pod uid or container id: ${l}`);
+		}
+
+		// The pod is deleted: its server exits, and its series go after the TTL.
+		await removePod(node, agent.pod);
+		for (const t = Date.now() + 60000; podSeries(text).length && Date.now() < t; await sleep(250)) text = await metricsText();
+		assert.deepEqual(podSeries(text), [], 'the deleted pod\'s series are gone');
 	} finally {
 		await removePod(node, pod);
 	}
