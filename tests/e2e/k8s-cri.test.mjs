@@ -51,44 +51,55 @@ before(async () => {
 	const pod = await runPod(node, {
 		name: `agent-${tag}`,
 		namespace: `team-${tag}`,
-		containers: [{
-			name: 'agent',
-			image: PAUSE_IMAGE,
-			command: [process.execPath, path.join(TESTS, 'e2e/cri/agent.mjs'), shared],
-			env: { HOME: '/tmp', PATH: '/usr/bin:/bin' },
-			workingDir: '/tmp',
-			mounts: [
-				{ containerPath: '/usr', hostPath: '/usr', readOnly: true },
-				{ containerPath: REPO, hostPath: REPO, readOnly: true },
-				{ containerPath: shared, hostPath: shared },
-			],
-			securityContext: { run_as_user: { value: AGENT_UID }, run_as_group: { value: AGENT_UID } },
-		}],
+		containers: [agentContainer('agent', shared)],
 	});
 	const containerId = pod.containers[0].id;
+	const { agentPid, serverPid } = await agentReady(pod.containers[0], shared);
+	agent = { pod, shared, agentPid, serverPid, containerId, round: 0 };
+});
+
+// A container running the agent (tests/e2e/cri/agent.mjs), talking to the test through shared.
+function agentContainer(name, shared) {
+	return {
+		name,
+		image: PAUSE_IMAGE,
+		command: [process.execPath, path.join(TESTS, 'e2e/cri/agent.mjs'), shared],
+		env: { HOME: '/tmp', PATH: '/usr/bin:/bin' },
+		workingDir: '/tmp',
+		mounts: [
+			{ containerPath: '/usr', hostPath: '/usr', readOnly: true },
+			{ containerPath: REPO, hostPath: REPO, readOnly: true },
+			{ containerPath: shared, hostPath: shared },
+		],
+		securityContext: { run_as_user: { value: AGENT_UID }, run_as_group: { value: AGENT_UID } },
+	};
+}
+
+// Waits for an agent container to have its server running; their host pids.
+async function agentReady(container, shared) {
 	const until = Date.now() + 60000;
 	while (!fs.existsSync(path.join(shared, 'ready.json'))) {
-		if (Date.now() > until) throw new Error(`the agent never got ready; its log:\n${JSON.stringify(readContainerLog(pod.containers[0].logPath), null, 1)}`);
+		if (Date.now() > until) throw new Error(`the agent never got ready; its log:\n${JSON.stringify(readContainerLog(container.logPath), null, 1)}`);
 		await sleep(50);
 	}
 	// The server's host pid: the agent's child running server-everything.
-	const agentPid = containerPid(node, containerId);
+	const agentPid = containerPid(node, container.id);
 	const serverPid = descendants(agentPid).find((p) => {
 		try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('server-everything'); } catch { return false; }
 	});
 	assert.ok(serverPid, `server-everything under the agent (pid ${agentPid})`);
-	agent = { pod, shared, agentPid, serverPid, containerId, round: 0 };
-});
+	return { agentPid, serverPid };
+}
 
 after(async () => {
 	if (node) await node.stop();
 });
 
-// Runs one round of the agent's workload and returns the client's log of it.
-async function agentRound() {
-	const n = ++agent.round;
-	fs.writeFileSync(path.join(agent.shared, `go.${n}`), '');
-	const logFile = path.join(agent.shared, `log.${n}.json`);
+// Runs one round of an agent's workload and returns the client's log of it.
+async function agentRound(a = agent) {
+	const n = ++a.round;
+	fs.writeFileSync(path.join(a.shared, `go.${n}`), '');
+	const logFile = path.join(a.shared, `log.${n}.json`);
 	const until = Date.now() + 60000;
 	while (!fs.existsSync(logFile)) {
 		if (Date.now() > until) throw new Error(`agent round ${n} did not finish`);
@@ -116,6 +127,14 @@ test('a server in a CRI pod: attach -p from the host reports its calls as the cl
 		assertEventShape(events, [agent.serverPid]);
 		assertCallsMatch(requests, events);
 		assert.equal(requests.length, 7);
+		const sessions = events.filter((e) => e.type === 'session');
+		assert.ok(sessions.length >= 1, 'a session event');
+		for (const s of sessions) {
+			assert.equal(s.found, 'attached');
+			assert.equal(s.resource?.['k8s.pod.name'], agent.pod.spec.name, 'the session event names the pod');
+			assert.equal(s.resource?.['k8s.namespace.name'], agent.pod.spec.namespace);
+			assert.equal(s.resource?.['k8s.container.name'], 'agent');
+		}
 	} finally {
 		killSonde(sonde);
 	}
@@ -240,7 +259,7 @@ function daemonSetPod(manifestText, { args }) {
 			containers: [{
 				name: c.name,
 				image: c.image,
-				args: args(c.args),
+				args: args(c.args, ds.metadata.namespace),
 				env,
 				mounts,
 				resources: { memory_limit_in_bytes: memBytes, cpu_shares: shares },
@@ -255,21 +274,26 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 	const port = 20000 + Math.floor(Math.random() * 20000);
 	const ns = agent.pod.spec.namespace;
 	const podName = agent.pod.spec.name;
-	const { spec, probePath } = daemonSetPod(manifest, {
+	const { spec, probePath, created } = daemonSetPod(manifest, {
 		// The manifest's arguments, with these changes: the pods use the host's network here,
 		// so the metrics server listens on loopback, on a port no other test uses; events as
-		// JSON on stdout; a short series TTL; and only the agent's namespace (other tests on
-		// this machine run MCP servers too).
-		args: (manifestArgs) => {
+		// JSON on stdout; a short series TTL; and only the agent's namespace and mcpsonde's own
+		// (other tests on this machine run MCP servers too; mcpsonde's own pod passes the
+		// selectors, so that only the rule that excludes it keeps its neighbour out).
+		args: (manifestArgs, ownNamespace) => {
 			assert.deepEqual(manifestArgs.slice(0, 2), ['watch', '--all'], 'the DaemonSet runs watch --all');
 			const i = manifestArgs.indexOf('--metrics');
 			assert.ok(i > 0, 'the DaemonSet serves metrics');
 			const args = [...manifestArgs];
 			args[i + 1] = `127.0.0.1:${port}`;
-			return [...args, '--json', '--series-ttl', '1', '--include', `namespace=${ns}`];
+			return [...args, '--json', '--series-ttl', '1', '--include', `namespace=${ns}`, '--include', `namespace=${ownNamespace}`];
 		},
 	});
 	assert.equal(spec.containers[0].image, 'localhost/mcpsonde:latest', 'the image make image builds');
+	// A neighbour in mcpsonde's own pod with an MCP server of its own: never reported.
+	const neighbour = { shared: fs.mkdtempSync(path.join(node.dir, 'shared-')), round: 0 };
+	fs.chmodSync(neighbour.shared, 0o777);
+	spec.containers.push(agentContainer('neighbour', neighbour.shared));
 	const pod = await runPod(node, spec);
 	const logPath = pod.containers[0].logPath;
 	const expected = {
@@ -298,6 +322,8 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		const res = await fetch(`http://127.0.0.1:${port}${probePath}`);
 		assert.equal(res.status, 200, `readiness/liveness probe GET ${probePath}`);
 
+		Object.assign(neighbour, await agentReady(pod.containers[1], neighbour.shared));
+		assert.equal((await agentRound(neighbour)).length, 7, 'the neighbour\'s workload ran');
 		// No pid given: the server is found by its traffic.
 		const requests = await agentRound();
 		const events = () => readContainerLog(logPath).stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
@@ -306,7 +332,7 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		const evs = events();
 		assertCallsMatch(requests, evs);
 		assert.deepEqual([...new Set(evs.filter((e) => e.pid).map((e) => e.pid))], [agent.serverPid],
-			'only the server is reported: not the agent, not the pod\'s sandbox, not mcpsonde\'s own pod');
+			`only the server is reported: not the agent, not the pods' sandboxes, not the neighbour in mcpsonde's own pod (its server is pid ${neighbour.serverPid})`);
 		const sessions = evs.filter((e) => e.type === 'session');
 		assert.ok(sessions.length >= 1, 'a session event');
 		for (const s of sessions) {
@@ -322,6 +348,16 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		}
 		assert.ok(server, 'the server is in the inventory');
 		assert.deepEqual(server.resource, expected, 'its inventory record says where it runs');
+		// And `mcpsonde servers`, reading the state directory the pod writes on the node.
+		const stateDir = created.find((d) => d.endsWith('/var/lib/mcpsonde'));
+		assert.ok(stateDir, 'the DaemonSet\'s state directory');
+		let row;
+		for (const t = Date.now() + 15000; !row && Date.now() < t; await sleep(250)) {
+			if (!fs.existsSync(path.join(stateDir, 'servers.json'))) continue;
+			const table = execFileSync(path.join(REPO, 'build/mcpsonde'), ['servers', '--state-dir', stateDir], { encoding: 'utf8' });
+			row = table.split('\n').find((l) => l.startsWith(`${agent.serverPid} `) && l.includes(`${ns}/${podName}/agent`));
+		}
+		assert.ok(row, 'mcpsonde servers names the pod');
 
 		// Metrics: the calls the server handled, labelled with namespace, pod and container
 		// (never the pod uid or the container id).
