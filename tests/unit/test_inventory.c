@@ -177,6 +177,10 @@ static void test_record_and_restart(void **state)
 {
 	struct fixture f;
 	struct session_identity a, b;
+	struct attrib_record pod = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+				     .container_id = "8bd9eccefffa", .pod_uid = "0f5e0000-1111-2222-3333-444455556666",
+				     .k8s_namespace = "team-a", .pod_name = "agent-7f9c", .k8s_container_name = "agent",
+				     .node_name = "node-3" };
 	json_t *doc, *r;
 	struct stat st;
 	char path[128], *text;
@@ -186,6 +190,7 @@ static void test_record_and_restart(void **state)
 	fixture_init(&f, 0);
 	server_id(&a, 4242, "everything");
 	server_id(&b, 5353, "memory");
+	b.where = &pod;
 	session(&f, &a);
 	tools_list(&f, &a, "[{\"name\":\"echo\",\"inputSchema\":{\"type\":\"object\"}}]");
 	call(&f, &a, CALL_OK);
@@ -212,6 +217,16 @@ static void test_record_and_restart(void **state)
 	assert_int_equal(strlen(digest), 16);
 	assert_string_equal(digest, sget(json_object_get(record(doc, 5353), "tools"), "digest"));
 	assert_string_equal(sget(record(doc, 5353), "state"), "running");
+	assert_null(json_object_get(r, "resource")); /* a host process */
+	r = json_object_get(record(doc, 5353), "resource");
+	assert_string_equal(sget(r, "k8s.namespace.name"), "team-a");
+	assert_string_equal(sget(r, "k8s.pod.name"), "agent-7f9c");
+	assert_string_equal(sget(r, "k8s.pod.uid"), pod.pod_uid);
+	assert_string_equal(sget(r, "k8s.container.name"), "agent");
+	assert_string_equal(sget(r, "k8s.node.name"), "node-3");
+	assert_string_equal(sget(r, "container.id"), "8bd9eccefffa");
+	assert_string_equal(sget(r, "container.runtime"), "containerd");
+	r = record(doc, 4242);
 	/* most recently seen first */
 	assert_int_equal(iget(json_array_get(json_object_get(doc, "servers"), 0), "pid"), 4242);
 	json_decref(doc);
@@ -227,9 +242,11 @@ static void test_record_and_restart(void **state)
 	assert_int_equal(iget(r, "calls"), 2);
 	assert_int_equal(iget(r, "errors"), 1);
 	assert_string_equal(sget(record(doc, 5353), "state"), "running");
+	assert_string_equal(sget(json_object_get(record(doc, 5353), "resource"), "k8s.pod.name"), "agent-7f9c");
 	json_decref(doc);
 
 	text = print(f.dir, false);
+	assert_non_null(strstr(text, " team-a/agent-7f9c/agent "));
 	assert_non_null(strstr(text, "4242     exited   everything"));
 	assert_non_null(strstr(text, "agent[77]"));
 	free(text);

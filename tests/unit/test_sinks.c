@@ -66,9 +66,14 @@ static char *slurp(FILE *f, size_t *len)
 	return buf;
 }
 
+/* Where it runs: names from a container's config.json, which is untrusted too. */
+static struct attrib_record evil_where = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+					   .k8s_namespace = "team\x1b[2J", .pod_name = EVIL,
+					   .k8s_container_name = "agent\nforged" };
+
 static struct session_identity evil_identity(void)
 {
-	struct session_identity id = { .pid = 4242, .comm = "node" };
+	struct session_identity id = { .pid = 4242, .comm = "node", .where = &evil_where };
 
 	id.server_name = EVIL;
 	id.server_version = "1.0" EVIL;
