@@ -38,6 +38,10 @@ int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
 /* Stops tracking pid: for a process found gone without its exit having been seen (it died
  * before its tracking took effect). The kernel forgets the others itself when they exit. */
 void source_live_untrack(struct source_live *src, pid_t pid);
+/* The kernel stops copying connection conn_id of tgid (socket dev, ino): its bytes are
+ * counted from now on. Returns 0, or -errno (-ENOENT: closed already, -ESTALE: another
+ * connection has the socket's identity now). */
+int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
 /* Delivers every record available now. Returns records delivered, or -errno. */
