@@ -30,6 +30,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_STDIN_CLOSED] = "stdin_closed",
 	[EV_REPORT] = "report",
 	[EV_PROTOCOL_ERROR] = "protocol_error",
+	[EV_HTTP] = "http",
 };
 
 const char *ev_type_name(enum ev_type t)
@@ -50,6 +51,7 @@ const char *call_status_name(enum call_status s)
 	case CALL_PROBE_FAILED: return "probe_failed";
 	case CALL_LOST: return "lost";
 	case CALL_CLOSED: return "closed";
+	case CALL_HTTP_ERROR: return "http_error";
 	}
 	return "?";
 }
@@ -171,6 +173,9 @@ static void render_call(struct jsonw *w, const struct ev_call *c, const struct e
 	}
 	jsonw_member_str(w, "task_id", c->task_id);
 	jsonw_member_str(w, "task_status", c->task_status);
+	if (c->http_status)
+		jsonw_member_int(w, "http_status", c->http_status);
+	jsonw_member_str(w, "header_mismatch", c->header_mismatch);
 	if (c->unknown_tool)
 		jsonw_member_bool(w, "unknown_tool", true);
 	jsonw_member_int(w, "request_bytes", (long long)c->request_bytes);
@@ -291,6 +296,45 @@ static void render_stall(struct jsonw *w, const struct ev_stall *st)
 		jsonw_member_str(w, "wchan", st->wchan);
 }
 
+/* Where the event's message travelled, when not on stdio. */
+static void render_net(struct jsonw *w, const struct ev_net *n)
+{
+	jsonw_key(w, "net");
+	jsonw_object_open(w);
+	jsonw_member_str(w, "transport", n->transport);
+	jsonw_member_str(w, "side", n->client ? "client" : "server");
+	if (n->local && n->local[0])
+		jsonw_member_str(w, "local", n->local);
+	if (n->peer && n->peer[0])
+		jsonw_member_str(w, "peer", n->peer);
+	jsonw_member_str(w, "session_id", n->session_id);
+	if (n->client) {
+		jsonw_member_str(w, "server_address", n->server_address);
+		if (n->server_port)
+			jsonw_member_int(w, "server_port", n->server_port);
+		render_name_version(w, "server_info", n->server_name, n->server_version);
+	}
+	jsonw_object_close(w);
+}
+
+static void render_http(struct jsonw *w, const struct ev_http *h)
+{
+	jsonw_member_str(w, "method", h->method);
+	jsonw_member_str(w, "target", h->target);
+	if (h->status)
+		jsonw_member_int(w, "status", h->status);
+	jsonw_member_str(w, "end", h->end);
+	jsonw_member_str(w, "mcp_method", h->mcp_method);
+	jsonw_member_int(w, "requests", h->requests);
+	if (h->unanswered)
+		jsonw_member_int(w, "unanswered", h->unanswered);
+	if (h->sse)
+		jsonw_member_bool(w, "sse", true);
+	if (h->duration_ns)
+		jsonw_member_ms(w, "duration_ms", h->duration_ns);
+	jsonw_member_bool(w, "failed", h->failed);
+}
+
 void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts)
 {
 	struct jsonw w;
@@ -389,8 +433,13 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		jsonw_member_str(&w, "direction", call_direction_name(ev->protocol_error.direction));
 		jsonw_member_int(&w, "bytes", (long long)ev->protocol_error.bytes);
 		break;
+	case EV_HTTP:
+		render_http(&w, &ev->http);
+		break;
 	case EV__COUNT:
 		break;
 	}
+	if (ev->net)
+		render_net(&w, ev->net);
 	jsonw_object_close(&w);
 }

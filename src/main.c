@@ -22,6 +22,7 @@
 
 #include "mcpsonde/attrib.h"
 #include "mcpsonde/capture.h"
+#include "mcpsonde/hdrscrub.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/procfs.h"
@@ -68,6 +69,7 @@ struct live_ctx {
 	struct source_live *src;
 	struct pipeline *pipe;         /* NULL for record */
 	struct capture_writer *writer; /* NULL for attach */
+	struct hdrscrub *scrub;        /* secret header values blanked before anything sees them */
 	struct live_set live;
 	const struct msd_file_id *attaching; /* channel of the -p process whose children are walked */
 	struct msd_drop drops[MSD_DROP__MAX];
@@ -355,9 +357,12 @@ static void live_remove(struct live_set *l, pid_t pid)
 	l->pids[i] = l->pids[--l->n];
 }
 
-/* Every record goes to the capture file and/or the pipeline, in the same order. */
+/* Every record goes to the capture file and/or the pipeline, in the same order, with the
+ * values of secret HTTP headers blanked (hdrscrub.h). */
 static void live_deliver(struct live_ctx *c, const struct msd_rec_hdr *rec)
 {
+	if (!(rec = hdrscrub_record(c->scrub, rec)))
+		return;
 	if (c->writer && capture_writer_put(c->writer, rec) < 0)
 		c->write_failed = true;
 	if (c->pipe)
@@ -426,6 +431,13 @@ static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
 }
 
 
+static void live_conn_ignore(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id)
+{
+	struct live_ctx *c = ctx;
+
+	source_live_conn_ignore(c->src, tgid, dev, ino, conn_id);
+}
+
 static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 {
 	struct live_ctx *c = ctx;
@@ -469,10 +481,19 @@ static void live_report(struct live_ctx *c)
 			(unsigned long long)st->gap_bytes, (unsigned long long)st->gap_tails,
 			(unsigned long long)st->cut_bytes, (unsigned long long)st->uncaptured_bytes);
 	}
+	if (c->pipe) {
+		const struct pipeline_stats *st = pipeline_stats(c->pipe);
+		fprintf(stderr, "; connections: %llu (%llu MCP, %llu set aside), %llu HTTP exchanges",
+			(unsigned long long)st->conns, (unsigned long long)st->conns_mcp,
+			(unsigned long long)st->conns_set_aside, (unsigned long long)st->http_exchanges);
+	}
 	fprintf(stderr, "; kernel drops: %llu records, %llu bytes", (unsigned long long)lost_records,
 		(unsigned long long)lost_bytes);
 	/* What the kernel did not copy on purpose, and what the copy cost in ring space. */
 	source_live_counters(c->src, cnt);
+	fprintf(stderr, "; kernel connections: %llu followed, %llu ignored at once, %llu syscalls (%llu bytes) ignored",
+		(unsigned long long)cnt[MSD_CNT_CONN_SEEN], (unsigned long long)cnt[MSD_CNT_CONN_SNIFFED],
+		(unsigned long long)cnt[MSD_CNT_CONN_IGNORED_CALLS], (unsigned long long)cnt[MSD_CNT_CONN_IGNORED_BYTES]);
 	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused\n",
 		(unsigned long long)cnt[MSD_CNT_NONE_CALLS], (unsigned long long)cnt[MSD_CNT_NONE_BYTES],
 		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
@@ -523,11 +544,15 @@ static int run_live(struct cli *cli)
 		}
 	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	if (!(c.scrub = hdrscrub_new())) {
+		fprintf(stderr, "mcpsonde: out of memory\n");
+		goto cleanup;
+	}
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
 		if (!c.writer) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
-			return 1;
+			goto cleanup;
 		}
 	} else {
 		if (sinks_setup(cli, &sinks) < 0)
@@ -542,6 +567,8 @@ static int run_live(struct cli *cli)
 		fprintf(stderr, "mcpsonde: %s\n", msg);
 		goto cleanup;
 	}
+	if (c.pipe)
+		pipeline_set_conn_ignore(c.pipe, live_conn_ignore, &c);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -658,6 +685,7 @@ cleanup:
 	}
 	sinks_close(&sinks);
 	pipeline_free(c.pipe);
+	hdrscrub_free(c.scrub);
 	attrib_free(attrib);
 	return err;
 }

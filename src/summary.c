@@ -247,6 +247,10 @@ static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 	case CALL_TOOL_ERROR:
 		row_error(r, "tool_error");
 		break;
+	case CALL_HTTP_ERROR:
+		snprintf(code, sizeof(code), "http_%u", c->http_status);
+		row_error(r, code);
+		break;
 	case CALL_OK:
 	case CALL_INPUT_REQUIRED:
 	case CALL_TASK:

@@ -1,4 +1,5 @@
-/* pipeline.h -- records in, events out: stream -> frame -> rpc -> session -> sinks.
+/* pipeline.h -- records in, events out: stream -> frame (stdio) or http (connections, conns.h)
+ * -> rpc -> session -> sinks.
  *
  * The pipeline is fed records in order (from source_live or a capture reader) and a clock
  * (pipeline_tick) so that time-based detection runs the same live and in replay, where the
@@ -52,7 +53,22 @@ struct pipeline_stats {
 	uint64_t streams_dropped;
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
+	/* connections (conns.h) */
+	uint64_t conns;             /* followed */
+	uint64_t conns_mcp;         /* found to carry JSON-RPC */
+	uint64_t conns_set_aside;   /* not HTTP, HTTP without JSON-RPC, upgraded, lost, broken */
+	uint64_t conns_dropped;     /* given up for room (CONNS_MAX) */
+	uint64_t conn_ignored_bytes;/* copied before the kernel heard they were set aside */
+	uint64_t http_exchanges;
+	uint64_t http_unsettled;    /* requests of an exchange past CONNS_EXCHANGE_IDS: not settled */
 };
+
+struct session;
+struct stream_stats;
+struct ev_net;
+
+/* Tells the kernel a connection can be ignored (source_live_conn_ignore). */
+typedef void (*pipeline_conn_ignore_fn)(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
 
 struct pipeline;
 
@@ -61,6 +77,12 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
 /* Live capture: stall events sample /proc (meaningless when replaying a capture). */
 void pipeline_set_live(struct pipeline *p, bool live);
+void pipeline_set_conn_ignore(struct pipeline *p, pipeline_conn_ignore_fn fn, void *ctx);
+/* What a stream lost since *seen (gaps, cuts, uncaptured bytes), told as EV_LOSS events of
+ * sess (fd, or net for a connection) and added to stats; *seen catches up. Returns whether
+ * bytes were lost (a cut message is still seen whole). */
+bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, const struct stream_stats *now,
+			    struct stream_stats *seen, int fd, const struct ev_net *net, uint64_t ts_ns);
 /* A write by tgid on fd entered at enter_ns has not returned by now_ns (the client is not
  * reading). Reported once per blocked write. */
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,
