@@ -72,6 +72,24 @@ const char *session_identity_name(const struct session_identity *id)
 	return id->comm;
 }
 
+const char *event_server_name(const struct sonde_event *ev, char *buf, size_t len)
+{
+	const struct ev_net *n = ev->net;
+
+	if (n && n->client) {
+		if (n->server_name && n->server_name[0])
+			return n->server_name;
+		if (n->server_address && n->server_port) {
+			snprintf(buf, len, strchr(n->server_address, ':') ? "[%s]:%u" : "%s:%u", n->server_address,
+				 n->server_port);
+			return buf;
+		}
+		if (n->server_address)
+			return n->server_address;
+	}
+	return ev->session ? session_identity_name(ev->session) : NULL;
+}
+
 /* Events come in bursts within the same second: its formatted form is kept. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len)
 {

@@ -796,7 +796,8 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	if (m && s->env.opts->capture_values)
 		result = json_object_get(rpc_msg_root(m), m->kind == RPC_ERROR ? "error" : "result");
 	pc->logical = NULL;
-	ev.net = pc->net ? &pc->net->net : NULL;
+	/* Where the answer came, else where the request did (an orphan, a loss). */
+	ev.net = s->via ? s->via->net : pc->net ? &pc->net->net : NULL;
 	ev.call.method = pc->method;
 	ev.call.id = pc->id;
 	ev.call.http_status = http_status;

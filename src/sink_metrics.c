@@ -681,6 +681,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_metrics *m = (struct sink_metrics *)s;
 	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID ||
 		       (ev->type == EV_CALL && ev->call.status == CALL_PROBE_FAILED);
+	char remote[METRICS_LABEL_MAX + 1];
 	struct mserver *srv;
 	struct mprocess *p;
 
@@ -702,11 +703,12 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		p->first_seen_ns = ev->session->first_seen_ns;
 		p->npending = ev->session->pending_calls;
 		p->oldest_pending_ns = ev->session->oldest_pending_ns;
-		if (traffic && identity_pending(ev) && defer(p, ev))
+		/* A client's traffic is the remote server's: nothing to wait for. */
+		if (traffic && !(ev->net && ev->net->client) && identity_pending(ev) && defer(p, ev))
 			return;
 		flush_deferred(m, p);
 	}
-	if (!(srv = server_get(m, session_identity_name(ev->session))))
+	if (!(srv = server_get(m, event_server_name(ev, remote, sizeof(remote)))))
 		return;
 
 	switch (ev->type) {

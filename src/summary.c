@@ -194,7 +194,8 @@ static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 {
 	struct sink_summary *s = (struct sink_summary *)sk;
 	const struct ev_call *c = &ev->call;
-	const char *server = ev->session ? session_identity_name(ev->session) : NULL;
+	char remote[128];
+	const char *server = event_server_name(ev, remote, sizeof(remote));
 	char code[48];
 	struct row *r;
 	bool named;

@@ -267,6 +267,10 @@ struct event_format_opts {
  * (jansson's default 17 prints 0.493 as 0.49299999999999999). */
 #define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
+/* The MCP server an event is about: the observed process, or, when the process is the
+ * client of the event's connection, the server it talks to (its serverInfo.name, else its
+ * address, formatted into buf). NULL for an event tied to no process. */
+const char *event_server_name(const struct sonde_event *ev, char *buf, size_t len);
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);
