@@ -16,7 +16,7 @@
 
 #include "sink.h"
 
-#define METRICS_LABELS_MAX 8
+#define METRICS_LABELS_MAX 10         /* the widest family, mcp_client_operation_duration_seconds, has 9 */
 #define METRICS_LABEL_MAX 256          /* bytes of a label value kept */
 #define METRICS_SERIES_MAX 65536       /* series per family; the rest are counted and dropped */
 
