@@ -359,3 +359,41 @@ test('record and replay over HTTP: no credential in the capture, the same calls'
 		fs.rmSync(dir, { recursive: true, force: true });
 	}
 });
+
+test('an HTTP server killed with a call pending: the orphaned call and its connection in the report', { timeout: TIMEOUT }, async () => {
+	const srv = await startHttpServer('everything', 'streamableHttp');
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-http-reports-'));
+	let sonde, c;
+	try {
+		sonde = await startSonde(srv.pid, ['--report-dir', dir]);
+		c = await streamableClient(`http://127.0.0.1:${srv.port}/mcp`);
+		let progressed;
+		const firstProgress = new Promise((r) => { progressed = r; });
+		const call = c.client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 60, steps: 60 } }, undefined,
+			{ onprogress: () => progressed(), timeout: 90000 }).then(() => 'completed', (e) => e);
+		assert.ok(await Promise.race([firstProgress.then(() => true), sleep(10000).then(() => false)]), 'no progress within 10 s');
+		const req = c.log.requests.find((r) => r.tool === 'trigger-long-running-operation');
+		process.kill(srv.pid, 'SIGSEGV');
+		assert.notEqual(await call, 'completed');
+		await waitForEvents(sonde, (evs) => evs.some((e) => e.type === 'report'), 15000);
+		const events = await stopSonde(sonde);
+
+		const orphan = calls(events).find((e) => e.status === 'orphaned');
+		assert.equal(orphan.tool, 'trigger-long-running-operation');
+		assert.deepEqual(orphan.id, req.id);
+		assert.equal(orphan.net.session_id, c.transport.sessionId);
+		const file = events.find((e) => e.type === 'report').path;
+		const r = await runSonde(['postmortem', file, '--json']);
+		assert.equal(r.code, 0, r.stderr);
+		const rep = JSON.parse(r.stdout);
+		assert.equal(rep.exit.signal_name, 'SIGSEGV');
+		assert.deepEqual(rep.pending_calls.map((p) => [p.method, p.tool, p.id]), [['tools/call', 'trigger-long-running-operation', JSON.stringify(req.id)]]);
+		assert.ok(rep.frames.client_to_server.some((f) => f.event?.method === 'tools/call'), 'the request among the last frames');
+		assert.ok(rep.frames.server_to_client.some((f) => f.event?.method === 'notifications/progress'), 'its progress among the last frames');
+	} finally {
+		await c?.client.close().catch(() => {});
+		killSonde(sonde);
+		await srv.close();
+		fs.rmSync(dir, { recursive: true, force: true });
+	}
+});
