@@ -10,7 +10,7 @@ CC       ?= cc
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -DMCPSONDE_VERSION='"$(VERSION)"'
+CFLAGS   += -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE
 CPPFLAGS += -Iinclude -I$(OUTPUT)
 LDLIBS   += -lbpf -lelf -lz -ljansson -lmicrohttpd -lpthread -lm
 LDLIBS   += -lhttp_parser -lresolv
@@ -27,6 +27,18 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
+# libFuzzer targets under ASan and UBSan. Everything but the CLI and the BPF loader is
+# linked in; each target runs FUZZ_SECONDS from its committed seeds (tests/fuzz/corpus/NAME,
+# NAME without "fuzz_") into a working corpus under build/fuzz/corpus.
+FUZZ_SECONDS ?= 10
+FUZZ_CC      := clang
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-std=gnu11 -D_GNU_SOURCE -Wall -Wextra
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_OBJS    := $(patsubst src/%.c,$(OUTPUT)/fuzz/obj/%.o,$(filter-out src/main.c src/source_live.c,$(SRCS)))
+FUZZ_LDLIBS  := $(filter-out -lbpf -lelf,$(LDLIBS))
+
 ifeq ($(V),1)
 	Q =
 	msg =
@@ -37,11 +49,11 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all test unit bench demo vmlinux setup clean fuzz image install
+.PHONY: all test unit bench demo vmlinux setup clean fuzz image install FORCE
 
 all: $(OUTPUT)/mcpsonde
 
-$(OUTPUT) $(OUTPUT)/obj $(OUTPUT)/tests $(OUTPUT)/tools:
+$(OUTPUT) $(OUTPUT)/obj $(OUTPUT)/tests $(OUTPUT)/tools $(OUTPUT)/fuzz/obj:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/mcpsonde/events.h $(VMLINUX) | $(OUTPUT)
@@ -57,7 +69,13 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) | $(OUTPUT)/obj
+# The version (git describe) lives in a generated header that is rewritten only when it
+# changes, so that a new commit rebuilds what prints it and nothing runs with a stale one.
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)
+	$(Q)printf '#define MCPSONDE_VERSION "%s"\n' "$(VERSION)" > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+$(OUTPUT)/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) $(OUTPUT)/version.h | $(OUTPUT)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -81,6 +99,27 @@ $(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o 
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ -ljansson -o $@
 
 unit: $(UNIT_BINS)
+
+$(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(OUTPUT)/version.h | $(OUTPUT)/fuzz/obj
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(OUTPUT)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) | $(OUTPUT)/fuzz/obj
+	$(call msg,FUZZ-LD,$@)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ $(FUZZ_LDLIBS) -o $@
+
+# Builds every target, then runs each for FUZZ_SECONDS (a crash stops make, leaving its
+# reproducer as crash-* in the current directory).
+fuzz: $(FUZZ_BINS)
+	$(Q)for bin in $(FUZZ_BINS); do \
+		name=$${bin##*/}; seeds=tests/fuzz/corpus/$${name#fuzz_}; work=$(OUTPUT)/fuzz/corpus/$$name; \
+		dict=tests/fuzz/$${name#fuzz_}.dict; mkdir -p $$work; \
+		printf '  %-8s %s (%s s)\n' FUZZ $$name $(FUZZ_SECONDS); \
+		$$bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+			$$( [ -f $$dict ] && echo -dict=$$dict ) $$work $$( [ -d $$seeds ] && echo $$seeds ) \
+			> $(OUTPUT)/fuzz/$$name.log 2>&1 || { tail -40 $(OUTPUT)/fuzz/$$name.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units' $(OUTPUT)/fuzz/$$name.log | sed 's/^/           /'; \
+	done
 
 # Installs what is missing (idempotent), builds, then runs every test. The container image
 # is part of it (~8 s): the Kubernetes test runs the DaemonSet's pod from it.

@@ -4,8 +4,11 @@
  * (gzdopen starts at the fd's current offset). The header is encoded little-endian field by
  * field; records are stored as the pipeline saw them (host byte order, hdr.size bytes each).
  * The reader never trusts a size before checking it against sizeof(hdr) and CAPTURE_REC_MAX,
- * so a corrupt or hostile file costs one CAPTURE_REC_MAX buffer. A file cut short (the
- * writer was killed) replays every complete record, then reports where it was cut. */
+ * so a corrupt or hostile file costs one CAPTURE_REC_MAX buffer, and hands out only records
+ * that pass record_check(): the first malformed one ends the replay with an error naming its
+ * offset and what is wrong (a file that lies about one length is not trusted for the rest).
+ * A file cut short (the writer was killed) replays every complete record, then reports where
+ * it was cut. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <zlib.h>
 
 #include "mcpsonde/capture.h"
+#include "mcpsonde/record.h"
 
 #define CAPTURE_GZ_BUFFER (256 * 1024)
 #define CAPTURE_HEADER_SIZE 32 /* encoded size of struct capture_header */
@@ -39,7 +43,7 @@ struct capture_reader {
 	bool started;    /* a record was read: the body is known to be gzip */
 	bool unfinished; /* nothing after the header: the writer died before its first flush */
 	bool failed;     /* a corrupt or truncated file: every later next() fails too */
-	char error[160];
+	char error[256];
 };
 
 static void capture_error(char *err, size_t errlen, const char *fmt, ...)
@@ -118,6 +122,55 @@ static void capture_header_decode(const unsigned char *b, struct capture_header 
 	h->created_real_ns = le64toh(u64);
 }
 
+/* Opens path for a new capture without trusting what is already there. A symlink is refused
+ * (O_NOFOLLOW): one planted in /tmp by another user would redirect root's write anywhere. So
+ * is anything but a regular file of ours with a single link: a FIFO or device, a hard link to
+ * a file elsewhere, a file another user made (and may hold open). A new file is created 0600;
+ * an existing one of ours is emptied and made 0600, since captures hold the traffic.
+ * O_NONBLOCK only keeps the open of a FIFO from hanging before it is refused. */
+static int capture_create(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	struct stat st;
+
+	if (fd < 0) {
+		int saved = errno;
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			capture_error(err, errlen, "%s: is a symbolic link: refusing to write through it", path);
+		else if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			capture_error(err, errlen, "%s: not a regular file: refusing to write a capture there", path);
+		else
+			capture_error(err, errlen, "%s: %s", path, strerror(saved));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		capture_error(err, errlen, "%s: not a regular file: refusing to write a capture there", path);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		capture_error(err, errlen, "%s: owned by uid %u, not by this user: refusing to overwrite it", path,
+			      (unsigned)st.st_uid);
+		goto fail;
+	}
+	if (st.st_nlink != 1) {
+		capture_error(err, errlen, "%s: has %lu hard links: refusing to overwrite it", path,
+			      (unsigned long)st.st_nlink);
+		goto fail;
+	}
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, 0) < 0 || fcntl(fd, F_SETFL, 0) < 0) {
+		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
 struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_real_ns, char *err, size_t errlen)
 {
 	unsigned char hdr[CAPTURE_HEADER_SIZE];
@@ -125,11 +178,9 @@ struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_rea
 	struct timespec now;
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		capture_error(err, errlen, "%s: %s", path, strerror(errno));
+	fd = capture_create(path, err, errlen);
+	if (fd < 0)
 		return NULL;
-	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	capture_header_encode(hdr, mono_to_real_ns, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
 	if (write_full(fd, hdr, sizeof(hdr)) < 0) {
@@ -163,6 +214,9 @@ cleanup:
 int capture_writer_put(struct capture_writer *w, const struct msd_rec_hdr *rec)
 {
 	if (w->failed)
+		return -1;
+	/* What the reader would refuse is not written: the file stays readable past it. */
+	if (rec->size >= sizeof(*rec) && rec->size <= CAPTURE_REC_MAX && record_check(rec, NULL, 0) < 0)
 		return -1;
 	if (rec->size < sizeof(*rec) || rec->size > CAPTURE_REC_MAX ||
 	    gzwrite(w->gz, rec, rec->size) != (int)rec->size) {
@@ -297,6 +351,7 @@ static int capture_reader_fail(struct capture_reader *r, char *err, size_t errle
 int capture_reader_next(struct capture_reader *r, const struct msd_rec_hdr **rec, char *err, size_t errlen)
 {
 	struct msd_rec_hdr *h = (struct msd_rec_hdr *)r->rec;
+	char why[160];
 	int zerr;
 	bool cut;
 	int got;
@@ -331,6 +386,9 @@ int capture_reader_next(struct capture_reader *r, const struct msd_rec_hdr **rec
 	if ((size_t)got < h->size - sizeof(*h))
 		return capture_reader_fail(r, err, errlen, "truncated record at offset %llu",
 					   (unsigned long long)r->offset);
+	if (record_check(h, why, sizeof(why)) < 0)
+		return capture_reader_fail(r, err, errlen, "corrupt record at offset %llu: %s",
+					   (unsigned long long)r->offset, why);
 	r->offset += h->size;
 	*rec = h;
 	return 1;

@@ -1,26 +1,49 @@
 /* http_metrics.c -- GET /metrics over libmicrohttpd, from published snapshots.
  *
- * The server runs in libmicrohttpd's own thread. It never reads the registry: the
- * pipeline thread renders a snapshot and calls metrics_http_publish(), which swaps a
- * pointer under a mutex. A scrape takes a reference to the current snapshot under the
- * same mutex and releases it when libmicrohttpd is done sending, so neither thread ever
- * waits on the other for longer than a pointer swap and a reference count. */
+ * The server runs in a thread of ours that drives libmicrohttpd (epoll, MHD_run_wait). It
+ * never reads the registry: the pipeline thread renders a snapshot and calls
+ * metrics_http_publish(), which swaps a pointer under a mutex. A scrape takes a reference to
+ * the current snapshot under the same mutex and releases it when libmicrohttpd is done
+ * sending, so neither thread ever waits on the other for longer than a pointer swap and a
+ * reference count.
+ *
+ * Slow and idle clients cannot starve scrapes (slowloris): libmicrohttpd's own idle timeout
+ * is reset by every byte, so a client dribbling header lines would hold its connection
+ * forever. Every connection therefore has deadlines of ours: a complete request within
+ * HTTP_REQUEST_DEADLINE_MS of its opening (or of its previous response, for keep-alive),
+ * and its response sent within HTTP_RESPONSE_DEADLINE_MS. Between two rounds of
+ * libmicrohttpd, in the same thread, a connection past its deadline is shut down (never
+ * closed: the fd stays libmicrohttpd's until it reports the connection closed, so no fd is
+ * ever reused under it). Connections are tracked in two lists, each in deadline order (a
+ * deadline is "now + a constant of the list"), so a sweep looks at expired ones only.
+ * With epoll there is no FD_SETSIZE ceiling: HTTP_CONN_MAX connections (RLIMIT_NOFILE is
+ * raised for them), at most half from one address, 16 KiB of memory each. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "mcpsonde/metrics.h"
+
+#define HTTP_CONN_MAX 4096
+#define HTTP_CONN_MEMORY (16u << 10)
+#define HTTP_REQUEST_DEADLINE_MS 10000u
+#define HTTP_RESPONSE_DEADLINE_MS 30000u
+#define HTTP_ROUND_MS 100 /* longest wait in one libmicrohttpd round: sweep and stop latency */
+#define HTTP_FDS_SPARE 256 /* descriptors left for everything else mcpsonde opens */
 
 /* An immutable rendered exposition; data is what libmicrohttpd sends. */
 struct blob {
@@ -29,12 +52,29 @@ struct blob {
 	char data[];
 };
 
+/* One TCP connection, from libmicrohttpd's STARTED notification to its CLOSED one. */
+struct http_conn {
+	struct http_conn *prev, *next;
+	struct http_conn_list *list; /* NULL once shut down */
+	int fd;
+	uint64_t deadline_ms;
+};
+
+struct http_conn_list {
+	struct http_conn *head, *tail; /* deadline order */
+	unsigned deadline_ms;
+};
+
 struct metrics_http {
 	struct MHD_Daemon *daemon;
+	pthread_t thread;
+	atomic_bool stop;
 	pthread_mutex_t lock;
 	struct blob *text, *om; /* current snapshot; om NULL until rendered */
-	atomic_uint_fast64_t scrapes;
+	atomic_uint_fast64_t scrapes, cut;
 	unsigned port;
+	/* Server thread only: */
+	struct http_conn_list awaiting_request, responding;
 };
 
 static struct blob *blob_from(char *p, size_t len)
@@ -65,6 +105,100 @@ static void blob_release_data(void *data)
 	blob_unref((struct blob *)((char *)data - offsetof(struct blob, data)));
 }
 
+static uint64_t http_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void http_conn_unlink(struct http_conn *c)
+{
+	struct http_conn_list *l = c->list;
+
+	if (!l)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+	c->list = NULL;
+}
+
+/* (Re)starts the connection's clock: it must leave list l within l's deadline. */
+static void http_conn_arm(struct http_conn *c, struct http_conn_list *l)
+{
+	http_conn_unlink(c);
+	c->deadline_ms = http_now_ms() + l->deadline_ms;
+	c->list = l;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static void http_sweep_list(struct metrics_http *h, struct http_conn_list *l, uint64_t now)
+{
+	while (l->head && l->head->deadline_ms <= now) {
+		struct http_conn *c = l->head;
+		http_conn_unlink(c);
+		shutdown(c->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
+		atomic_fetch_add(&h->cut, 1);
+	}
+}
+
+static void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			       enum MHD_ConnectionNotificationCode code)
+{
+	struct metrics_http *h = cls;
+	struct http_conn *c = *socket_context;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (c) {
+			http_conn_unlink(c);
+			free(c);
+		}
+		return;
+	}
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	c = calloc(1, sizeof(*c));
+	if (!c || !ci) {
+		free(c);
+		return; /* untracked: libmicrohttpd's own idle timeout still applies */
+	}
+	c->fd = ci->connect_fd;
+	http_conn_arm(c, &h->awaiting_request);
+	*socket_context = c;
+}
+
+static struct http_conn *http_conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* A response is done (or the request failed): the next request has its own deadline. */
+static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			      enum MHD_RequestTerminationCode toe)
+{
+	struct metrics_http *h = cls;
+	struct http_conn *c = http_conn_of(conn);
+
+	(void)con_cls, (void)toe;
+	if (c && c->list)
+		http_conn_arm(c, &h->awaiting_request);
+}
+
 static enum MHD_Result http_reply_static(struct MHD_Connection *conn, unsigned status, const char *body)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
@@ -91,6 +225,10 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
 	enum MHD_Result ret;
 
 	(void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
+	/* The request is complete (headers in): now the response has its deadline. */
+	struct http_conn *c = http_conn_of(conn);
+	if (c && c->list)
+		http_conn_arm(c, &h->responding);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return http_reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/") == 0)
@@ -182,7 +320,7 @@ static int listen_socket(const char *listen_addr, unsigned *port, char *err, siz
 		return -1;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 64) < 0 ||
+	    bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, SOMAXCONN) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
 		snprintf(err, errlen, "--metrics %s: cannot listen: %s", listen_addr, strerror(errno));
 		if (fd >= 0)
@@ -194,11 +332,48 @@ static int listen_socket(const char *listen_addr, unsigned *port, char *err, siz
 	return fd;
 }
 
+/* Room for HTTP_CONN_MAX connections: raises the soft RLIMIT_NOFILE as far as the hard
+ * one allows (epoll has no FD_SETSIZE limit), and returns how many connections fit. */
+static unsigned http_conn_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = HTTP_CONN_MAX + HTTP_FDS_SPARE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return HTTP_CONN_MAX;
+	return rl.rlim_cur > HTTP_FDS_SPARE + 64 ? (unsigned)(rl.rlim_cur - HTTP_FDS_SPARE) : 64;
+}
+
+/* The server thread: a round of libmicrohttpd (accept, read, answer, its own timeouts),
+ * then our deadlines, until metrics_http_stop. */
+static void *http_serve(void *arg)
+{
+	struct metrics_http *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		uint64_t now;
+		if (MHD_run_wait(h->daemon, HTTP_ROUND_MS) != MHD_YES)
+			usleep(HTTP_ROUND_MS * 1000); /* not expected: never spin */
+		now = http_now_ms();
+		http_sweep_list(h, &h->awaiting_request, now);
+		http_sweep_list(h, &h->responding, now);
+	}
+	return NULL;
+}
+
 struct metrics_http *metrics_http_start(const char *listen_addr, char *err, size_t errlen)
 {
 	struct metrics_http *h;
 	sigset_t all, saved;
-	int fd;
+	unsigned limit;
+	int fd, ret;
 
 	if (!(h = calloc(1, sizeof(*h)))) {
 		snprintf(err, errlen, "out of memory");
@@ -209,22 +384,36 @@ struct metrics_http *metrics_http_start(const char *listen_addr, char *err, size
 		return NULL;
 	}
 	pthread_mutex_init(&h->lock, NULL);
-	/* The server thread inherits the signal mask: with every signal blocked there,
-	 * SIGINT and SIGTERM keep going to the event loop's signalfd, whenever this runs. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &saved);
-	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, http_handle, h,
-				     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 16u,
-				     MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	h->awaiting_request.deadline_ms = HTTP_REQUEST_DEADLINE_MS;
+	h->responding.deadline_ms = HTTP_RESPONSE_DEADLINE_MS;
+	limit = http_conn_limit();
+	h->daemon = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, http_handle, h, MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				     limit / 2, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+				     MHD_OPTION_CONNECTION_TIMEOUT, HTTP_RESPONSE_DEADLINE_MS / 1000,
+				     MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, h, MHD_OPTION_NOTIFY_COMPLETED,
+				     http_on_completed, h, MHD_OPTION_END);
 	if (!h->daemon) {
 		snprintf(err, errlen, "--metrics %s: cannot start the HTTP server", listen_addr);
 		close(fd);
-		pthread_mutex_destroy(&h->lock);
-		free(h);
-		return NULL;
+		goto fail;
+	}
+	/* The server thread blocks every signal: SIGINT and SIGTERM keep going to the event
+	 * loop's signalfd, whenever this runs. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &saved);
+	ret = pthread_create(&h->thread, NULL, http_serve, h);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (ret != 0) {
+		snprintf(err, errlen, "--metrics %s: cannot start the HTTP thread: %s", listen_addr, strerror(ret));
+		MHD_stop_daemon(h->daemon); /* closes the listening socket too */
+		goto fail;
 	}
 	return h;
+fail:
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+	return NULL;
 }
 
 void metrics_http_publish(struct metrics_http *h, char *text, size_t text_len, char *om, size_t om_len)
@@ -258,11 +447,18 @@ uint64_t metrics_http_scrapes(const struct metrics_http *h)
 	return atomic_load(&h->scrapes);
 }
 
+uint64_t metrics_http_cut(const struct metrics_http *h)
+{
+	return atomic_load(&h->cut);
+}
+
 void metrics_http_stop(struct metrics_http *h)
 {
 	if (!h)
 		return;
-	MHD_stop_daemon(h->daemon); /* joins the thread; responses in flight are released */
+	atomic_store(&h->stop, true);
+	pthread_join(h->thread, NULL);
+	MHD_stop_daemon(h->daemon); /* closes every connection; responses in flight are released */
 	blob_unref(h->text);
 	blob_unref(h->om);
 	pthread_mutex_destroy(&h->lock);

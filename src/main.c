@@ -30,6 +30,7 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
+#include "version.h"
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
@@ -548,6 +549,12 @@ static int run_live(struct cli *cli)
 		fprintf(stderr, "mcpsonde: out of memory\n");
 		goto cleanup;
 	}
+	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
+	c.src = source_live_open(&so, msg, sizeof(msg));
+	if (!c.src) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
+	}
 	if (cli->cmd == CMD_RECORD) {
 		c.writer = capture_writer_open(cli->output, cli->popts.mono_to_real_ns, msg, sizeof(msg));
 		if (!c.writer) {
@@ -561,11 +568,6 @@ static int run_live(struct cli *cli)
 		if (!c.pipe)
 			goto cleanup;
 		pipeline_set_live(c.pipe, true);
-	}
-	c.src = source_live_open(&so, msg, sizeof(msg));
-	if (!c.src) {
-		fprintf(stderr, "mcpsonde: %s\n", msg);
-		goto cleanup;
 	}
 	if (c.pipe)
 		pipeline_set_conn_ignore(c.pipe, live_conn_ignore, &c);
@@ -747,7 +749,7 @@ int main(int argc, char **argv)
 		return run_replay(&cli);
 	case CMD_POSTMORTEM: {
 		char msg[512] = "";
-		if (report_print_file(cli.input, cli.json, stdout, msg, sizeof(msg)) < 0) {
+		if (report_print_file(cli.input, cli.json, cli.ropts.max_report_bytes, stdout, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}

@@ -14,6 +14,7 @@
 
 #include "mcpsonde/conns.h"
 #include "mcpsonde/pipeline.h"
+#include "mcpsonde/record.h"
 #include "mcpsonde/rpc.h"
 #include "mcpsonde/session.h"
 #include "mcpsonde/stream.h"
@@ -419,22 +420,25 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 	struct session *s;
 
 	p->stats.records++;
+	/* Capture files are checked by their reader; this guards every other source too. */
+	if (record_check(rec, NULL, 0) < 0) {
+		p->stats.invalid_records++;
+		return 0;
+	}
 	switch (rec->kind) {
 	case MSD_REC_DATA:
-		if (rec->size >= sizeof(struct msd_data_rec) &&
-		    rec->size >= sizeof(struct msd_data_rec) + ((const struct msd_data_rec *)rec)->cap_len)
-			pipeline_on_data(p, (const struct msd_data_rec *)rec);
+		pipeline_on_data(p, (const struct msd_data_rec *)rec);
 		break;
 	case MSD_REC_PROC:
-		if (rec->size >= sizeof(struct msd_proc_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_proc(s, (const struct msd_proc_rec *)rec);
 		break;
 	case MSD_REC_FORK:
-		if (rec->size >= sizeof(struct msd_fork_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_fork(s, (const struct msd_fork_rec *)rec);
 		break;
 	case MSD_REC_EXEC:
-		if (rec->size >= sizeof(struct msd_exec_rec) && (s = session_get(p, rec->tgid, rec->ts_ns)))
+		if ((s = session_get(p, rec->tgid, rec->ts_ns)))
 			session_on_exec(s, (const struct msd_exec_rec *)rec);
 		break;
 	case MSD_REC_OOM:
@@ -442,7 +446,7 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 			session_on_oom(s, rec->ts_ns);
 		break;
 	case MSD_REC_EXIT:
-		if (rec->size < sizeof(struct msd_exit_rec) || !(s = session_get(p, rec->tgid, rec->ts_ns)))
+		if (!(s = session_get(p, rec->tgid, rec->ts_ns)))
 			break;
 		pipeline_flush_process(p, rec->tgid, rec->ts_ns);
 		conns_flush_process(p->conns, rec->tgid, rec->ts_ns);
@@ -450,12 +454,10 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 		session_end(p, rec->tgid);
 		break;
 	case MSD_REC_CONN:
-		if (rec->size >= sizeof(struct msd_conn_rec))
-			conns_on_record(p->conns, (const struct msd_conn_rec *)rec);
+		conns_on_record(p->conns, (const struct msd_conn_rec *)rec);
 		break;
 	case MSD_REC_LOSS:
-		if (rec->size >= sizeof(struct msd_loss_rec))
-			pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
+		pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
 		break;
 	default:
 		break;
@@ -477,6 +479,7 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
 		{ "conn_limit", offsetof(struct pipeline_stats, conns_dropped) },
 		{ "http_unsettled", offsetof(struct pipeline_stats, http_unsettled) },
+		{ "invalid_record", offsetof(struct pipeline_stats, invalid_records) },
 	};
 
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {

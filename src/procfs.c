@@ -59,7 +59,8 @@ static int proc_parse_stat(const char *buf, char *comm, size_t commlen, struct p
 	int ppid;
 	char state;
 
-	if (!open_paren || !close_paren || close_paren < open_paren)
+	/* close_paren + 2 is read below: the fields must follow it. */
+	if (!open_paren || !close_paren || close_paren < open_paren || !close_paren[1])
 		return -1;
 	if (comm) {
 		size_t n = (size_t)(close_paren - open_paren - 1);

@@ -29,6 +29,7 @@
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/recorder.h"
 #include "mcpsonde/report.h"
+#include "version.h"
 
 #define RECORDER_EVENTS 64          /* stall, blocked_write... per server */
 #define RECORDER_CALLS 256          /* orphaned calls per server */
@@ -637,7 +638,9 @@ static json_t *report_event(struct recorder *r, const struct sonde_event *ev)
 static json_t *report_process(const struct recorder *r, const struct rec_server *s, const struct sonde_event *ev)
 {
 	const struct session_identity *id = ev->session;
-	int64_t mono_to_real = (int64_t)(ev->real_ns - ev->ts_ns);
+	/* Unsigned: a capture file's clock offset and stamps may be anything, and the sums wrap
+	 * where signed ones would overflow. */
+	uint64_t mono_to_real = ev->real_ns - ev->ts_ns;
 	uint64_t start_ticks = id ? id->start_ticks : s->start_ticks;
 	uint64_t start_ns = start_ticks ? start_ticks * (1000000000ull / (uint64_t)r->clk_tck) : 0;
 	json_t *p = json_object();
@@ -658,7 +661,7 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 	/* start_ticks count from boot (CLOCK_BOOTTIME), the records from CLOCK_MONOTONIC: the
 	 * same clock unless the machine was suspended. */
 	if (start_ns && start_ns <= ev->ts_ns) {
-		json_object_set_new(p, "started_at", json_time((uint64_t)((int64_t)start_ns + mono_to_real)));
+		json_object_set_new(p, "started_at", json_time(start_ns + mono_to_real));
 		json_object_set_new(p, "uptime_s", json_real((double)(ev->ts_ns - start_ns) / 1e9));
 	} else {
 		uint64_t first = id && id->first_seen_ns ? id->first_seen_ns : s->first_ts;
@@ -666,8 +669,7 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 		json_object_set_new(p, "uptime_s", json_real((double)(ev->ts_ns - first) / 1e9));
 	}
 	json_object_set_new(p, "first_seen_at",
-			    json_time((uint64_t)((int64_t)(id && id->first_seen_ns ? id->first_seen_ns : s->first_ts) +
-						 mono_to_real)));
+			    json_time((id && id->first_seen_ns ? id->first_seen_ns : s->first_ts) + mono_to_real));
 	return p;
 }
 

@@ -9,6 +9,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,8 +23,8 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/utf8.h"
 
-#define REPORT_READ_MAX (256u << 20) /* a file inflating past this is not one of ours */
-#define REPORT_CMDLINE_TRIM 1024
+#define REPORT_FIELD_TRIM 1024   /* bytes kept of a long string of the process object */
+#define REPORT_TRIMMED_RESERVE 128 /* room left for the "trimmed" list itself */
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -35,10 +38,29 @@ static double jnum(const json_t *o, const char *key, double dflt)
 	return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
+/* An integer member clamped to [min, max] (a report read from a file may hold anything:
+ * converting an out-of-range double to an integer type is undefined). */
+static long long jint(const json_t *o, const char *key, long long dflt, long long min, long long max)
+{
+	json_t *v = json_object_get(o, key);
+	double d;
+
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		return i < min ? min : i > max ? max : i;
+	}
+	if (!json_is_real(v))
+		return dflt;
+	d = json_real_value(v);
+	return d < (double)min ? min : d > (double)max ? max : (long long)d;
+}
+
 void report_format_duration(double s, char *buf, size_t len)
 {
-	if (s < 0)
+	if (!(s >= 0))
 		s = 0;
+	if (s > 1e12)
+		s = 1e12;
 	if (s < 1.0)
 		snprintf(buf, len, "%.0f ms", s * 1e3);
 	else if (s < 60.0)
@@ -46,7 +68,7 @@ void report_format_duration(double s, char *buf, size_t len)
 	else if (s < 3600.0)
 		snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
 	else
-		snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)s % 3600 / 60);
+		snprintf(buf, len, "%lldh%02dm", (long long)(s / 3600), (int)((long long)s % 3600 / 60));
 }
 
 void report_format_bytes(double b, char *buf, size_t len)
@@ -64,7 +86,7 @@ void report_format_bytes(double b, char *buf, size_t len)
 void report_describe_exit(const json_t *exit, char *buf, size_t len)
 {
 	const char *reason = jstr(exit, "reason"), *sig = jstr(exit, "signal_name");
-	int code = (int)jnum(exit, "exit_code", -1), signo = (int)jnum(exit, "signal", 0);
+	int code = (int)jint(exit, "exit_code", -1, -1, 255), signo = (int)jint(exit, "signal", 0, 0, 127);
 	bool core = json_is_true(json_object_get(exit, "core_dumped"));
 	char signame[32];
 
@@ -90,7 +112,7 @@ void report_headline(const json_t *report, char *buf, size_t len)
 	const json_t *proc = json_object_get(report, "process"), *exit = json_object_get(report, "exit");
 	const char *name = jstr(proc, "name");
 	double uptime = jnum(proc, "uptime_s", -1);
-	unsigned pending = (unsigned)jnum(exit, "pending_calls", 0);
+	unsigned pending = (unsigned)jint(exit, "pending_calls", 0, 0, UINT_MAX);
 	char how[128], age[32] = "", calls[48] = "";
 
 	report_describe_exit(exit, how, sizeof(how));
@@ -102,7 +124,7 @@ void report_headline(const json_t *report, char *buf, size_t len)
 	if (pending)
 		snprintf(calls, sizeof(calls), ", %u call%s pending", pending, pending == 1 ? "" : "s");
 	snprintf(buf, len, "%s (pid %lld) %s%s%s", name ? name : "?",
-		 (long long)jnum(proc, "pid", 0), how, age, calls);
+		 jint(proc, "pid", 0, 0, LLONG_MAX), how, age, calls);
 }
 
 /* ---- writing ---- */
@@ -146,20 +168,23 @@ static bool report_halve_stderr(json_t *r)
 	return true;
 }
 
-static bool report_trim_cmdline(json_t *r)
+/* Cuts every string of the process object longer than REPORT_FIELD_TRIM (a cmdline, or a
+ * server name a hostile peer made megabytes long), never inside a character, so that the cut
+ * string is still valid JSON text. */
+static bool report_trim_process(json_t *r)
 {
-	json_t *proc = json_object_get(r, "process");
-	const char *cmd = jstr(proc, "cmdline");
-	char *cut;
+	json_t *proc = json_object_get(r, "process"), *v;
+	const char *key;
+	bool cut = false;
 
-	if (!cmd || strlen(cmd) <= REPORT_CMDLINE_TRIM)
-		return false;
-	cut = strndup(cmd, utf8_cut(cmd, strlen(cmd), REPORT_CMDLINE_TRIM));
-	if (!cut)
-		return false;
-	json_object_set_new(proc, "cmdline", json_string(cut));
-	free(cut);
-	return true;
+	json_object_foreach (proc, key, v) {
+		const char *str = json_string_value(v);
+		if (!str || json_string_length(v) <= REPORT_FIELD_TRIM)
+			continue;
+		json_object_set_new(proc, key, json_stringn(str, utf8_cut(str, json_string_length(v), REPORT_FIELD_TRIM)));
+		cut = true;
+	}
+	return cut;
 }
 
 /* Trims report until its JSON fits max_bytes; names what was trimmed. Each step halves one
@@ -170,10 +195,12 @@ static void report_fit(json_t *r, size_t max_bytes)
 	json_t *trimmed = json_array();
 	const char *last = NULL;
 
-	while (report_json_size(r) + 64 > max_bytes) {
+	while (report_json_size(r) + REPORT_TRIMMED_RESERVE > max_bytes) {
+		/* Both directions lose their older half in the same pass. */
+		bool c2s = report_halve_array(json_object_get(frames, "client_to_server"));
+		bool s2c = report_halve_array(json_object_get(frames, "server_to_client"));
 		const char *what;
-		if (report_halve_array(json_object_get(frames, "client_to_server")) |
-		    report_halve_array(json_object_get(frames, "server_to_client")))
+		if (c2s || s2c)
 			what = "frames";
 		else if (report_halve_stderr(r))
 			what = "stderr";
@@ -185,10 +212,10 @@ static void report_fit(json_t *r, size_t max_bytes)
 			what = "timeline";
 		else if (report_halve_array(json_object_get(r, "pending_calls")))
 			what = "pending_calls";
-		else if (report_trim_cmdline(r))
-			what = "cmdline";
+		else if (report_trim_process(r))
+			what = "process";
 		else
-			break; /* process and exit alone: written as they are */
+			break; /* process (strings cut) and exit alone: a few KiB, under any max_bytes */
 		if (!last || strcmp(last, what)) {
 			json_array_append_new(trimmed, json_string(what));
 			last = what;
@@ -388,12 +415,52 @@ fail:
 
 /* ---- reading ---- */
 
-json_t *report_read(const char *path, char *err, size_t errlen)
+/* jansson allocates through these, process-wide, from the first report_read on. Outside a
+ * parse they are malloc and free. During report_read's parse a per-thread budget caps the
+ * tree: a report made of tiny values ("[{},{},...]" costs ~80 bytes of tree per byte of
+ * text) fails as "out of memory" instead of taking the machine. Blocks are counted by
+ * malloc_usable_size, so one allocated outside a parse and freed inside it (or the other
+ * way round) needs no header. */
+static __thread struct {
+	bool armed, exceeded;
+	size_t used, limit;
+} parse_budget;
+
+static void *report_json_malloc(size_t n)
+{
+	void *p;
+
+	if (parse_budget.armed && (parse_budget.used >= parse_budget.limit || n > parse_budget.limit - parse_budget.used)) {
+		parse_budget.exceeded = true;
+		return NULL;
+	}
+	p = malloc(n);
+	if (p && parse_budget.armed)
+		parse_budget.used += malloc_usable_size(p);
+	return p;
+}
+
+static void report_json_free(void *p)
+{
+	if (p && parse_budget.armed) {
+		size_t n = malloc_usable_size(p);
+		parse_budget.used -= n < parse_budget.used ? n : parse_budget.used;
+	}
+	free(p);
+}
+
+static void report_json_hook(void)
+{
+	json_set_alloc_funcs(report_json_malloc, report_json_free);
+}
+
+/* Inflates path into a buffer of at most max_bytes: a report is no larger by construction
+ * (report_fit), so more is refused rather than read. That also bounds the inflation ratio
+ * at max_bytes / file size; deflate itself cannot exceed ~1032:1. */
+static char *report_inflate(const char *path, size_t max_bytes, size_t *lenp, char *err, size_t errlen)
 {
 	size_t cap = 1 << 16, len = 0;
 	char *buf = malloc(cap);
-	json_error_t jerr;
-	json_t *r;
 	gzFile gz;
 	int n;
 
@@ -407,21 +474,25 @@ json_t *report_read(const char *path, char *err, size_t errlen)
 		free(buf);
 		return NULL;
 	}
-	while ((n = gzread(gz, buf + len, (unsigned)(cap - len))) > 0) {
-		len += (size_t)n;
-		if (len == cap) {
-			char *nb;
-			if (cap >= REPORT_READ_MAX) {
-				snprintf(err, errlen, "%s: larger than %u MiB", path, REPORT_READ_MAX >> 20);
-				goto fail;
-			}
-			nb = realloc(buf, cap * 2);
+	for (;;) {
+		if (len == cap) { /* only while cap <= max_bytes: len > max_bytes ends the loop first */
+			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
 				snprintf(err, errlen, "out of memory");
 				goto fail;
 			}
 			buf = nb;
 			cap *= 2;
+		}
+		/* At most one byte past max_bytes is ever read: enough to know it is too large. */
+		n = gzread(gz, buf + len, (unsigned)((cap < max_bytes + 1 ? cap : max_bytes + 1) - len));
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len > max_bytes) {
+			snprintf(err, errlen, "%s: inflates past %zu bytes, the largest report (--max-report-size): refusing it",
+				 path, max_bytes);
+			goto fail;
 		}
 	}
 	if (n < 0) {
@@ -430,8 +501,41 @@ json_t *report_read(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	gzclose(gz);
-	r = json_loadb(buf, len, 0, &jerr);
+	*lenp = len;
+	return buf;
+fail:
+	gzclose(gz);
 	free(buf);
+	return NULL;
+}
+
+json_t *report_read(const char *path, size_t max_bytes, char *err, size_t errlen)
+{
+	static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+	json_error_t jerr;
+	size_t len;
+	char *buf;
+	json_t *r;
+
+	if (!max_bytes)
+		max_bytes = REPORT_MAX_BYTES_DEFAULT;
+	buf = report_inflate(path, max_bytes, &len, err, errlen);
+	if (!buf)
+		return NULL;
+	pthread_once(&hook_once, report_json_hook);
+	parse_budget.used = 0;
+	parse_budget.limit = REPORT_PARSE_FACTOR * len + (1u << 20);
+	parse_budget.exceeded = false;
+	parse_budget.armed = true;
+	/* jansson bounds the nesting itself (JSON_PARSER_MAX_DEPTH, 2048 in Debian's 2.14). */
+	r = json_loadb(buf, len, 0, &jerr);
+	parse_budget.armed = false;
+	free(buf);
+	if (!r && parse_budget.exceeded) {
+		snprintf(err, errlen, "%s: not a report: its JSON would take more than %zu MiB to hold (%zu bytes of text)",
+			 path, parse_budget.limit >> 20, len);
+		return NULL;
+	}
 	if (!r) {
 		snprintf(err, errlen, "%s: not a report: %s (line %d)", path, jerr.text, jerr.line);
 		return NULL;
@@ -442,30 +546,65 @@ json_t *report_read(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	return r;
-fail:
-	gzclose(gz);
-	free(buf);
-	return NULL;
 }
 
-/* ---- rendering ---- */
+/* ---- rendering ----
+ *
+ * The report may come from anywhere: every member is looked up with its type checked
+ * (jstr, jint, jnum give NULL or a default otherwise), every string goes through
+ * render_text (bounded, control characters escaped, so a report cannot drive the terminal),
+ * and every list prints at most RENDER_ROWS rows. Output is thus bounded whatever the file
+ * holds; --json prints it all. */
 
-/* Every string of a report came from an observed process or from a file that may have been
- * tampered with: shown with its terminal controls escaped. Short ones through safe(), long
- * ones (command lines, stderr) with utf8_fputs_safe. */
-static const char *safe(const char *s, char *buf, size_t len)
+#define RENDER_TEXT_MAX 512     /* bytes of one value */
+#define RENDER_STDERR_LINE_MAX 1024
+#define RENDER_ROWS 256         /* rows of one list */
+#define RENDER_STDERR_LINES 1000
+
+/* Prints at most max bytes of s[0..len) (cut on a character boundary), escaped as the text
+ * output escapes a server's strings (utf8_escape_controls), then "..." when cut; then spaces
+ * up to width. */
+static void render_textn(FILE *out, const char *s, size_t len, size_t max, size_t width)
 {
-	utf8_escape_controls(s ? s : "", s ? strlen(s) : 0, buf, len);
-	return buf;
+	char buf[4 * RENDER_STDERR_LINE_MAX + 1]; /* escapes: at most 4 bytes per byte (\xHH) */
+	size_t cut = utf8_cut(s, len, max < RENDER_STDERR_LINE_MAX ? max : RENDER_STDERR_LINE_MAX);
+	size_t printed = utf8_escape_controls(s, cut, buf, sizeof(buf));
+
+	fputs(buf, out);
+	if (cut < len) {
+		fputs("...", out);
+		printed += 3;
+	}
+	for (; printed < width; printed++)
+		fputc(' ', out);
+}
+
+static void render_text(FILE *out, const char *s, size_t max, size_t width)
+{
+	render_textn(out, s ? s : "", s ? strlen(s) : 0, max, width);
+}
+
+/* A string member, or dflt. */
+static const char *jstr_or(const json_t *o, const char *key, const char *dflt)
+{
+	const char *v = jstr(o, key);
+
+	return v ? v : dflt;
 }
 
 static void render_field(FILE *out, const char *label, const char *value)
 {
-	if (value && *value) {
-		fprintf(out, "  %-10s ", label);
-		utf8_fputs_safe(value, out);
-		fputc('\n', out);
-	}
+	if (!value || !*value)
+		return;
+	fprintf(out, "  %-10s ", label);
+	render_text(out, value, RENDER_TEXT_MAX, 0);
+	fputc('\n', out);
+}
+
+static void render_more(FILE *out, size_t shown, size_t total)
+{
+	if (total > shown)
+		fprintf(out, "  ... %zu more (postmortem --json shows them)\n", total - shown);
 }
 
 static void render_identity(const json_t *r, FILE *out)
@@ -480,7 +619,7 @@ static void render_identity(const json_t *r, FILE *out)
 	if (sname) {
 		const char *v = jstr(proc, "server_version");
 		snprintf(line, sizeof(line), "%s%s%s (comm %s)", sname, v ? " " : "", v ? v : "",
-			 jstr(proc, "comm") ? jstr(proc, "comm") : "?");
+			 jstr_or(proc, "comm", "?"));
 		render_field(out, "server", line);
 	}
 	if (cname) {
@@ -489,7 +628,7 @@ static void render_identity(const json_t *r, FILE *out)
 			 pv ? ", protocol " : "", pv ? pv : "");
 		render_field(out, "client", line);
 	}
-	render_field(out, "started", jstr(proc, "started_at") ? jstr(proc, "started_at") : jstr(proc, "first_seen_at"));
+	render_field(out, "started", jstr_or(proc, "started_at", jstr(proc, "first_seen_at")));
 	render_field(out, "died", jstr(exit, "at"));
 	if (json_is_true(json_object_get(exit, "stdin_closed")))
 		render_field(out, "stdin", "closed by the client before the exit");
@@ -498,34 +637,46 @@ static void render_identity(const json_t *r, FILE *out)
 static void render_pending(const json_t *r, FILE *out)
 {
 	const json_t *calls = json_object_get(r, "pending_calls"), *c;
-	unsigned total = (unsigned)jnum(json_object_get(r, "exit"), "pending_calls", 0);
-	size_t i;
+	size_t total = (size_t)jint(json_object_get(r, "exit"), "pending_calls", 0, 0, UINT_MAX), i;
 
 	if (!json_array_size(calls) && !total)
 		return;
 	fprintf(out, "\nPending at death (%zu):\n", json_array_size(calls) > total ? json_array_size(calls) : total);
 	json_array_foreach (calls, i, c) {
-		const char *tool = jstr(c, "tool");
-		char age[24], m[256], t[256], id[256];
+		char age[32];
+		if (i == RENDER_ROWS)
+			break;
 		report_format_duration(jnum(c, "age_s", 0), age, sizeof(age));
-		fprintf(out, "  %-24s %-32s id=%-8s age %s%s\n", safe(jstr(c, "method") ? jstr(c, "method") : "?", m, sizeof(m)),
-			safe(tool ? tool : "-", t, sizeof(t)), safe(jstr(c, "id") ? jstr(c, "id") : "?", id, sizeof(id)), age,
+		fputs("  ", out);
+		render_text(out, jstr_or(c, "method", "?"), 64, 24);
+		fputs(" ", out);
+		render_text(out, jstr_or(c, "tool", "-"), 64, 32);
+		fputs(" id=", out);
+		render_text(out, jstr_or(c, "id", "?"), 64, 8);
+		fprintf(out, " age %s%s\n", age,
 			json_is_true(json_object_get(c, "orphaned")) ? "" : " (seen by the recorder only)");
 	}
+	render_more(out, i, json_array_size(calls));
 }
 
 static void render_timeline(const json_t *r, FILE *out)
 {
 	const json_t *tl = json_object_get(r, "timeline"), *e;
-	size_t i;
+	size_t i, n = json_array_size(tl), skip = n > RENDER_ROWS ? n - RENDER_ROWS : 0;
 
-	if (!json_array_size(tl))
+	if (!n)
 		return;
 	fprintf(out, "\nTimeline (seconds before death):\n");
-	json_array_foreach (tl, i, e) {
-		char kind[64];
-		fprintf(out, "  %9.3f  %-13s ", jnum(e, "t", 0), safe(jstr(e, "kind"), kind, sizeof(kind)));
-		utf8_fputs_safe(jstr(e, "summary"), out);
+	if (skip)
+		fprintf(out, "  ... %zu earlier entries (postmortem --json shows them)\n", skip);
+	for (i = skip; i < n; i++) {
+		double t;
+		e = json_array_get(tl, i);
+		t = jnum(e, "t", 0);
+		fprintf(out, "  %9.3f  ", t < -1e9 ? -1e9 : t > 1e9 ? 1e9 : t);
+		render_text(out, jstr_or(e, "kind", ""), 32, 13);
+		fputs(" ", out);
+		render_text(out, jstr_or(e, "summary", ""), RENDER_TEXT_MAX, 0);
 		fputc('\n', out);
 	}
 }
@@ -534,7 +685,7 @@ static void render_resources(const json_t *r, FILE *out)
 {
 	const json_t *res = json_object_get(r, "resources"), *first, *last, *e;
 	double rss_min = 0, rss_max = 0, span, cpu;
-	char a[24], b[24], c[24], d[24], state[32];
+	char a[24], b[24], c[24], d[32];
 	size_t i, n = json_array_size(res);
 
 	if (!n)
@@ -556,10 +707,11 @@ static void render_resources(const json_t *r, FILE *out)
 	report_format_duration(span, d, sizeof(d));
 	fprintf(out, "\nResources (%zu samples over %s):\n", n, d);
 	fprintf(out, "  rss        %s last, %s min, %s max\n", a, b, c);
-	if (span > 0)
+	if (span > 0 && cpu >= 0 && cpu < 1e12)
 		fprintf(out, "  cpu        %.2f s used (%.0f%% of one core)\n", cpu, 100.0 * cpu / span);
-	fprintf(out, "  threads    %lld, state %s\n", (long long)jnum(last, "threads", 0),
-		safe(jstr(last, "state") ? jstr(last, "state") : "?", state, sizeof(state)));
+	fprintf(out, "  threads    %lld, state ", jint(last, "threads", 0, 0, LLONG_MAX));
+	render_text(out, jstr_or(last, "state", "?"), 8, 0);
+	fputc('\n', out);
 }
 
 static void render_health(const json_t *r, FILE *out)
@@ -567,50 +719,67 @@ static void render_health(const json_t *r, FILE *out)
 	const json_t *h = json_object_get(r, "capture_health"), *by = json_object_get(h, "loss_by_reason");
 	const json_t *rec = json_object_get(h, "recorder"), *trimmed = json_object_get(r, "trimmed"), *v;
 	const char *key;
-	size_t i;
+	size_t i, rows = 0;
 
 	fprintf(out, "\nCapture: %s\n", json_is_true(json_object_get(h, "lost")) ? "INCOMPLETE, something was lost" :
 										   "complete, nothing lost");
 	json_object_foreach ((json_t *)by, key, v) {
-		char b[24], k[128];
+		char b[24];
+		if (rows++ == RENDER_ROWS)
+			break;
 		report_format_bytes(jnum(v, "bytes", 0), b, sizeof(b));
-		fprintf(out, "  %-22s %lld records, %s\n", safe(key, k, sizeof(k)), (long long)jnum(v, "records", 0), b);
+		fputs("  ", out);
+		render_text(out, key, 32, 22);
+		fprintf(out, " %lld records, %s\n", jint(v, "records", 0, 0, LLONG_MAX), b);
 	}
 	json_object_foreach ((json_t *)rec, key, v) {
-		char k[128];
-		if (json_is_integer(v) && json_integer_value(v) > 0)
-			fprintf(out, "  recorder %-13s %lld\n", safe(key, k, sizeof(k)), (long long)json_integer_value(v));
+		if (!json_is_integer(v) || json_integer_value(v) <= 0)
+			continue;
+		if (rows++ == 2 * RENDER_ROWS)
+			break;
+		fputs("  recorder ", out);
+		render_text(out, key, 32, 13);
+		fprintf(out, " %lld\n", (long long)json_integer_value(v));
 	}
 	if (json_array_size(trimmed)) {
 		fprintf(out, "  report trimmed to its size cap:");
 		json_array_foreach (trimmed, i, v) {
-			char t[128];
-			fprintf(out, " %s", safe(json_string_value(v), t, sizeof(t)));
+			if (i == RENDER_ROWS)
+				break;
+			fputc(' ', out);
+			render_text(out, json_string_value(v) ? json_string_value(v) : "?", 32, 0);
 		}
 		fputc('\n', out);
 	}
 }
 
+/* The last RENDER_STDERR_LINES lines of the tail, each cut to RENDER_STDERR_LINE_MAX. */
 static void render_stderr(const json_t *r, FILE *out)
 {
-	const json_t *err = json_object_get(r, "stderr");
-	const char *tail = jstr(err, "tail"), *p;
+	const json_t *err = json_object_get(r, "stderr"), *tailv = json_object_get(err, "tail");
+	const char *tail = json_string_value(tailv), *p, *end;
+	size_t len = json_string_length(tailv), lines = 0;
 	char b[24];
 
-	if (!tail || !*tail) {
+	if (!tail || !len) {
 		fprintf(out, "\nstderr: nothing captured\n");
 		return;
 	}
-	report_format_bytes((double)strlen(tail), b, sizeof(b));
-	fprintf(out, "\nstderr (last %s of %lld lines):\n", b, (long long)jnum(err, "lines_seen", 0));
-	for (p = tail; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		char *line = strndup(p, n);
+	end = tail + len;
+	/* Back from the end (its own newline aside) to the start of the last lines. */
+	p = end[-1] == '\n' ? end - 1 : end;
+	while (p > tail && !(p[-1] == '\n' && ++lines == RENDER_STDERR_LINES))
+		p--;
+	report_format_bytes((double)len, b, sizeof(b));
+	fprintf(out, "\nstderr (last %s of %lld lines):\n", b, jint(err, "lines_seen", 0, 0, LLONG_MAX));
+	if (p > tail)
+		fprintf(out, "  | ... (earlier lines: postmortem --json shows them)\n");
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		fputs("  | ", out);
-		utf8_fputs_safe(line, out);
+		render_textn(out, p, n, RENDER_STDERR_LINE_MAX, 0);
 		fputc('\n', out);
-		free(line);
 		p += n + (nl ? 1 : 0);
 	}
 }
@@ -620,7 +789,7 @@ void report_render(const json_t *r, FILE *out)
 	char headline[512];
 
 	report_headline(r, headline, sizeof(headline));
-	utf8_fputs_safe(headline, out);
+	render_text(out, headline, sizeof(headline), 0);
 	fputc('\n', out);
 	render_identity(r, out);
 	render_pending(r, out);
@@ -630,9 +799,9 @@ void report_render(const json_t *r, FILE *out)
 	render_stderr(r, out);
 }
 
-int report_print_file(const char *path, bool json, FILE *out, char *err, size_t errlen)
+int report_print_file(const char *path, bool json, size_t max_bytes, FILE *out, char *err, size_t errlen)
 {
-	json_t *r = report_read(path, err, errlen);
+	json_t *r = report_read(path, max_bytes, err, errlen);
 
 	if (!r)
 		return -1;

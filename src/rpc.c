@@ -685,6 +685,29 @@ static const char *scan_string_end(const char *p, const char *end)
 	return end;
 }
 
+/* close at a closing quote; returns the string's opening quote (the nearest quote before
+ * close preceded by an even run of backslashes), or NULL. Linear: a run of backslashes is
+ * counted once, at the quote it precedes, then jumped over, so each byte is looked at no
+ * more than twice (a tail of 64 KiB of backslashes cost ~2^31 steps when every quote
+ * candidate counted its run again). */
+static const char *scan_string_start(const char *t, const char *close)
+{
+	const char *v = close;
+
+	while (v > t) {
+		const char *run;
+
+		if (*--v != '"')
+			continue;
+		for (run = v; run > t && run[-1] == '\\'; run--)
+			;
+		if ((v - run) % 2 == 0)
+			return v;
+		v = run;
+	}
+	return NULL;
+}
+
 /* Copies a scalar value (string with its quotes, number, literal) starting at p. */
 static void scan_copy_scalar(const char *p, const char *end, char *out, size_t len)
 {
@@ -742,9 +765,11 @@ static void scan_head(const char *p, const char *end, struct rpc_scan *s)
 			} else if (depth == 1 && strcmp(key, "error") == 0) {
 				s->has_error = true;
 			} else if (depth == 2 && strcmp(parent, "error") == 0 && strcmp(key, "code") == 0) {
-				s->error_code = strtoll(p, NULL, 10);
+				char code[24]; /* the head is not NUL-terminated: parse a bounded copy */
+				scan_copy_scalar(p, end, code, sizeof(code));
+				s->error_code = strtoll(code, NULL, 10);
 			} else if (depth == 2 && strcmp(parent, "result") == 0 && strcmp(key, "isError") == 0) {
-				s->is_error = strncmp(p, "true", 4) == 0;
+				s->is_error = end - p >= 4 && memcmp(p, "true", 4) == 0;
 			}
 			continue;
 		}
@@ -772,14 +797,8 @@ static void scan_tail(const char *t, size_t len, struct rpc_scan *s)
 	if (p > t && p[-1] == '}') {
 		const char *close = --p;
 		if (p > t && p[-1] == '"') { /* string id: back to its unescaped opening quote */
-			for (v = p - 2; v >= t; v--) {
-				const char *q = v;
-				while (q > t && q[-1] == '\\')
-					q--;
-				if (*v == '"' && (v - q) % 2 == 0)
-					break;
-			}
-			if (v < t)
+			v = scan_string_start(t, p - 1);
+			if (!v)
 				v = t;
 		} else {
 			v = p;

@@ -134,14 +134,14 @@ struct sink_metrics {
 	bool dirty;
 	unsigned generation;
 	uint64_t now_ns;
-	uint64_t series_dropped_seen, scrapes_seen, masked_seen;
+	uint64_t series_dropped_seen, scrapes_seen, masked_seen, http_cut_seen;
 
 	struct metric_family *op_duration, *client_op_duration, *session_duration, *abandoned, *pending,
 		*pending_age, *notifications, *messages, *message_bytes, *invalid_frames, *invalid_bytes,
 		*stderr_lines, *stderr_bytes, *exits, *exits_pending, *tools, *tool_def_bytes, *tool_def_tokens,
 		*tool_result_bytes, *list_changes, *tool_changes, *list_changed_notifications, *unknown_tool_calls,
 		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
-		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *build_info, *secret_calls, *masked,
+		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls, *masked,
 		*input_rounds, *tasks, *probes, *lost_calls, *subscription_notifications, *protocol_errors,
 		*tools_truncated, *http_exchanges, *http_auth_failures, *header_mismatches;
 };
@@ -289,6 +289,9 @@ static void register_families(struct sink_metrics *m)
 				     L("what"));
 	m->events = metrics_counter(r, "mcpsonde_events", "Events seen by the metrics sink, by type.", L("type"));
 	m->scrapes = metrics_counter(r, "mcpsonde_metrics_scrapes", "Requests served on /metrics.", NULL);
+	m->http_cut = metrics_counter(r, "mcpsonde_metrics_connections_cut",
+				      "Connections to /metrics cut for not sending a request or taking a response in time.",
+				      NULL);
 }
 
 void metrics_opts_default(struct metrics_opts *o)
@@ -851,8 +854,11 @@ static void refresh_state_gauges(struct sink_metrics *m)
 	}
 	if (m->http) {
 		uint64_t scrapes = metrics_http_scrapes(m->http);
+		uint64_t cut = metrics_http_cut(m->http);
 		metrics_counter_add(m->scrapes, NULL, (double)(scrapes - m->scrapes_seen));
 		m->scrapes_seen = scrapes;
+		metrics_counter_add(m->http_cut, NULL, (double)(cut - m->http_cut_seen));
+		m->http_cut_seen = cut;
 	}
 }
 

@@ -27,7 +27,12 @@ struct capture_header {
 struct capture_writer;
 struct capture_reader;
 
+/* Creates path mode 0600, never through a symlink and never over anything but a regular file
+ * of this user with one link (see capture.c); err says why not. */
 struct capture_writer *capture_writer_open(const char *path, int64_t mono_to_real_ns, char *err, size_t errlen);
+/* Appends a record; -1 when it could not be written (the writer has failed, for good) or was
+ * refused: a record record_check() rejects is not written, so that the file stays readable,
+ * and the writer carries on. */
 int capture_writer_put(struct capture_writer *w, const struct msd_rec_hdr *rec);
 /* Pushes buffered records to the file, so that a writer killed later loses only what came
  * after (the reader replays a file cut at a flush point up to there). */

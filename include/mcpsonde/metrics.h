@@ -81,7 +81,10 @@ unsigned label_folder_size(const struct label_folder *lf);
 
 #define METRICS_OTHER "_other"
 
-/* The HTTP exposition: a libmicrohttpd thread serving the last published snapshot. */
+/* The HTTP exposition: a libmicrohttpd thread serving the last published snapshot. A client
+ * must send its request within 10 s of connecting (or of its previous response) and take
+ * its response within 30 s, or its connection is cut; up to 4096 connections (half of them
+ * from one address), so idle or dribbling clients cannot starve scrapes. */
 struct metrics_http;
 /* listen: "ADDR:PORT", "[ADDR6]:PORT" or ":PORT" (127.0.0.1); port 0 picks a free one. */
 struct metrics_http *metrics_http_start(const char *listen, char *err, size_t errlen);
@@ -89,6 +92,8 @@ struct metrics_http *metrics_http_start(const char *listen, char *err, size_t er
 void metrics_http_publish(struct metrics_http *h, char *text, size_t text_len, char *om, size_t om_len);
 unsigned metrics_http_port(const struct metrics_http *h);
 uint64_t metrics_http_scrapes(const struct metrics_http *h);
+/* Connections cut for missing a deadline. */
+uint64_t metrics_http_cut(const struct metrics_http *h);
 void metrics_http_stop(struct metrics_http *h);
 
 struct metrics_opts {

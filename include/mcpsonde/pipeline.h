@@ -51,6 +51,7 @@ struct pipeline_stats {
 	uint64_t logical_dropped;   /* multi-round-trip chains and tasks given up for room (calls.h) */
 	uint64_t sessions_dropped;
 	uint64_t streams_dropped;
+	uint64_t invalid_records;   /* malformed records (record_check) turned away */
 	uint64_t unmatched_responses;
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
 	/* connections (conns.h) */

@@ -35,6 +35,7 @@
 #define REPORT_VERSION 1
 #define REPORT_MAX_FILES_DEFAULT 100
 #define REPORT_MAX_BYTES_DEFAULT (4u << 20) /* uncompressed JSON; the file is smaller */
+#define REPORT_PARSE_FACTOR 32 /* tree bytes per JSON byte a read may take (real reports: ~10) */
 #define REPORT_PREFIX "mcpsonde-"
 #define REPORT_SUFFIX ".json.gz"
 
@@ -51,13 +52,17 @@ int report_dir_prepare(const char *dir, char *err, size_t errlen);
  * max_files. May trim report in place to fit max_bytes. Returns 0 and the path, or -1. */
 int report_write(const struct report_opts *o, json_t *report, const char *comm, uint32_t pid,
 		 uint64_t real_ns, char *path, size_t pathlen, char *err, size_t errlen);
-/* Reads a report (gzip or plain JSON). NULL and err on failure. */
-json_t *report_read(const char *path, char *err, size_t errlen);
+/* Reads a report (gzip or plain JSON), which may come from anywhere: one that inflates past
+ * max_bytes (0: REPORT_MAX_BYTES_DEFAULT; a report is never larger, see report_write) is
+ * refused, and the parse is bounded in depth and in memory (REPORT_PARSE_FACTOR times the
+ * text). NULL and a one-line err on failure. */
+json_t *report_read(const char *path, size_t max_bytes, char *err, size_t errlen);
 /* For a person: headline, identity, pending calls, timeline, resources, capture health,
- * stderr tail. */
+ * stderr tail. Takes any JSON: members of the wrong type count as absent, strings are cut
+ * and their control characters escaped, lists are cut to their last rows. */
 void report_render(const json_t *report, FILE *out);
-/* `mcpsonde postmortem FILE [--json]`: returns 0, or -1 and err. */
-int report_print_file(const char *path, bool json, FILE *out, char *err, size_t errlen);
+/* `mcpsonde postmortem FILE [--json] [--max-report-size N]`: returns 0, or -1 and err. */
+int report_print_file(const char *path, bool json, size_t max_bytes, FILE *out, char *err, size_t errlen);
 /* "killed by SIGSEGV (core dumped)", "exited with code 1", "killed by the OOM killer"... */
 void report_describe_exit(const json_t *exit, char *buf, size_t len);
 /* "server-everything (pid 1234) killed by SIGSEGV after 12.3 s, 1 call pending": from the

@@ -1,8 +1,7 @@
 /* fuzz_frame.c -- libFuzzer harness for framer + stream.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_frame.c src/frame.c src/stream.c -o build/fuzz_frame
- *   build/fuzz_frame -max_total_time=60 -max_len=4096
+ *   make fuzz FUZZ_SECONDS=60            (all targets)
+ *   build/fuzz/fuzz_frame -max_len=4096 build/fuzz/corpus/fuzz_frame
  *
  * Input: 4 bytes of parameters (max_frame, PRNG seed), then the byte stream. Three passes:
  *  1. the stream fed to a framer in random chunks must give exactly the frames of a simple

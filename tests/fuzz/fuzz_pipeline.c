@@ -6,11 +6,11 @@
  * the fuzzer reach the session's correlation code. Events are rendered to JSON (as the JSONL
  * sink would), checked to parse back, and dropped. A small max_frame makes oversized frames common.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_pipeline.c src/pipeline.c src/session.c src/calls.c src/stream.c src/frame.c \
- *       src/rpc.c src/event.c src/jsonw.c src/utf8.c src/scrub.c src/sink.c src/tools.c src/procfs.c -ljansson -lm \
- *       -o build/fuzz_pipeline
- *   build/fuzz_pipeline -max_total_time=60 -max_len=8192
+ * Seed (tests/fuzz/corpus/pipeline): initialize, tools/list, a call, stderr, a request left
+ * pending, then an exit by SIGSEGV.
+ *
+ *   make fuzz FUZZ_SECONDS=60            (all targets)
+ *   build/fuzz/fuzz_pipeline -max_len=8192 build/fuzz/corpus/fuzz_pipeline tests/fuzz/corpus/pipeline
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,25 +18,11 @@
 
 #include "mcpsonde/pipeline.h"
 
-/* Every rendering must be valid JSON, whatever bytes the events carry. */
-static void render_on_event(struct sink *s, const struct sonde_event *ev)
-{
-	struct event_format_opts fo = { .capture_values = true };
-	struct outbuf out = { 0 };
-	json_t *back;
-
-	(void)s;
-	event_render(&out, ev, &fo);
-	back = out.failed ? NULL : json_loadb(out.data, out.len, 0, NULL);
-	if (!out.failed && !back)
-		abort();
-	json_decref(back);
-	outbuf_free(&out);
-}
+#include "fuzz_render.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sink render = { .on_event = render_on_event };
+	struct sink render = { .on_event = fuzz_render_on_event };
 	struct sink_list sinks = { 0 };
 	uint64_t off[3] = { 0 }, ts = 1000;
 	struct pipeline_opts o;

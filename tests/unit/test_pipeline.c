@@ -785,6 +785,39 @@ static void test_only_channel_roles_are_analysed(void **state)
 	fixture_free(f);
 }
 
+/* Records that lie about their lengths (not only in files: any source) are turned away,
+ * counted and reported as a loss; the session keeps what it knew. */
+static void test_malformed_records_are_counted(void **state)
+{
+	static const char node[] = "node\0/srv/node_modules/good-server/index.js";
+	struct fixture *f = fixture_new(0);
+	struct msd_proc_rec *r = calloc(1, sizeof(*r) + 8);
+	json_t *loss;
+	(void)state;
+
+	feed_proc(f, "node", node, sizeof(node));
+	r->hdr = (struct msd_rec_hdr){ .kind = MSD_REC_PROC, .abi = MSD_ABI_VERSION, .size = sizeof(*r) + 8,
+				       .ts_ns = f->ts, .tgid = PID, .tid = PID };
+	strcpy(r->comm, "evil");
+	r->cmdline_len = 1u << 30; /* far past the 8 bytes there */
+	memcpy(r->cmdline, "evil\0arg", 8);
+	pipeline_feed(f->p, &r->hdr);
+	r->cmdline_len = 8;
+	memset(r->exe, 'A', sizeof(r->exe)); /* no NUL */
+	pipeline_feed(f->p, &r->hdr);
+	free(r);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+	assert_string_equal(str(nth(f, "call", 0), "server"), "good-server");
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 2);
+	pipeline_tick(f->p, f->ts + 1000000000ull);
+	loss = nth(f, "loss", 0);
+	assert_non_null(loss);
+	assert_string_equal(str(loss, "reason"), "invalid_record");
+	assert_int_equal(num(loss, "records"), 2);
+	fixture_free(f);
+}
+
 /* --- protocol revision 2026-07-28, logical calls, probes, lost calls ----------------- */
 
 static struct fixture *fixture_stall(uint64_t stall_ms)
@@ -1440,6 +1473,7 @@ int main(void)
 		cmocka_unit_test(test_secrets_are_masked_and_flagged),
 		cmocka_unit_test(test_redact_modes),
 		cmocka_unit_test(test_pending_count_as_of_each_event),
+		cmocka_unit_test(test_malformed_records_are_counted),
 		cmocka_unit_test(test_multi_round_trip_call),
 		cmocka_unit_test(test_task_lifecycle),
 		cmocka_unit_test(test_task_2025),

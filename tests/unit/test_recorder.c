@@ -195,7 +195,7 @@ static unsigned report_count(const char *dir)
 static json_t *read_report(const char *path)
 {
 	char err[256];
-	json_t *r = report_read(path, err, sizeof(err));
+	json_t *r = report_read(path, 0, err, sizeof(err));
 
 	if (!r)
 		fail_msg("%s", err);

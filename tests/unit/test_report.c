@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cmocka.h>
 
@@ -111,7 +112,7 @@ static void test_write_read_mode_name(void **state)
 	fclose(f);
 	assert_int_equal(magic[0], 0x1f); /* gzip */
 	assert_int_equal(magic[1], 0x8b);
-	back = report_read(path, err, sizeof(err));
+	back = report_read(path, 0, err, sizeof(err));
 	assert_non_null(back);
 	assert_true(json_equal(back, r));
 	assert_int_equal(dir_count(dir, NULL), 1); /* no temporary file left behind */
@@ -202,7 +203,7 @@ static void test_size_cap_trims_bulk_first(void **state)
 	free(big);
 
 	assert_int_equal(report_write(&o, r, "node", 1, T0_REAL, path, sizeof(path), err, sizeof(err)), 0);
-	back = report_read(path, err, sizeof(err));
+	back = report_read(path, 0, err, sizeof(err));
 	assert_non_null(back);
 	text = json_dumps(back, JSON_COMPACT);
 	assert_true(strlen(text) <= 6000);
@@ -287,7 +288,7 @@ static void test_print_file_json_and_errors(void **state)
 	(void)state;
 	assert_int_equal(report_write(&o, r, "node", 1234, T0_REAL, path, sizeof(path), err, sizeof(err)), 0);
 	f = open_memstream(&buf, &len);
-	assert_int_equal(report_print_file(path, true, f, err, sizeof(err)), 0);
+	assert_int_equal(report_print_file(path, true, 0, f, err, sizeof(err)), 0);
 	fclose(f);
 	back = json_loads(buf, 0, NULL);
 	assert_non_null(back);
@@ -296,13 +297,13 @@ static void test_print_file_json_and_errors(void **state)
 	free(buf);
 
 	snprintf(bogus, sizeof(bogus), "%s/missing.json.gz", dir);
-	assert_int_equal(report_print_file(bogus, false, stdout, err, sizeof(err)), -1);
+	assert_int_equal(report_print_file(bogus, false, 0, stdout, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "missing.json.gz"));
 	snprintf(bogus, sizeof(bogus), "%s/other.json", dir);
 	f = fopen(bogus, "w");
 	fputs("{\"hello\": 1}", f);
 	fclose(f);
-	assert_int_equal(report_print_file(bogus, false, stdout, err, sizeof(err)), -1);
+	assert_int_equal(report_print_file(bogus, false, 0, stdout, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "not an mcpsonde report"));
 	json_decref(r);
 	tmpdir_free(dir);
@@ -335,6 +336,131 @@ static void test_format_duration(void **state)
 	assert_string_equal(b, "1.5 KiB");
 }
 
+static void write_gz(const char *path, const char *text, size_t len)
+{
+	gzFile gz = gzopen(path, "wb9");
+
+	assert_non_null(gz);
+	assert_int_equal(gzwrite(gz, text, (unsigned)len), (int)len);
+	assert_int_equal(gzclose(gz), Z_OK);
+}
+
+/* A report is at most --max-report-size of JSON by construction: a small file that inflates
+ * past it (a 4.3 GB RSS postmortem once) is refused before it is parsed. */
+static void test_read_refuses_inflation_past_max(void **state)
+{
+	char *dir = tmpdir_new(), path[4096], err[256];
+	size_t len = 6u << 20;
+	char *text = malloc(len);
+	struct stat st;
+	json_t *r;
+
+	(void)state;
+	assert_non_null(text);
+	memset(text, ' ', len);
+	memcpy(text, "{\"mcpsonde_report\":1,\"pad\":0", 28);
+	text[len - 1] = '}';
+	snprintf(path, sizeof(path), "%s/bomb.json.gz", dir);
+	write_gz(path, text, len);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size < 64 * 1024);
+	assert_null(report_read(path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "inflates past 4194304 bytes"));
+	assert_non_null(strstr(err, "--max-report-size"));
+	r = report_read(path, 8u << 20, err, sizeof(err));
+	assert_non_null(r);
+	json_decref(r);
+	free(text);
+	tmpdir_free(dir);
+}
+
+/* Within the size cap, the parse is bounded too: tiny values cost ~70 bytes of tree per byte
+ * of text, and nesting is limited. */
+static void test_read_bounds_the_parse(void **state)
+{
+	char *dir = tmpdir_new(), path[4096], err[256];
+	size_t len = 3u << 20, i = 0;
+	char *text = malloc(len + 8);
+
+	(void)state;
+	assert_non_null(text);
+	i += (size_t)sprintf(text, "{\"mcpsonde_report\":1,\"a\":[");
+	while (i < len)
+		i += (size_t)sprintf(text + i, "{},");
+	i += (size_t)sprintf(text + i, "{}]}");
+	snprintf(path, sizeof(path), "%s/objects.json", dir);
+	write_gz(path, text, i);
+	assert_null(report_read(path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "would take more than"));
+
+	i = 0;
+	i += (size_t)sprintf(text, "{\"mcpsonde_report\":1,\"a\":");
+	while (i < 100000)
+		text[i++] = '[';
+	while (i < 200000)
+		text[i++] = ']';
+	text[i++] = '}';
+	snprintf(path, sizeof(path), "%s/deep.json", dir);
+	write_gz(path, text, i);
+	assert_null(report_read(path, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a report"));
+	free(text);
+	tmpdir_free(dir);
+}
+
+/* A report of any shape renders without crashing: wrong types count as absent, numbers out
+ * of range are clamped, control characters are escaped, and output stays bounded however
+ * long the lists and strings are. */
+static void test_render_any_shape(void **state)
+{
+	json_t *r = json_pack("{s:i, s:[], s:s, s:{}, s:i, s:s, s:[i], s:i}", "mcpsonde_report", 1, "process",
+			      "exit", "nope", "pending_calls", "frames", 3, "timeline", "x", "resources", 1,
+			      "capture_health", 5);
+	json_t *tl = json_array(), *pending = json_array(), *by = json_object(), *proc, *exit, *bigstr;
+	json_t *forged = json_string("forged\nline");
+	char *out, *big = malloc(1u << 20);
+	size_t i;
+
+	(void)state;
+	out = render(r);
+	assert_non_null(strstr(out, "? (pid 0) exited (unknown)"));
+	free(out);
+	json_decref(r);
+
+	memset(big, 'A', 1u << 20);
+	big[(1u << 20) - 1] = '\0';
+	bigstr = json_string(big); /* shared: one MiB, not one per entry */
+	for (i = 0; i < 100000; i++) {
+		json_array_append_new(tl, json_pack("{s:f, s:s, s:O}", "t", i ? -1e300 : 1e300, "kind", "\x1b[31mred",
+						    "summary", i % 2 ? forged : bigstr));
+		json_array_append_new(pending, i % 3 ? json_pack("{s:s, s:i}", "method", "\a" "bell", "age_s", -5)
+						     : json_string("not an object"));
+		if (i < 1000)
+			json_object_set_new(by, big + (1u << 20) - 3000 + i, json_pack("{s:f, s:f}", "records", 1e300, "bytes", -1e300));
+	}
+	proc = json_pack("{s:s, s:f, s:f, s:s}", "name", "srv\x1b]0;title\x07", "pid", -1e300, "uptime_s", 1e308,
+			 "cmdline", big);
+	exit = json_pack("{s:f, s:f, s:f}", "exit_code", 1e300, "signal", -1e300, "pending_calls", 1e300);
+	r = json_pack("{s:i, s:o, s:o, s:o, s:o, s:{s:b, s:o}, s:{s:s, s:f}}", "mcpsonde_report", 1, "process", proc,
+		      "exit", exit, "timeline", tl, "pending_calls", pending, "capture_health", "lost", 1,
+		      "loss_by_reason", by, "stderr", "tail", big, "lines_seen", 1e300);
+	assert_non_null(r);
+	json_decref(bigstr);
+	json_decref(forged);
+	out = render(r);
+	assert_true(strlen(out) < (2u << 20));
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\x07'));
+	assert_non_null(strstr(out, "srv\\x1b]0;title\\x07 (pid 0)"));
+	assert_non_null(strstr(out, "\\x1b[31mred"));
+	assert_non_null(strstr(out, "forged\\nline"));
+	assert_non_null(strstr(out, "... 99744 more"));
+	assert_non_null(strstr(out, "99744 earlier entries"));
+	free(out);
+	json_decref(r);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +474,9 @@ int main(void)
 		cmocka_unit_test(test_print_file_json_and_errors),
 		cmocka_unit_test(test_unwritable_dir_fails_cleanly),
 		cmocka_unit_test(test_format_duration),
+		cmocka_unit_test(test_read_refuses_inflation_past_max),
+		cmocka_unit_test(test_read_bounds_the_parse),
+		cmocka_unit_test(test_render_any_shape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
