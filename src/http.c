@@ -86,6 +86,8 @@ struct http_ex {
 	bool req_active;          /* its request is still being parsed */
 	bool resp_active;         /* its response is being parsed (head seen, end not) */
 	bool reported;            /* REQUEST or RESPONSE was reported: END will be */
+	bool response_gap;        /* the response side lost bytes while it waited: its
+				   * response may have been among them */
 };
 
 struct http_side {
@@ -1770,8 +1772,11 @@ void http_conn_gap(struct http_conn *c, enum msd_dir dir, uint64_t lost_bytes)
 	} else if (s->in_message) {
 		side_abandon_message(s, HTTP_END_LOST);
 	}
-	if (side_may_respond(s))
+	if (side_may_respond(s)) {
 		s->after_gap = true;
+		for (unsigned i = 0; i < c->npending; i++)
+			c->pending[i]->response_gap = true;
+	}
 	s->resume_sse = resume || (!c->opts.from_start && !c->http_seen);
 	side_resync_begin(s, true);
 	conn_settle(c);
@@ -1846,7 +1851,8 @@ void http_conn_close(struct http_conn *c, uint64_t ts_ns)
 		struct http_ex *x = c->pending[0];
 
 		pending_remove(c, x);
-		ex_settle(c, x, HTTP_END_CANCELLED);
+		/* Closed before its response: the client gave up, unless the capture lost it. */
+		ex_settle(c, x, x->response_gap ? HTTP_END_LOST : HTTP_END_CANCELLED);
 	}
 }
 

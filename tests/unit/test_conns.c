@@ -494,6 +494,71 @@ static void test_two_clients_same_ids(void **state)
 	fixture_free(f);
 }
 
+/* A POST of one tools/call, with a session, on connection conn of the server. */
+static void post_call(struct fixture *f, uint64_t conn, int id, uint64_t *ts)
+{
+	char req[512], body[128];
+	int blen = snprintf(body, sizeof(body),
+			    "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}", id);
+	int n = snprintf(req, sizeof(req),
+			 "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nMcp-Session-Id: s1\r\n"
+			 "Content-Length: %d\r\n\r\n%s", blen, body);
+
+	conn_event(f, conn, MSD_CONN_ACCEPT, ++*ts, false);
+	conn_data(f, conn, MSD_DIR_READ, ++*ts, req, (size_t)n);
+}
+
+/* HTTP outcomes seen by the server: a call refused 401 (auth) and 503 without a JSON-RPC
+ * answer is http_error with the status, its exchange a failed http event; a call whose
+ * client closed the connection before any response is cancelled; one whose response may
+ * have been in a capture gap is lost (with a loss event of the connection) once no answer
+ * came within the stall threshold: never an error, never cancelled. */
+static void test_http_outcomes(void **state)
+{
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n"
+				 "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}  ";
+	static const char unauthorized[] = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n";
+	static const char unavailable[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+					  "Content-Length: 4\r\n\r\nbusy";
+	struct fixture *f = fixture_new();
+	uint64_t ts = 3000000000ull;
+	json_t *e;
+
+	(void)state;
+	post_call(f, 1, 1, &ts);
+	conn_data(f, 1, MSD_DIR_WRITE, ++ts, unauthorized, sizeof(unauthorized) - 1);
+	post_call(f, 2, 2, &ts);
+	conn_data(f, 2, MSD_DIR_WRITE, ++ts, unavailable, sizeof(unavailable) - 1);
+	post_call(f, 3, 3, &ts);
+	conn_eof(f, 3, ++ts);
+	conn_event(f, 3, MSD_CONN_CLOSE, ++ts, false);
+	post_call(f, 4, 4, &ts);
+	conn_data(f, 4, MSD_DIR_WRITE, ++ts, ok, sizeof(ok) - 1);
+	post_call(f, 5, 5, &ts);
+	f->off[5][MSD_DIR_WRITE] += 71; /* the record of the response's head never arrived */
+	conn_data(f, 5, MSD_DIR_WRITE, ++ts, "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}", 36);
+	conn_event(f, 5, MSD_CONN_CLOSE, ++ts, false);
+	pipeline_tick(f->p, ts + 31000000000ull); /* a call whose answer may be lost: lost at the stall threshold */
+	pipeline_finish(f->p, ts + 31000000001ull);
+
+	e = call_of(f, "1", "client_to_server", "s1");
+	assert_string_equal(str(e, "status"), "http_error");
+	assert_int_equal(json_integer_value(json_object_get(e, "http_status")), 401);
+	assert_string_equal(str(http_failed(f, 401), "mcp_method"), "tools/call");
+	e = call_of(f, "2", "client_to_server", "s1");
+	assert_string_equal(str(e, "status"), "http_error");
+	assert_int_equal(json_integer_value(json_object_get(e, "http_status")), 503);
+	http_failed(f, 503);
+	assert_string_equal(str(call_of(f, "3", "client_to_server", "s1"), "status"), "cancelled");
+	e = call_of(f, "4", "client_to_server", "s1");
+	assert_string_equal(str(e, "status"), "ok");
+	assert_int_equal(json_integer_value(json_object_get(e, "http_status")), 200);
+	assert_string_equal(str(call_of(f, "5", "client_to_server", "s1"), "status"), "lost");
+	assert_true(count_type(f, "loss") >= 1);
+	assert_int_equal(count_type(f, "invalid"), 0);
+	fixture_free(f);
+}
+
 /* A connection that is not HTTP (a database, an echo service) and one that is HTTP without
  * JSON-RPC (a health check, a REST API): set aside, the kernel told, no event at all. */
 static void test_connections_without_mcp(void **state)
@@ -532,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_recorded_resume),
 		cmocka_unit_test(test_recorded_gzip),
 		cmocka_unit_test(test_two_clients_same_ids),
+		cmocka_unit_test(test_http_outcomes),
 		cmocka_unit_test(test_connections_without_mcp),
 	};
 
