@@ -163,12 +163,13 @@ test('sse mode (HTTP+SSE, 2024-11-05): every answer is correlated from the GET s
 	}
 });
 
-test('curl: a malformed body, an unknown session, a body over the limit', { timeout: TIMEOUT }, async () => {
+test('curl: a malformed body, an unknown session, a body over the limit, a wrong token', { timeout: TIMEOUT }, async () => {
 	const srv = await startHttpServer('everything', 'streamableHttp');
-	const v2 = await startHttpServer('v2', undefined, { MAX_BODY: String(64 * 1024) });
+	const v2 = await startHttpServer('v2', undefined, { MAX_BODY: String(64 * 1024), TOKEN: 'right-token' });
+	const metricsPort = await freePort();
 	let sonde;
 	try {
-		sonde = await spawnSonde(['attach', '-p', String(srv.pid), '-p', String(v2.pid), '--json']);
+		sonde = await spawnSonde(['attach', '-p', String(srv.pid), '-p', String(v2.pid), '--json', '--metrics', `127.0.0.1:${metricsPort}`]);
 		const url = `http://127.0.0.1:${srv.port}/mcp`;
 		const malformed = await curlPost(url, '{"jsonrpc":"2.0","id":1,"method":"tools/list",');
 		assert.equal(malformed.status, 400);
@@ -177,9 +178,14 @@ test('curl: a malformed body, an unknown session, a body over the limit', { time
 		assert.equal(unknown.status, 400, 'server-everything routes an unknown session to 400 itself');
 		const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
 		const big = JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'ok', arguments: { text: 'x'.repeat(100000) }, _meta: meta } });
-		const tooBig = await curlPost(`http://127.0.0.1:${v2.port}/mcp`, big, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'ok' });
+		const v2Headers = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'ok', authorization: 'Bearer right-token' };
+		const tooBig = await curlPost(`http://127.0.0.1:${v2.port}/mcp`, big, v2Headers);
 		assert.equal(tooBig.status, 413);
-		await waitForEvents(sonde, (evs) => evs.filter((e) => e.type === 'http').length >= 3, 10000);
+		const small = JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'ok', arguments: { text: 'hi' }, _meta: meta } });
+		const denied = await curlPost(`http://127.0.0.1:${v2.port}/mcp`, small, { ...v2Headers, authorization: 'Bearer wrong-token' });
+		assert.equal(denied.status, 401);
+		await waitForEvents(sonde, (evs) => evs.filter((e) => e.type === 'http').length >= 4, 10000);
+		const metrics = await scrapeUntil(metricsPort, (m) => metricSum(m, 'mcpsonde_http_auth_failures_total') >= 1);
 		const events = await stopSonde(sonde);
 
 		// The malformed body is the client's invalid frame; the server's answer without id says
@@ -197,6 +203,17 @@ test('curl: a malformed body, an unknown session, a body over the limit', { time
 		assert.equal(bigCall.status, 'error');
 		assert.equal(bigCall.http_status, 413);
 		assert.equal(http(v2.pid, 413).mcp_method, 'tools/call');
+		const deniedCall = calls(events).find((e) => e.pid === v2.pid && e.id === 4);
+		assert.equal(deniedCall.status, 'http_error');
+		assert.equal(deniedCall.http_status, 401);
+		assert.equal(http(v2.pid, 401).failed, true);
+		const sent = JSON.stringify(events);
+		assert.ok(!sent.includes('wrong-token') && !sent.includes('right-token'), 'a token in the events');
+
+		const op = 'mcp_server_operation_duration_seconds_count';
+		assert.equal(metricSum(metrics, 'mcpsonde_http_auth_failures_total', { http_response_status_code: '401' }), 1);
+		assert.equal(metricSum(metrics, op, { gen_ai_tool_name: 'ok', error_type: '401' }), 1);
+		assert.equal(metricSum(metrics, 'mcpsonde_http_exchanges_total', { http_request_method: 'POST', http_response_status_code: '413' }), 1);
 	} finally {
 		killSonde(sonde);
 		await srv.close();

@@ -2,7 +2,8 @@
 // over HTTP by its createMcpHandler: protocol revision 2026-07-28, stateless (no sessions, a
 // response per POST, Mcp-Method and Mcp-Name headers checked against the body), with the
 // SDK's stateless fallback for 2025-era clients. Listens on 127.0.0.1:0 at /mcp and tells its
-// port on the IPC channel. MAX_BODY: the largest request body it reads (bytes).
+// port on the IPC channel. MAX_BODY: the largest request body it reads (bytes). TOKEN: the
+// bearer token a request must carry, else 401 (as a server behind OAuth answers).
 //
 // Tools: ok {text}; fail {} (isError); slow {ms, steps} with progress notifications;
 // side {echoPort, httpPort}: this process talks to a TCP service (a Redis-like PING) and to
@@ -80,6 +81,10 @@ const handler = createMcpHandler(makeServer, {
 // node:http <-> the handler's fetch face: the request read whole, the response streamed (an
 // SSE body chunk by chunk, as it is produced).
 const httpServer = http.createServer(async (req, res) => {
+	if (process.env.TOKEN && req.headers.authorization !== `Bearer ${process.env.TOKEN}`) {
+		res.writeHead(401, { 'www-authenticate': 'Bearer realm="mcp"', 'content-type': 'application/json' });
+		return res.end('{"error":"invalid_token"}');
+	}
 	const chunks = [];
 	for await (const c of req) chunks.push(c);
 	const controller = new AbortController();
