@@ -135,16 +135,17 @@ test('streamableHttp: two concurrent sessions, progress over SSE, a resumed stre
 	}
 });
 
-test('sse mode (HTTP+SSE, 2024-11-05): every answer is correlated from the GET stream', { timeout: TIMEOUT }, async () => {
+test('sse mode (HTTP+SSE, 2024-11-05): every answer is correlated from the GET stream, which is no stall', { timeout: TIMEOUT }, async () => {
 	const srv = await startHttpServer('everything', 'sse');
 	let sonde, client;
 	try {
-		sonde = await startSonde(srv.pid);
+		sonde = await startSonde(srv.pid, ['--stall-timeout', '1']);
 		const transport = new SSEClientTransport(new URL(`http://127.0.0.1:${srv.port}/sse`));
 		const log = new ClientLog(transport);
 		client = newClient();
 		await client.connect(transport);
 		await work({ client }, 'sse');
+		await sleep(2500); // the GET stream and the POST connection stay open, idle
 		await client.close();
 		await waitForEvents(sonde, (evs) => calls(evs).length >= log.requests.length, 10000);
 		const events = await stopSonde(sonde);
@@ -156,6 +157,11 @@ test('sse mode (HTTP+SSE, 2024-11-05): every answer is correlated from the GET s
 			assert.equal(e.http_status, 200, 'the answer came on the GET stream, not with the POST\'s 202');
 		}
 		assert.equal(events.filter((e) => e.type === 'invalid').length, 0);
+		// A stall is a call that waited past the threshold, never an open stream.
+		for (const st of events.filter((e) => e.type === 'stall')) {
+			const r = log.requests.find((q) => JSON.stringify(q.id) === JSON.stringify(st.id));
+			assert.ok(r && r.rtt_ms >= 1000, `a stall that no call explains: ${JSON.stringify(st)}`);
+		}
 	} finally {
 		await client?.close().catch(() => {});
 		killSonde(sonde);
