@@ -401,11 +401,12 @@ static void exchange_end(struct pconn *c, const struct http_exchange *ex)
 		for (unsigned i = 0; why >= 0 && i < x->nids; i++)
 			ev.http.unanswered += session_on_unanswered(c->sess, &via, x->ids[i], (enum session_unanswered)why,
 								    ev.ts_ns);
-		pexchange_remove(c, x);
 	}
 	ev.http.failed = ex->status >= 400 || ev.http.unanswered > 0 || (!ex->status && ev.http.requests > 0);
 	ev.net = &c->net;
 	session_emit(c->sess, &ev);
+	if (x) /* after the event, which may name its method */
+		pexchange_remove(c, x);
 }
 
 static void conn_on_exchange(void *ctx, const struct http_exchange *ex, enum http_phase phase)
