@@ -425,3 +425,33 @@ test('an HTTP server killed with a call pending: the orphaned call and its conne
 		fs.rmSync(dir, { recursive: true, force: true });
 	}
 });
+
+test('attached to a shell whose curl children call a server: sendto/recvfrom, the calls on the client side', { timeout: TIMEOUT }, async () => {
+	const srv = await startHttpServer('v2');
+	const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+	const body = (id, name) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {}, _meta: meta } });
+	// curl writes a request with sendto and reads its answer with recvfrom; its output goes to
+	// /dev/null, not to the shell's stdout (which mcpsonde would read as a stdio channel).
+	const script = 'read go; for b in "$B1:ok" "$B2:fail"; do '
+		+ 'curl -sS -o /dev/null -X POST "$URL" -H "content-type: application/json" -H "accept: application/json, text/event-stream" '
+		+ '-H "mcp-protocol-version: 2026-07-28" -H "mcp-method: tools/call" -H "mcp-name: ${b##*:}" --data-binary "${b%:*}"; done';
+	const sh = spawn('sh', ['-c', script], {
+		env: { ...process.env, URL: `http://127.0.0.1:${srv.port}/mcp`, B1: body(1, 'ok'), B2: body(2, 'fail') },
+		stdio: ['pipe', 'ignore', 'inherit'],
+	});
+	const done = new Promise((r) => sh.once('exit', r));
+	let sonde;
+	try {
+		sonde = await startSonde(sh.pid);
+		sh.stdin.write('go\n');
+		await Promise.race([done, deadline(20000)]);
+		await waitForEvents(sonde, (evs) => calls(evs).length >= 2, 10000);
+		const events = await stopSonde(sonde);
+		const got = calls(events).map((e) => [e.id, e.method, e.tool, e.status, e.http_status, e.net?.side, e.net?.server_port, e.pid !== sh.pid]);
+		assert.deepEqual(got, [[1, 'tools/call', 'ok', 'ok', 200, 'client', srv.port, true], [2, 'tools/call', 'fail', 'tool_error', 200, 'client', srv.port, true]]);
+	} finally {
+		killSonde(sonde);
+		killPid(sh.pid);
+		await srv.close();
+	}
+});
