@@ -62,10 +62,17 @@ const workloads = [...new Set(main.map((r) => r.workload))];
 const conditions = CONDITIONS.filter((c) => main.some((r) => r.condition === c));
 const by = (w, c) => main.filter((r) => r.workload === w && r.condition === c && ok(r));
 
-// Paired ratio: run / the "none" run of the same workload and repetition.
-function ratio(w, c) {
+// Paired ratios: each run / the "none" run of the same workload and repetition.
+function ratios(w, c) {
 	const base = new Map(by(w, 'none').map((r) => [r.rep, r.client.msgs_per_s]));
-	return median(by(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep)));
+	return by(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep));
+}
+const ratio = (w, c) => median(ratios(w, c));
+// The median with the spread of the paired ratios (min-max) when there are several.
+function fmtRatios(xs) {
+	const v = xs.filter((x) => Number.isFinite(x));
+	if (v.length < 2) return fmtRatio(median(v));
+	return `${fmtRatio(median(v))} (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)})`;
 }
 
 // What one mcpsonde run cost and saw.
@@ -127,13 +134,13 @@ p();
 
 p('## Throughput');
 p();
-p('Median messages/s (request + response) with no observer, and the median of paired ratios to it under each condition (1.00x = no cost).');
+p('Median messages/s (request + response) with no observer, and the median of paired ratios to it under each condition (1.00x = no cost), with their spread over the repetitions (min-max) in parentheses.');
 p();
 p(`| workload | ${conditions.map((c) => (c === 'none' ? 'no observer (msgs/s)' : COND_TITLE[c])).join(' | ')} |`);
 p(`|---|${conditions.map(() => '---:').join('|')}|`);
 for (const w of workloads) {
 	const cells = conditions.map((c) =>
-		c === 'none' ? fmtRate(median(by(w, 'none').map((r) => r.client.msgs_per_s))) : fmtRatio(ratio(w, c)));
+		c === 'none' ? fmtRate(median(by(w, 'none').map((r) => r.client.msgs_per_s))) : fmtRatios(ratios(w, c)));
 	p(`| ${title(w)} | ${cells.join(' | ')} |`);
 }
 p();

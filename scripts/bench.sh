@@ -48,6 +48,7 @@ do_ramp=1
 do_sdk=1
 bpf_stats=1
 keep=0
+sonde_args=
 out=$REPO/bench/results.md
 cmdline="$0 $*"
 
@@ -66,6 +67,7 @@ usage: scripts/bench.sh [options]
   --no-ramp, --no-sdk, --no-bpf-stats
   --out FILE          the Markdown table (default bench/results.md)
   --keep              keep the work directory (raw JSON, mcpsonde and strace output)
+  --sonde-args ARGS   extra options for mcpsonde attach (e.g. "--ringbuf-mb 64"; for development)
 EOF
 }
 
@@ -85,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--no-bpf-stats) bpf_stats=0 ;;
 	--out) out=$2; shift ;;
 	--keep) keep=1 ;;
+	--sonde-args) sonde_args=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -277,6 +280,21 @@ stop_child() { # SIGINT, then SIGKILL after 10 s; its exit status in $reaped
 	reap "$1"
 }
 
+# mcpsonde exits at once and leaves the kernel's removal of its tracepoints (1-2 s) to a
+# child that holds its programs: the next run must not start while they still run.
+progs_gone() {
+	local id
+	for id in $1; do
+		! bpftool prog show id "$id" >/dev/null 2>&1 || return 1
+	done
+}
+stop_sonde() { # stop_child, then wait (10 s at most) until its BPF programs are gone
+	local ids
+	ids=$(bpf_progs "$1" | awk '{ print $1 }')
+	stop_child "$1"
+	wait_until 10 progs_gone "$ids" || log "mcpsonde's BPF programs still loaded 10 s after it exited"
+}
+
 # run_one ID COND REP [RATE]: one run of workload ID under COND; appends one JSON line to $raw.
 # ID: pump/TRANSPORT/SIZE/wWINDOW or sdk/wWINDOW.
 run_one() {
@@ -315,7 +333,7 @@ run_one() {
 			else
 				target=$spid
 			fi
-			"$SONDE" attach -p "$target" --json >"$d/sonde.jsonl" 2>"$d/sonde.err" &
+			"$SONDE" attach -p "$target" --json $sonde_args >"$d/sonde.jsonl" 2>"$d/sonde.err" &
 			mpid=$!
 			children[$mpid]=1
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
@@ -387,10 +405,10 @@ run_one() {
 			bpf1=$(bpf_progs "$mpid")
 			bpf=$(bpf_delta_json "$bpf0" "$bpf1") # names while the programs exist
 			bpf_stats_check || bpf='"disabled during the run"'
-			stop_child "$mpid"
+			stop_sonde "$mpid"
 			sonde=$(sonde_json "$d/sonde.jsonl" "$cpu0" "$cpu1" "$hwm" "$bpf" "$lag_ms" "$reaped")
 		else
-			stop_child "$mpid"
+			stop_sonde "$mpid"
 			[ -n "$err" ] || err="mcpsonde died during the run (exit $reaped): $(tail -c 300 "$d/sonde.err")"
 		fi
 	fi

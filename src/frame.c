@@ -16,7 +16,10 @@
  *   told whole: dropped). While resync is set, bytes up to and including the next newline are
  *   dropped: the line is known to be lost.
  * - Once a line is cut, its head (buf) is closed and its tail window holds only bytes from
- *   after the cut: head and tail are each contiguous, never spliced across the cut. */
+ *   after the cut: head and tail are each contiguous, never spliced across the cut.
+ * - held is what the budget was charged for this framer: buf's capacity, the tail window, and
+ *   its stream's out-of-order records (stream.c charges those). Every allocation is charged
+ *   before it is kept and uncharged when freed; eviction frees only buf and the window. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +39,42 @@ void framer_init(struct framer *fr, size_t max_frame)
 	fr->max_frame = max_frame ? max_frame : 1;
 }
 
+void framer_set_budget(struct framer *fr, struct frame_budget *b)
+{
+	fr->budget = b;
+}
+
+/* The tail window's size, allocated or not. */
+static size_t framer_window_bytes(const struct framer *fr)
+{
+	return 2 * (framer_edge(fr) + 1);
+}
+
+/* What evicting fr would free. */
+static size_t framer_evictable(const struct framer *fr)
+{
+	return fr->cap + (fr->tail ? framer_window_bytes(fr) : 0);
+}
+
+void framer_uncharge(struct framer *fr, size_t n)
+{
+	struct frame_budget *b = fr->budget;
+
+	if (!b || !n)
+		return;
+	fr->held -= n;
+	b->used -= n;
+	if (fr->held)
+		return;
+	if (fr->bprev)
+		fr->bprev->bnext = fr->bnext;
+	else
+		b->holders = fr->bnext;
+	if (fr->bnext)
+		fr->bnext->bprev = fr->bprev;
+	fr->bprev = fr->bnext = NULL;
+}
+
 /* Forgets the partial line. Keeps the line buffer for reuse; the tail window exists only while
  * an oversized line is read. */
 static void framer_clear_line(struct framer *fr)
@@ -44,6 +83,8 @@ static void framer_clear_line(struct framer *fr)
 	fr->wire_len = 0;
 	fr->oversized = false;
 	fr->cut = false;
+	if (fr->tail)
+		framer_uncharge(fr, framer_window_bytes(fr));
 	free(fr->tail);
 	fr->tail = NULL;
 	fr->tail_len = 0;
@@ -74,13 +115,74 @@ size_t framer_pending(const struct framer *fr)
 	return (size_t)fr->wire_len;
 }
 
+/* The budget needs room: fr's partial line is given up (counted), its memory freed. */
+static void framer_evict(struct framer *fr)
+{
+	if (fr->wire_len) {
+		fr->stats.budget_dropped++;
+		fr->stats.budget_dropped_bytes += fr->wire_len;
+		framer_abandon(fr);
+	}
+	framer_uncharge(fr, fr->cap);
+	free(fr->buf);
+	fr->buf = NULL;
+	fr->cap = 0;
+}
+
+/* The holder with the most to free, if it has more than fr: largest first, and a requester
+ * larger than every other holder pays for itself. */
+static struct framer *budget_victim(const struct frame_budget *b, const struct framer *fr)
+{
+	struct framer *best = NULL;
+	size_t most = framer_evictable(fr);
+
+	for (struct framer *h = b->holders; h; h = h->bnext) {
+		size_t e = framer_evictable(h);
+
+		if (h != fr && e > most) {
+			best = h;
+			most = e;
+		}
+	}
+	return best;
+}
+
+bool framer_charge(struct framer *fr, size_t n)
+{
+	struct frame_budget *b = fr->budget;
+
+	if (!b || !n)
+		return true;
+	while (b->used + n > b->limit) {
+		struct framer *v = budget_victim(b, fr);
+
+		if (!v)
+			return false;
+		framer_evict(v);
+	}
+	if (!fr->held) {
+		fr->bprev = NULL;
+		fr->bnext = b->holders;
+		if (b->holders)
+			b->holders->bprev = fr;
+		b->holders = fr;
+	}
+	fr->held += n;
+	b->used += n;
+	if (b->used > b->peak)
+		b->peak = b->used;
+	return true;
+}
+
 void framer_free(struct framer *fr)
 {
+	framer_uncharge(fr, fr->held);
 	free(fr->buf);
 	free(fr->tail);
 	memset(fr, 0, sizeof(*fr));
 }
 
+/* Grows buf to hold need bytes. False without memory or room in the budget. */
 static bool framer_reserve(struct framer *fr, size_t need)
 {
 	size_t limit = fr->max_frame + 1;
@@ -93,9 +195,13 @@ static bool framer_reserve(struct framer *fr, size_t need)
 		cap *= 2;
 	if (cap > limit)
 		cap = limit;
-	buf = realloc(fr->buf, cap);
-	if (!buf)
+	if (!framer_charge(fr, cap - fr->cap))
 		return false;
+	buf = realloc(fr->buf, cap);
+	if (!buf) {
+		framer_uncharge(fr, cap - fr->cap);
+		return false;
+	}
 	fr->buf = buf;
 	fr->cap = cap;
 	return true;
@@ -118,21 +224,36 @@ static void framer_window_append(struct framer *fr, const char *p, size_t n)
 	fr->tail_len += n;
 }
 
-/* The buffered line outgrew max_frame + 1: keep its head in buf and its end in the window. */
+/* The buffered line outgrew max_frame + 1 (or the budget): keep its head in buf, shrunk to
+ * it, and its end in the window. */
 static bool framer_enter_oversized(struct framer *fr)
 {
 	size_t edge = framer_edge(fr);
 	size_t keep = fr->len < edge + 1 ? fr->len : edge + 1;
+	char *tail;
 
 	if (!framer_reserve(fr, edge))
 		return false;
-	fr->tail = malloc(2 * (edge + 1));
-	if (!fr->tail)
+	if (!(tail = malloc(framer_window_bytes(fr))))
 		return false;
-	memcpy(fr->tail, fr->buf + fr->len - keep, keep);
-	fr->tail_len = keep;
+	memcpy(tail, fr->buf + fr->len - keep, keep);
 	if (fr->len > edge)
 		fr->len = edge;
+	if (fr->cap > edge) {
+		char *buf = realloc(fr->buf, edge);
+
+		if (buf) {
+			framer_uncharge(fr, fr->cap - edge);
+			fr->buf = buf;
+			fr->cap = edge;
+		}
+	}
+	if (!framer_charge(fr, framer_window_bytes(fr))) {
+		free(tail);
+		return false;
+	}
+	fr->tail = tail;
+	fr->tail_len = keep;
 	fr->oversized = true;
 	return true;
 }
@@ -153,11 +274,15 @@ static bool framer_append(struct framer *fr, const char *p, size_t n, uint64_t t
 		if (fr->suspect && fr->len + n > fr->max_frame + 1)
 			goto fail;
 		if (fr->len + n <= fr->max_frame + 1) {
-			if (!framer_reserve(fr, fr->len + n))
+			if (framer_reserve(fr, fr->len + n)) {
+				memcpy(fr->buf + fr->len, p, n);
+				fr->len += n;
+				return true;
+			}
+			/* No room: a line long enough for a head and a tail apart keeps them. */
+			if (fr->suspect || fr->len <= framer_window_bytes(fr))
 				goto fail;
-			memcpy(fr->buf + fr->len, p, n);
-			fr->len += n;
-			return true;
+			fr->stats.budget_cut++;
 		}
 		if (!framer_enter_oversized(fr))
 			goto fail;

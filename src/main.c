@@ -6,8 +6,10 @@
  *   mcpsonde postmortem REPORT [--json]            a crash report, for a person
  *
  * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
- * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). Nothing is pinned
- * or left behind: the kernel drops the BPF programs when this process goes, however it goes. */
+ * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). It drains the ring a
+ * bounded slice at a time, so that however fast records come, signals, timers and metrics are
+ * served between slices. Nothing is pinned or left behind: the kernel drops the BPF programs
+ * when this process goes, however it goes. */
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +36,10 @@
 
 #define MAX_PIDS 64
 #define TICK_NS 100000000ull
+#define DRAIN_SLICE_NS 20000000ull /* records analysed per turn of the loop, at most this long */
+/* From a stop (SIGINT, or the last process gone) to the end: what the ring buffer holds is
+ * analysed for at most this long; the rest is counted as lost. */
+#define STOP_DRAIN_NS 500000000ull
 #define LIVE_MAX 4096
 
 enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM };
@@ -99,6 +105,7 @@ enum opt_key {
 	OPT_REDACT,
 	OPT_HOST_ROOT,
 	OPT_COMPAT,
+	OPT_MEMORY_BUDGET,
 };
 
 static const char doc[] =
@@ -120,6 +127,7 @@ static const struct argp_option options[] = {
 	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
 	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
+	{ "memory-budget", OPT_MEMORY_BUDGET, "MIB", 0, "Bytes of unfinished messages all streams may hold together (default 256)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
 	{ "blocked-write-timeout", OPT_BLOCKED_WRITE, "SEC", 0, "Report writes blocked this long (default 5)", 0 },
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
@@ -206,6 +214,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		if (parse_u64(arg, 1, 1024, &v) < 0 || (v & (v - 1)))
 			argp_error(state, "--ringbuf-mb: expected a power of two between 1 and 1024: %s", arg);
 		cli->ringbuf_bytes = (size_t)v << 20;
+		break;
+	case OPT_MEMORY_BUDGET:
+		if (parse_u64(arg, 4, 1u << 20, &v) < 0)
+			argp_error(state, "--memory-budget: expected MiB between 4 and 1048576: %s", arg);
+		cli->popts.memory_budget = (size_t)v << 20;
 		break;
 	case OPT_STALL:
 	case OPT_BLOCKED_WRITE:
@@ -622,7 +635,8 @@ static int run_live(struct cli *cli)
 	live_describe(cli, attrib);
 
 	while (!stop) {
-		int n = epoll_wait(epfd, events, 4, -1);
+		/* Records still waiting: look at the other fds without waiting, then go on. */
+		int n = epoll_wait(epfd, events, 4, source_live_behind(c.src) ? 0 : -1);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -640,10 +654,11 @@ static int run_live(struct cli *cli)
 
 				if (read(tfd, &expirations, sizeof(expirations)) < 0)
 					continue;
-				source_live_poll(c.src, live_on_record, &c);
 				live_check_drops(&c, now);
-				if (c.pipe)
+				if (c.pipe) {
+					pipeline_set_behind(c.pipe, source_live_behind(c.src));
 					pipeline_tick(c.pipe, now);
+				}
 				if (++ticks % 10 == 0) {
 					/* The scan walks every task of the machine in the kernel. */
 					if (c.pipe && cli->popts.blocked_write_ns)
@@ -652,11 +667,13 @@ static int run_live(struct cli *cli)
 					if (c.writer && capture_writer_flush(c.writer) < 0)
 						c.write_failed = true;
 				}
-			} else {
-				source_live_poll(c.src, live_on_record, &c);
-				if (c.pipe)
-					pipeline_tick(c.pipe, clock_mono_ns());
 			}
+			/* The ring buffer's fd: the slice below takes what waits. */
+		}
+		source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + DRAIN_SLICE_NS);
+		if (c.pipe) {
+			pipeline_set_behind(c.pipe, source_live_behind(c.src));
+			pipeline_tick(c.pipe, clock_mono_ns());
 		}
 		/* Out before waiting again: one write per drain, and nothing held back while idle. */
 		sinks_flush(&sinks);
@@ -665,7 +682,9 @@ static int run_live(struct cli *cli)
 		if (c.live.n == 0 && !cli->metrics_listen)
 			stop = true;
 	}
-	source_live_poll(c.src, live_on_record, &c);
+	source_live_stop(c.src);
+	source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + STOP_DRAIN_NS);
+	source_live_abandon(c.src);
 	live_check_drops(&c, clock_mono_ns());
 	if (c.pipe)
 		pipeline_finish(c.pipe, clock_mono_ns());

@@ -38,6 +38,7 @@ struct pstream {
 	enum msd_role role;
 	struct stream s;
 	struct stream_stats reported; /* losses already turned into EV_LOSS */
+	struct framer_stats budget_reported; /* the framer's budget_* already turned into EV_LOSS */
 	uint64_t held_since_ns; /* 0 when nothing is held */
 	uint64_t backlog_since_ns; /* MCP out: first short write since the last complete one */
 	uint64_t backlog_bytes;    /* what the latest short write could not move */
@@ -59,7 +60,10 @@ struct pipeline {
 	unsigned nstreams;
 	struct psession *sessions;
 	unsigned nsessions;
+	struct frame_budget budget; /* every stream's buffered bytes together */
 	unsigned nheld; /* streams holding out-of-order records */
+	uint64_t newest_ts_ns; /* the latest record's timestamp */
+	bool behind;           /* records wait upstream (pipeline_set_behind) */
 	uint64_t last_session_tick_ns;
 	struct pipeline_stats reported; /* limit counters already turned into EV_LOSS */
 	bool live;
@@ -76,6 +80,7 @@ static const char *const drop_reason_names[MSD_DROP__MAX] = {
 	[MSD_DROP_EVENT] = "event_lost",
 	[MSD_DROP_PROC_LIMIT] = "proc_limit",
 	[MSD_DROP_UNCAPTURED] = "uncaptured",
+	[MSD_DROP_BACKLOG] = "backlog",
 	[MSD_DROP_CONN] = "conn_event_lost",
 };
 
@@ -89,6 +94,7 @@ void pipeline_opts_default(struct pipeline_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->max_frame = PIPELINE_MAX_FRAME_DEFAULT;
+	o->memory_budget = PIPELINE_MEMORY_BUDGET_DEFAULT;
 	o->stall_ns = 30ull * 1000000000ull;
 	o->stall_p99_factor = 10;
 	o->stdin_linger_ns = 10ull * 1000000000ull;
@@ -123,6 +129,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 	p->env.sinks = sinks;
 	p->env.opts = &p->opts;
 	p->env.stats = &p->stats;
+	p->budget.limit = opts->memory_budget ? opts->memory_budget : PIPELINE_MEMORY_BUDGET_DEFAULT;
 	ce = (struct conns_env){ .opts = &p->opts, .stats = &p->stats, .session_of = pipeline_session_of,
 				 .ignore = pipeline_conn_ignored, .ctx = p, .ignore_ctx = p };
 	if (!(p->conns = conns_new(&ce))) {
@@ -240,13 +247,14 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_invalid(st->sess, role_fd(st->role), f, false);
 }
 
-static void pipeline_report_loss(struct session *sess, const char *reason, uint64_t bytes, int fd,
+static void pipeline_report_loss(struct session *sess, const char *reason, uint64_t bytes, uint64_t records, int fd,
 				 const struct ev_net *net, uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns, .net = net };
 
 	ev.loss.reason = reason;
 	ev.loss.bytes = bytes;
+	ev.loss.records = records;
 	ev.loss.fd = fd;
 	session_emit(sess, &ev);
 }
@@ -262,15 +270,15 @@ bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, 
 	if (now->gap_bytes != seen->gap_bytes) {
 		stats->gaps += now->gaps - seen->gaps;
 		stats->gap_bytes += now->gap_bytes - seen->gap_bytes;
-		pipeline_report_loss(sess, "gap", now->gap_bytes - seen->gap_bytes, fd, net, ts_ns);
+		pipeline_report_loss(sess, "gap", now->gap_bytes - seen->gap_bytes, 0, fd, net, ts_ns);
 	}
 	if (now->cut_bytes != seen->cut_bytes) {
 		stats->cut_bytes += now->cut_bytes - seen->cut_bytes;
-		pipeline_report_loss(sess, "truncated", now->cut_bytes - seen->cut_bytes, fd, net, ts_ns);
+		pipeline_report_loss(sess, "truncated", now->cut_bytes - seen->cut_bytes, 0, fd, net, ts_ns);
 	}
 	if (now->lost_bytes != seen->lost_bytes) {
 		stats->uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
-		pipeline_report_loss(sess, "uncaptured", now->lost_bytes - seen->lost_bytes, fd, net, ts_ns);
+		pipeline_report_loss(sess, "uncaptured", now->lost_bytes - seen->lost_bytes, 0, fd, net, ts_ns);
 	}
 	*seen = *now;
 	return lost;
@@ -278,20 +286,33 @@ bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, 
 
 static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
 {
+	const struct framer_stats *fr = &st->s.framer.stats;
+	struct framer_stats *fseen = &st->budget_reported;
+	bool budget_dropped = fr->budget_dropped != fseen->budget_dropped;
 	bool lost = pipeline_stream_losses(&p->stats, st->sess, &st->s.stats, &st->reported, role_fd(st->role), NULL,
 					   ts_ns);
 
-	/* Answers may have gone in a gap or uncaptured bytes (a cut message is still seen). */
-	if (st->role != MSD_ROLE_ERR && lost)
+	/* Answers may have gone in a gap, uncaptured bytes or a line given up for the memory
+	 * budget (a cut message is still seen). */
+	if (st->role != MSD_ROLE_ERR && (lost || budget_dropped))
 		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
+	if (budget_dropped || fr->budget_cut != fseen->budget_cut)
+		pipeline_report_loss(st->sess, "memory_budget", fr->budget_dropped_bytes - fseen->budget_dropped_bytes,
+				     fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut,
+				     role_fd(st->role), NULL, ts_ns);
+	*fseen = *fr;
 }
 
+/* Only held data waits for a timeout: a hole announced ahead (a long syscall's cut) is
+ * reached by the records of its own syscall, which come in order. */
 static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
 {
-	if (st->s.nheld && !st->held_since_ns) {
+	bool waits = stream_holds_data(&st->s);
+
+	if (waits && !st->held_since_ns) {
 		st->held_since_ns = ts_ns;
 		p->nheld++;
-	} else if (!st->s.nheld && st->held_since_ns) {
+	} else if (!waits && st->held_since_ns) {
 		st->held_since_ns = 0;
 		p->nheld--;
 	}
@@ -321,6 +342,7 @@ static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec
 	st->sess = sess;
 	st->role = (enum msd_role)d->role;
 	stream_init(&st->s, p->opts.max_frame);
+	framer_set_budget(&st->s.framer, &p->budget);
 	HASH_ADD(hh, p->streams, key, sizeof(st->key), st);
 	p->nstreams++;
 	return st;
@@ -410,7 +432,7 @@ static void pipeline_flush_process(struct pipeline *p, uint32_t tgid, uint64_t t
 	struct pstream *st, *tmp;
 
 	HASH_ITER(hh, p->streams, st, tmp)
-		if (st->key.tgid == tgid && st->held_since_ns)
+		if (st->key.tgid == tgid && st->s.nheld)
 			pstream_flush(p, st, ts_ns);
 }
 
@@ -425,6 +447,8 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 		p->stats.invalid_records++;
 		return 0;
 	}
+	if (rec->ts_ns > p->newest_ts_ns)
+		p->newest_ts_ns = rec->ts_ns;
 	switch (rec->kind) {
 	case MSD_REC_DATA:
 		pipeline_on_data(p, (const struct msd_data_rec *)rec);
@@ -504,8 +528,12 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	struct pstream *st, *tmp;
 
 	if (p->nheld) {
+		/* While records wait upstream the missing one may be among them: a held record is
+		 * given up only once records that much newer than it have arrived. */
+		uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
+
 		HASH_ITER(hh, p->streams, st, tmp)
-			if (st->held_since_ns && now_ns - st->held_since_ns > HOLD_TIMEOUT_NS)
+			if (st->held_since_ns && ref > st->held_since_ns && ref - st->held_since_ns > HOLD_TIMEOUT_NS)
 				pstream_flush(p, st, now_ns);
 	}
 	conns_tick(p->conns, now_ns);
@@ -513,13 +541,22 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 		return;
 	p->last_session_tick_ns = now_ns;
 	pipeline_report_limits(p, now_ns);
-	HASH_ITER(hh, p->streams, st, tmp)
+	HASH_ITER(hh, p->streams, st, tmp) {
 		if (st->backlog_since_ns && p->opts.blocked_write_ns &&
 		    now_ns - st->backlog_since_ns > p->opts.blocked_write_ns)
 			session_on_blocked_write(st->sess, role_fd(st->role), st->backlog_since_ns, st->backlog_bytes, now_ns);
+		/* A line given up for another stream's sake: said now, not at this one's next record. */
+		if (st->s.framer.stats.budget_dropped != st->budget_reported.budget_dropped)
+			pipeline_report_gaps(p, st, now_ns);
+	}
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);
+}
+
+void pipeline_set_behind(struct pipeline *p, bool behind)
+{
+	p->behind = behind;
 }
 
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

@@ -4,17 +4,25 @@
  * get wrong (privileges, BTF, tracefs, kernel age) so that each failure is one readable line;
  * libbpf itself stays quiet unless verbose.
  *
+ * The caller drains the ring buffer in slices (source_live_poll with a deadline), so that it
+ * serves its signals, timers and metrics however fast records arrive.
+ *
  * Invariants: nothing is pinned and every kernel object (maps, programs, links) lives only as
- * long as this process's file descriptors, so mcpsonde exiting, crashing or being SIGKILLed
- * detaches everything and the observed processes never notice. Records reach the callback
- * exactly as the kernel wrote them (events.h), in ring buffer order. */
+ * long as this process's file descriptors (and those of its detaching child, see
+ * source_live_close), so mcpsonde exiting, crashing or being SIGKILLed detaches everything and
+ * the observed processes never notice. Records reach the callback exactly as the kernel wrote
+ * them (events.h), in ring buffer order, each once. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -27,6 +35,7 @@
 #include "mcpsonde.skel.h"
 
 #define RINGBUF_DEFAULT_BYTES (16u << 20)
+#define CLOCK_EVERY 32 /* records between two looks at the clock during a slice */
 
 #define TRACEFS "/sys/kernel/tracing"
 #define DEBUGFS_TRACING "/sys/kernel/debug/tracing"
@@ -44,10 +53,14 @@ struct source_live {
 	int ncpus;
 	bool dynptr;       /* bpf_probe_read_user_dynptr (6.16+) */
 	bool direct_reads; /* bpf_rdonly_cast (6.2+) */
+	bool behind;       /* the last slice ended before the ring buffer was empty */
+	/* Records consumed and never analysed: mcpsonde stopped first (MSD_DROP_BACKLOG). */
+	uint64_t unread_records, unread_bytes;
 	/* Set for the duration of source_live_poll: the ring buffer callback has one context. */
-	source_record_fn fn;
+	source_record_fn fn; /* NULL: count the records as unread */
 	void *fn_ctx;
-	int delivered;
+	size_t delivered;
+	uint64_t deadline_ns;
 	bool stopped;
 };
 
@@ -146,6 +159,20 @@ static bool kernel_has_kfunc(const char *name)
 	return ok;
 }
 
+static uint64_t source_live_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* What a lost record would have carried: its payload, as the kernel counts drops. */
+static uint64_t rec_payload(const struct msd_rec_hdr *rec)
+{
+	return rec->kind == MSD_REC_DATA ? ((const struct msd_data_rec *)rec)->cap_len : 0;
+}
+
 static int source_live_on_record(void *ctx, void *data, size_t size)
 {
 	struct source_live *src = ctx;
@@ -155,8 +182,14 @@ static int source_live_on_record(void *ctx, void *data, size_t size)
 	 * else is not a record of ours. */
 	if (size < sizeof(*rec) || rec->size < sizeof(*rec) || rec->size > size)
 		return 0;
+	if (!src->fn) {
+		src->unread_records++;
+		src->unread_bytes += rec_payload(rec);
+		return 0;
+	}
 	src->delivered++;
-	if (src->fn(src->fn_ctx, rec)) {
+	if (src->fn(src->fn_ctx, rec) ||
+	    (src->deadline_ns && src->delivered % CLOCK_EVERY == 0 && source_live_now_ns() >= src->deadline_ns)) {
 		src->stopped = true;
 		return -ECANCELED; /* libbpf stops consuming only on a negative return */
 	}
@@ -356,18 +389,44 @@ int source_live_fd(const struct source_live *src)
 	return ring_buffer__epoll_fd(src->rb);
 }
 
-int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx)
+size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns)
 {
-	int ret;
-
 	src->fn = fn;
 	src->fn_ctx = ctx;
 	src->delivered = 0;
+	src->deadline_ns = deadline_ns;
 	src->stopped = false;
-	ret = ring_buffer__consume(src->rb);
-	if (ret < 0 && !src->stopped)
-		return ret;
+	ring_buffer__consume(src->rb);
+	src->behind = src->stopped;
 	return src->delivered;
+}
+
+bool source_live_behind(const struct source_live *src)
+{
+	return src->behind;
+}
+
+/* Clears every tracked bit: from now on the programs take their untracked path. */
+static void source_live_untrack_all(struct source_live *src)
+{
+	size_t words = sizeof(src->skel->bss->tracked_bits) / sizeof(src->skel->bss->tracked_bits[0]);
+
+	for (size_t i = 0; i < words; i++)
+		if (src->skel->bss->tracked_bits[i])
+			__atomic_store_n(&src->skel->bss->tracked_bits[i], 0, __ATOMIC_SEQ_CST);
+}
+
+void source_live_stop(struct source_live *src)
+{
+	source_live_untrack_all(src);
+}
+
+void source_live_abandon(struct source_live *src)
+{
+	/* Nothing is tracked any more: what the ring holds is bounded by its size. */
+	src->fn = NULL;
+	ring_buffer__consume(src->rb);
+	src->behind = false;
 }
 
 int source_live_drops(struct source_live *src, struct msd_drop *out)
@@ -376,9 +435,14 @@ int source_live_drops(struct source_live *src, struct msd_drop *out)
 	struct msd_drop percpu[src->ncpus];
 
 	for (__u32 reason = 0; reason < MSD_DROP__MAX; reason++) {
+		out[reason] = (struct msd_drop){ 0 };
+		if (reason == MSD_DROP_BACKLOG) {
+			out[reason].records = src->unread_records;
+			out[reason].bytes = src->unread_bytes;
+			continue;
+		}
 		if (bpf_map_lookup_elem(map_fd, &reason, percpu))
 			return -errno;
-		out[reason] = (struct msd_drop){ 0 };
 		for (int cpu = 0; cpu < src->ncpus; cpu++) {
 			out[reason].records += percpu[cpu].records;
 			out[reason].bytes += percpu[cpu].bytes;
@@ -404,10 +468,98 @@ int source_live_counters(struct source_live *src, uint64_t *out)
 	return 0;
 }
 
+/* Whether fd holds a BPF object or a perf event: what the detaching child keeps. */
+static bool fd_is_bpf(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return !strncmp(target, "anon_inode:bpf", 14) || !strcmp(target, "anon_inode:[perf_event]");
+}
+
+static int fd_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Each syscall tracepoint's removal waits for RCU grace periods under the kernel's
+ * event_mutex: 30-60 ms each, one after the other, 1-2 s for ours. A child holding every BPF
+ * and perf event fd does that after mcpsonde has exited, with nothing tracked any more (the
+ * programs take their untracked path meanwhile); they go when it exits, however it exits. It
+ * holds them all until mcpsonde is gone (the write end of a pipe, which mcpsonde keeps open
+ * until it exits, reads EOF), so that no close of mcpsonde's is ever the last one. It closes
+ * everything else at once, stdout and stderr above all, so that whoever reads mcpsonde's
+ * output sees it end when mcpsonde ends, and a listening socket is free for the next one. */
+static void source_live_detach_in_child(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t nkeep = 0, cap = 0;
+	int *keep = NULL, max = -1, gone[2];
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		if (fd > max)
+			max = fd;
+		if (!fd_is_bpf(fd))
+			continue;
+		if (nkeep == cap) {
+			int *k = realloc(keep, (cap ? 2 * cap : 64) * sizeof(*keep));
+
+			if (!k)
+				break;
+			keep = k;
+			cap = cap ? 2 * cap : 64;
+		}
+		keep[nkeep++] = fd;
+	}
+	closedir(d);
+	qsort(keep, nkeep, sizeof(*keep), fd_cmp);
+	/* The child waits for mcpsonde to be gone (EOF on this pipe) before it lets go. */
+	if (pipe2(gone, O_CLOEXEC) < 0) {
+		free(keep);
+		return;
+	}
+	if (fork() == 0) {
+		/* The parent has threads: async-signal-safe calls only. */
+		size_t next = 0;
+		char c;
+
+		for (int fd = 0; fd <= max; fd++) {
+			if (next < nkeep && keep[next] == fd)
+				next++;
+			else if (fd != gone[0])
+				close(fd);
+		}
+		prctl(PR_SET_NAME, "mcpsonde-detach");
+		while (read(gone[0], &c, 1) < 0 && errno == EINTR)
+			;
+		for (size_t i = 0; i < nkeep; i++)
+			close(keep[i]);
+		_exit(0);
+	}
+	close(gone[0]);
+	free(keep);
+}
+
 void source_live_close(struct source_live *src)
 {
 	if (!src)
 		return;
+	if (src->skel && src->skel->bss) {
+		source_live_untrack_all(src);
+		source_live_detach_in_child();
+	}
 	ring_buffer__free(src->rb);
 	mcpsonde_bpf__destroy(src->skel);
 	free(src);

@@ -11,7 +11,9 @@
  * - An entry without data is an announced hole (stream_hole), taken by its kind when reached:
  *   a cut goes to the framer as a cut (the line goes on), a lost range as a gap.
  * - The bytes go to the framer, or, for a stream set up with stream_init_ops, to its ops:
- *   the same calls in the same order (feed, gap, cut). */
+ *   the same calls in the same order (feed, gap, cut).
+ * - Held bytes are charged to the framer's memory budget (frame.h) while they are held (a
+ *   stream with ops has no budget: its owner bounds it). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +112,8 @@ static void stream_drain(struct stream *s, frame_fn fn, void *ctx)
 		s->nheld--;
 		memmove(&s->held[0], &s->held[1], (size_t)s->nheld * sizeof(h));
 		stream_take(s, &h, fn, ctx);
+		if (h.data)
+			framer_uncharge(&s->framer, (size_t)h.len);
 		free(h.data);
 	}
 }
@@ -137,9 +141,14 @@ static void stream_insert(struct stream *s, const struct stream_held *in)
 		}
 	}
 	if (h.data) {
-		/* Without memory the bytes are as good as lost: the hole becomes a gap later. */
-		if (!(h.data = malloc((size_t)h.len)))
+		/* Without memory (or room in the budget) the bytes are as good as lost: the hole
+		 * becomes a gap later. */
+		if (!framer_charge(&s->framer, (size_t)h.len))
 			return;
+		if (!(h.data = malloc((size_t)h.len))) {
+			framer_uncharge(&s->framer, (size_t)h.len);
+			return;
+		}
 		memcpy(h.data, in->data, (size_t)h.len);
 		s->stats.reordered++;
 	}
@@ -169,6 +178,14 @@ static void stream_place(struct stream *s, const struct stream_held *h, frame_fn
 		return;
 	}
 	stream_insert(s, h);
+}
+
+bool stream_holds_data(const struct stream *s)
+{
+	for (int i = 0; i < s->nheld; i++)
+		if (s->held[i].data)
+			return true;
+	return false;
 }
 
 void stream_flush(struct stream *s, frame_fn fn, void *ctx)

@@ -130,8 +130,10 @@ enum msd_drop_reason {
 	MSD_DROP_EVENT = 4,     /* a fork/exec/exit/oom record lost to a full ring buffer */
 	MSD_DROP_PROC_LIMIT = 5, /* a fork of a tracked process not followed: process table full */
 	MSD_DROP_UNCAPTURED = 6, /* bytes moved on a channel file by splice, sendfile, io_uring... */
-	MSD_DROP_CONN = 7,       /* a connection record lost to a full ring buffer */
-	MSD_DROP__MAX = 8,
+	MSD_DROP_BACKLOG = 7,    /* user space: records left in the ring buffer and never analysed,
+				  * because mcpsonde stopped before it got to them */
+	MSD_DROP_CONN = 8,       /* a connection record lost to a full ring buffer */
+	MSD_DROP__MAX = 9,
 };
 
 struct msd_drop {

@@ -9,9 +9,10 @@
  * copy from the middle of a long syscall) keeps the line: it comes out oversized, its head
  * from before the cut, its tail from after, wire_len counting the cut bytes. A frame is
  * oversized exactly when the line, "\r" stripped, is longer than max_frame, however it was
- * chunked, or when it was cut. Memory per framer is
+ * chunked, or when it was cut (by the kernel, or for the memory budget). Memory per framer is
  * bounded by max_frame + 1 (the line buffer) + 2 * (min(max_frame, FRAME_EDGE_BYTES) + 1) (the
- * tail window, allocated only while an oversized line is being read). */
+ * tail window, allocated only while an oversized line is being read), and all framers that
+ * share a frame_budget hold at most its limit together (see below). */
 #ifndef MCPSONDE_FRAME_H
 #define MCPSONDE_FRAME_H
 
@@ -42,6 +43,22 @@ struct framer_stats {
 	uint64_t frames;
 	uint64_t oversized;
 	uint64_t discarded_bytes; /* partial lines thrown away at a gap, or too long to tell after one */
+	uint64_t budget_dropped;       /* partial lines given up for the memory budget */
+	uint64_t budget_dropped_bytes; /* their bytes read so far (the rest is skipped as discarded) */
+	uint64_t budget_cut;           /* lines cut to head and tail for the memory budget */
+};
+
+/* Memory shared by every framer of a pipeline: the bytes they hold (line buffers, tail
+ * windows, and what their streams hold out of order) never exceed limit together. A framer
+ * that needs more than is left takes it from the largest holder: an idle buffer is freed, a
+ * partial line is given up (budget_dropped; the rest of it is skipped, the next line is
+ * whole). When the requester is itself the largest, its line is cut to head and tail,
+ * as an oversized one (budget_cut), or given up when too short for that. One flood of long lines thus costs its
+ * own lines, never the other servers' messages. */
+struct frame_budget {
+	size_t limit;
+	size_t used, peak;
+	struct framer *holders; /* framers with held > 0 */
 };
 
 struct framer {
@@ -56,9 +73,18 @@ struct framer {
 	bool suspect; /* the partial line began right after a gap */
 	bool resync;  /* drop bytes up to and including the next newline: the line is lost */
 	struct framer_stats stats;
+	struct frame_budget *budget; /* NULL: only max_frame bounds this framer */
+	struct framer *bprev, *bnext; /* in budget->holders while held > 0 */
+	size_t held;                  /* bytes charged to the budget */
 };
 
 void framer_init(struct framer *fr, size_t max_frame);
+/* Charges this framer's memory to b (before anything is fed). */
+void framer_set_budget(struct framer *fr, struct frame_budget *b);
+/* Charges n more bytes to fr's budget, making room by the rule above (never by giving up fr's
+ * own line). False when there is no room: the caller does without. */
+bool framer_charge(struct framer *fr, size_t n);
+void framer_uncharge(struct framer *fr, size_t n);
 void framer_feed(struct framer *fr, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx);
 /* Bytes were lost: drop the partial line; the next one is flagged after_gap. */
 void framer_gap(struct framer *fr);

@@ -18,12 +18,14 @@
 #include "sink.h"
 
 #define PIPELINE_MAX_FRAME_DEFAULT (16u << 20)
+#define PIPELINE_MEMORY_BUDGET_DEFAULT (256u << 20)
 #define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
 
 struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
+	size_t memory_budget;      /* every stream's buffered bytes together (frame_budget, frame.h) */
 	int64_t mono_to_real_ns;   /* CLOCK_REALTIME - CLOCK_MONOTONIC of the observed machine */
 	bool capture_values;
 	enum redact_mode redact;   /* free text: secret-looking values masked (default), dropped, or kept */
@@ -84,6 +86,9 @@ void pipeline_set_conn_ignore(struct pipeline *p, pipeline_conn_ignore_fn fn, vo
  * bytes were lost (a cut message is still seen whole). */
 bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, const struct stream_stats *now,
 			    struct stream_stats *seen, int fd, const struct ev_net *net, uint64_t ts_ns);
+/* Records are waiting upstream (live: read from the ring buffer, not yet fed): a record held
+ * for a missing one ahead of it is judged against the newest record fed, not the clock. */
+void pipeline_set_behind(struct pipeline *p, bool behind);
 /* A write by tgid on fd entered at enter_ns has not returned by now_ns (the client is not
  * reading). Reported once per blocked write. */
 void pipeline_blocked_write(struct pipeline *p, uint32_t tgid, int fd, uint64_t enter_ns, uint64_t bytes,

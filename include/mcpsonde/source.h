@@ -1,7 +1,12 @@
 /* source.h -- where records come from: the live ring buffer, or a capture file.
  *
  * Both kinds hand the same records (events.h) to the same callback, in order, so that
- * everything downstream runs identically live and offline. Only source_live.c knows libbpf. */
+ * everything downstream runs identically live and offline. Only source_live.c knows libbpf.
+ *
+ * Live, the caller drains the ring buffer a slice at a time (source_live_poll with a
+ * deadline), so that it serves its signals, timers and metrics however fast records arrive;
+ * the observed processes never wait for it: when the ring is full the kernel drops records
+ * and counts them. */
 #ifndef MCPSONDE_SOURCE_H
 #define MCPSONDE_SOURCE_H
 
@@ -44,17 +49,31 @@ void source_live_untrack(struct source_live *src, pid_t pid);
 int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
-/* Delivers every record available now. Returns records delivered, or -errno. */
-int source_live_poll(struct source_live *src, source_record_fn fn, void *ctx);
+/* Delivers records in order until none is waiting, fn returns non-zero, or CLOCK_MONOTONIC
+ * passes deadline_ns (0: no deadline). Returns how many. */
+size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns);
+/* The last poll ended at its deadline with records left: the caller should come back without
+ * waiting on the fd. */
+bool source_live_behind(const struct source_live *src);
+/* Stops capturing: nothing is tracked any more. Records already in the ring buffer stay for
+ * source_live_poll. */
+void source_live_stop(struct source_live *src);
+/* Consumes whatever the ring buffer still holds without analysing it, counted as
+ * MSD_DROP_BACKLOG (mcpsonde stopped before it got to it). Call after source_live_stop. */
+void source_live_abandon(struct source_live *src);
 /* Calls fn for every write to a tracked process's out-file that has entered the kernel and
  * not yet returned. One that stays there is blocked, typically because the peer stopped
  * reading. Walks every task of the machine in the kernel: call it about once a second.
  * Returns how many, or -errno. */
 int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const struct msd_inflight *w), void *ctx);
-/* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open. */
+/* Drop counters summed over CPUs, MSD_DROP__MAX entries, monotonic since open; user space's
+ * own (MSD_DROP_BACKLOG) included. */
 int source_live_drops(struct source_live *src, struct msd_drop *out);
 /* The other counters (enum msd_counter) summed over CPUs, MSD_CNT__MAX entries. */
 int source_live_counters(struct source_live *src, uint64_t *out);
+/* Detaches and frees everything. Removing syscall tracepoints takes the kernel 1-2 s (one
+ * RCU grace period after another, under a global lock): a child process holds the programs
+ * while they go, so that this returns at once. The programs track nothing by then. */
 void source_live_close(struct source_live *src);
 
 #endif

@@ -73,6 +73,8 @@ void stream_feed(struct stream *s, uint64_t off, const void *data, size_t len, u
  * (every record of a syscall carries it) changes nothing. */
 void stream_hole(struct stream *s, uint64_t off, uint64_t len, enum stream_hole kind, uint64_t ts_ns, frame_fn fn,
 		 void *ctx);
+/* Whether bytes that arrived ahead are held (not only announced holes). */
+bool stream_holds_data(const struct stream *s);
 /* Declares every hole before held data a gap and delivers what was held. */
 void stream_flush(struct stream *s, frame_fn fn, void *ctx);
 void stream_free(struct stream *s);

@@ -19,7 +19,7 @@ const PARSE_MAX = 16 << 20; // a longer response is judged by its last bytes: "i
 const nowNs = () => process.hrtime.bigint();
 
 export class Hostile {
-	// stderr: 'pipe' (collected in .stderr) or an fd to give the server as its fd 2.
+	// stderr: 'pipe' (collected in .stderr), 'ignore' (/dev/null) or an fd to give the server as its fd 2.
 	static async start({ stderr = 'pipe' } = {}) {
 		const proc = spawn(HOSTILE, [], { stdio: ['pipe', 'pipe', stderr] });
 		await new Promise((resolve, reject) => {

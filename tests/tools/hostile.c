@@ -6,8 +6,10 @@
  * and each tool is one way of misbehaving that real servers have: a response of 100 MB in
  * one write(), replies through pwritev2, a dup of stdout or sendmsg, children that write a
  * line and exit at once, fds closed by close_range then a regular file read, stderr lines,
- * bytes moved by sendfile, io_uring. Every tool answers its call normally afterwards, unless
- * it says otherwise, so a test can check that what follows the hostile part is reported.
+ * bytes moved by sendfile, io_uring, a flood of lines faster than any observer can analyse,
+ * children that each hold an unfinished line of many megabytes.
+ * Every tool answers its call normally afterwards, unless it says otherwise, so a test can
+ * check that what follows the hostile part is reported.
  *
  * Adding a mode: write `static void tool_NAME(json_t *id, json_t *args)` that ends with a
  * reply (reply_text() or one of its own), and add a row to tools[] below; tools/list lists
@@ -24,9 +26,11 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_SIZE 65536
@@ -296,6 +300,116 @@ static void tool_uring(json_t *id, json_t *args)
 	reply_text(id, fd >= 0 ? "io_uring set up" : "io_uring unavailable");
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Lines of {bytes} bytes, each with one write() to fd {fd} (default 2), as fast as the kernel
+ * takes them, for {seconds}, from {procs} processes (this one and children): more than any
+ * observer can analyse. With stderr on /dev/null nothing else limits the rate. */
+static void tool_flood(json_t *id, json_t *args)
+{
+	long long bytes = arg_int(args, "bytes", 4096), procs = arg_int(args, "procs", 1), lines = 0;
+	double until = now_s() + (double)arg_int(args, "seconds", 10);
+	int fd = (int)arg_int(args, "fd", 2);
+	char text[64], *line;
+	bool child = false;
+
+	if (bytes < 16)
+		bytes = 16;
+	if (!(line = malloc((size_t)bytes)))
+		die("malloc");
+	memset(line, 'f', (size_t)bytes - 1);
+	memcpy(line, "flood ", 6);
+	line[bytes - 1] = '\n';
+	for (long long i = 1; i < procs && !child; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork");
+		/* A child floods only as long as this process lives (a test kills it by pid). */
+		if ((child = pid == 0) && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			die("prctl");
+	}
+	do {
+		for (int i = 0; i < 256; i++, lines++)
+			write_all(fd, line, (size_t)bytes);
+	} while (now_s() < until);
+	if (child)
+		_exit(0);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	free(line);
+	snprintf(text, sizeof(text), "%lld lines (this process)", lines);
+	reply_text(id, text);
+}
+
+/* Children held by tool_partial until tool_release: the write end of their gate. */
+static int partial_gate = -1;
+
+/* {children} children, one after the other, each write {bytes} bytes of one line without its
+ * newline to fd {fd} (default 2), 64 KiB per write() with {pace_us} between writes, and wait:
+ * unfinished lines an observer has to hold. The reply comes once every child has written.
+ * tool_release lets them go. */
+static void tool_partial(json_t *id, json_t *args)
+{
+	long long children = arg_int(args, "children", 16), bytes = arg_int(args, "bytes", 15 << 20);
+	long long pace_us = arg_int(args, "pace_us", 0);
+	int fd = (int)arg_int(args, "fd", 2), gate[2];
+	char text[96];
+
+	if (partial_gate >= 0 || pipe(gate) < 0)
+		die("partial: pipe (or children still held)");
+	for (long long i = 0; i < children; i++) {
+		int done[2];
+		pid_t pid;
+		char c;
+
+		if (pipe(done) < 0 || (pid = fork()) < 0)
+			die("partial: fork");
+		if (pid == 0) {
+			static char chunk[65536];
+
+			close(gate[1]);
+			close(done[0]);
+			memset(chunk, 'p', sizeof(chunk));
+			for (long long left = bytes; left > 0; left -= (long long)sizeof(chunk)) {
+				write_all(fd, chunk, left < (long long)sizeof(chunk) ? (size_t)left : sizeof(chunk));
+				if (pace_us)
+					usleep((useconds_t)pace_us);
+			}
+			close(done[1]);
+			while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+				;
+			_exit(0);
+		}
+		close(done[1]);
+		while (read(done[0], &c, 1) < 0 && errno == EINTR) /* EOF: this child has written */
+			;
+		close(done[0]);
+	}
+	close(gate[0]);
+	partial_gate = gate[1];
+	snprintf(text, sizeof(text), "%lld children hold %lld bytes each", children, bytes);
+	reply_text(id, text);
+}
+
+static void tool_release(json_t *id, json_t *args)
+{
+	(void)args;
+	if (partial_gate >= 0) {
+		close(partial_gate);
+		partial_gate = -1;
+		while (wait(NULL) > 0 || errno == EINTR)
+			;
+	}
+	reply_text(id, "released");
+}
+
 static const struct tool {
 	const char *name;
 	void (*run)(json_t *id, json_t *args);
@@ -311,6 +425,9 @@ static const struct tool {
 	{ "stderr", tool_stderr, "Writes {lines} lines tagged {tag} to stderr" },
 	{ "sendfile", tool_sendfile, "Sends the file {path} to stdout with sendfile, then answers" },
 	{ "uring", tool_uring, "Sets up an io_uring instance" },
+	{ "partial", tool_partial, "{children} children one after the other write {bytes} bytes of an unfinished line to fd {fd} (default 2), {pace_us} between 64 KiB writes, and wait" },
+	{ "release", tool_release, "Lets the children of partial go" },
+	{ "flood", tool_flood, "Writes lines of {bytes} bytes to fd {fd} (default 2) as fast as it can for {seconds}, from {procs} processes" },
 };
 
 /* --- protocol ---------------------------------------------------------------------------- */

@@ -1,4 +1,5 @@
-/* test_frame.c -- newline framing: chunking, timestamps, "\r\n", empty lines, oversized lines, gaps, cuts. */
+/* test_frame.c -- newline framing: chunking, timestamps, "\r\n", empty lines, oversized lines, gaps, cuts,
+ * the memory budget shared by framers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -474,6 +475,84 @@ static void test_cut_edges(void **state)
 	framer_free(&fr);
 }
 
+/* Feeds a line of n bytes (no newline) in 64 KiB pieces: byte i is 'a' + i % 26. */
+static void feed_partial(struct framer *fr, size_t n, struct collector *c)
+{
+	static char piece[64 << 10];
+
+	for (size_t off = 0; off < n;) {
+		size_t k = n - off < sizeof(piece) ? n - off : sizeof(piece);
+
+		for (size_t i = 0; i < k; i++)
+			piece[i] = (char)('a' + (off + i) % 26);
+		framer_feed(fr, piece, k, 1, collect, c);
+		off += k;
+	}
+}
+
+/* Two streams share 4 MiB: the one holding the longer partial line gives it up when the
+ * other needs room; the rest of its line is skipped and its next line is whole, and the
+ * other's line comes out intact. The budget is never exceeded. */
+static void test_budget_evicts_the_largest(void **state)
+{
+	(void)state;
+	struct frame_budget b = { .limit = 4u << 20 };
+	struct framer big, small;
+	struct collector c = { 0 };
+
+	framer_init(&big, 16u << 20);
+	framer_init(&small, 16u << 20);
+	framer_set_budget(&big, &b);
+	framer_set_budget(&small, &b);
+	feed_partial(&big, 3u << 20, &c);
+	assert_int_equal(big.stats.budget_dropped, 0);
+	feed_partial(&small, 1u << 20, &c);
+	feed_str(&small, "\n", 2, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.f[0].len, 1u << 20);
+	assert_false(c.f[0].oversized);
+	assert_int_equal(big.stats.budget_dropped, 1);
+	assert_int_equal(big.stats.budget_dropped_bytes, 3u << 20);
+	assert_int_equal(small.stats.budget_dropped + small.stats.budget_cut, 0);
+	feed_str(&big, "rest of the given-up line\n{\"next\":1}\n", 3, &c);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.f[1].data, "{\"next\":1}");
+	assert_true(b.peak <= b.limit);
+	collector_free(&c);
+	framer_free(&big);
+	framer_free(&small);
+	assert_int_equal(b.used, 0);
+	assert_null(b.holders);
+}
+
+/* A line longer than the whole budget is the largest holder itself: it is cut to its head and
+ * tail, as an oversized one, and still delivered with its wire length. */
+static void test_budget_cuts_a_line_larger_than_itself(void **state)
+{
+	(void)state;
+	struct frame_budget b = { .limit = 1u << 20 };
+	struct framer fr;
+	struct collector c = { 0 };
+	size_t n = 3u << 20;
+
+	framer_init(&fr, 16u << 20);
+	framer_set_budget(&fr, &b);
+	feed_partial(&fr, n, &c);
+	feed_str(&fr, "\n", 2, &c);
+	assert_int_equal(c.n, 1);
+	assert_true(c.f[0].oversized);
+	assert_int_equal(c.f[0].wire_len, n);
+	assert_int_equal(c.f[0].len, FRAME_EDGE_BYTES);
+	assert_int_equal(c.f[0].data[0], 'a');
+	assert_int_equal(c.f[0].tail_len, FRAME_EDGE_BYTES);
+	assert_int_equal(c.f[0].tail[FRAME_EDGE_BYTES - 1], (char)('a' + (n - 1) % 26));
+	assert_int_equal(fr.stats.budget_cut, 1);
+	assert_true(b.peak <= b.limit);
+	collector_free(&c);
+	framer_free(&fr);
+	assert_int_equal(b.used, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +570,8 @@ int main(void)
 		cmocka_unit_test(test_cut_keeps_the_line),
 		cmocka_unit_test(test_cut_closes_a_short_head),
 		cmocka_unit_test(test_cut_edges),
+		cmocka_unit_test(test_budget_evicts_the_largest),
+		cmocka_unit_test(test_budget_cuts_a_line_larger_than_itself),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
