@@ -641,12 +641,12 @@ void conns_end_process(struct conns *t, uint32_t tgid)
 			conn_free(t, c);
 }
 
-void conns_tick(struct conns *t, uint64_t now_ns)
+void conns_tick(struct conns *t, uint64_t ref_ns, uint64_t now_ns)
 {
 	struct pconn *c, *tmp;
 
 	HASH_ITER(hh, t->by_key, c, tmp)
-		if (c->held_since_ns && now_ns - c->held_since_ns > HOLD_TIMEOUT_NS)
+		if (c->held_since_ns && ref_ns > c->held_since_ns && ref_ns - c->held_since_ns > HOLD_TIMEOUT_NS)
 			conn_flush(c, now_ns);
 }
 

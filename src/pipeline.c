@@ -524,19 +524,18 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 
 void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 {
+	/* While records wait upstream the missing one may be among them: a held record is given
+	 * up only once records that much newer than it have arrived. */
+	uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
 	struct psession *ps, *ptmp;
 	struct pstream *st, *tmp;
 
 	if (p->nheld) {
-		/* While records wait upstream the missing one may be among them: a held record is
-		 * given up only once records that much newer than it have arrived. */
-		uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
-
 		HASH_ITER(hh, p->streams, st, tmp)
 			if (st->held_since_ns && ref > st->held_since_ns && ref - st->held_since_ns > HOLD_TIMEOUT_NS)
 				pstream_flush(p, st, now_ns);
 	}
-	conns_tick(p->conns, now_ns);
+	conns_tick(p->conns, ref, now_ns);
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS)
 		return;
 	p->last_session_tick_ns = now_ns;

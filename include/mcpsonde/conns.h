@@ -49,8 +49,9 @@ void conns_on_record(struct conns *t, const struct msd_conn_rec *r);
 void conns_flush_process(struct conns *t, uint32_t tgid, uint64_t ts_ns);
 /* ... and then its connections go, unreported (its session told the exit). */
 void conns_end_process(struct conns *t, uint32_t tgid);
-/* Held-back records whose hole did not fill in time become gaps. */
-void conns_tick(struct conns *t, uint64_t now_ns);
+/* Held-back records whose hole did not fill within the hold timeout of ref_ns (the clock, or
+ * while records wait upstream the newest record fed: pipeline_set_behind) become gaps. */
+void conns_tick(struct conns *t, uint64_t ref_ns, uint64_t now_ns);
 /* End of input: everything held is delivered; open exchanges stay open. */
 void conns_finish(struct conns *t, uint64_t now_ns);
 void conns_free(struct conns *t);
