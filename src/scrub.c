@@ -481,6 +481,22 @@ static size_t scan_url(struct scan *sc, size_t colon)
 	return colon + 1;
 }
 
+/* An absolute path is judged piece by piece (between / - _): a directory made by mkdtemp
+ * (mcpsonde-stderr-Ab3xY9) is not a secret as a whole, but a key stored as a file name still is. */
+static void scan_path(struct scan *sc, size_t ts, size_t te)
+{
+	const unsigned char *p = sc->p;
+	size_t s = ts, len;
+
+	for (size_t i = ts; i <= te; i++) {
+		if (i < te && p[i] != '/' && p[i] != '-' && p[i] != '_')
+			continue;
+		if (i - s >= 10 && ((len = known_format(p + s, i - s)) || (high_entropy(p + s, i - s) && (len = i - s))))
+			scan_mask(sc, s, s + len);
+		s = i + 1;
+	}
+}
+
 static void scan(struct scan *sc)
 {
 	const unsigned char *p = sc->p;
@@ -521,6 +537,10 @@ static void scan(struct scan *sc)
 			continue; /* shorter than any key format or random token */
 		if (p[ts] == '-' && !memcmp(p + ts, "-----BEGIN", 10) && (next = scan_pem(sc, ts)) > ts) {
 			i = next;
+			continue;
+		}
+		if (p[ts] == '/') {
+			scan_path(sc, ts, te);
 			continue;
 		}
 		if ((len = known_format(p + ts, n - ts)) ||

@@ -66,6 +66,9 @@ static void test_masks_secrets(void **state)
 	expect("connecting to postgres://app:hunter2@db:5432/prod", "connecting to postgres://app:[REDACTED]@db:5432/prod");
 	/* random-looking tokens */
 	expect("nonce wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1 sent", "nonce [REDACTED] sent");
+	expect("reading /run/secrets/q8ZfW2nLx7RtB4vKj9PmYc3HsD6gTa1E now",
+	       "reading /run/secrets/[REDACTED] now");
+	expect("key in /etc/app/AKIAIOSFODNN7EXAMPLE.txt", "key in /etc/app/[REDACTED].txt");
 }
 
 /* Negatives: ordinary diagnostics, ids and identifiers are never masked. */
@@ -88,6 +91,8 @@ static void test_leaves_ordinary_text(void **state)
 		"image iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
 		"risk-assessment-report-2024-final-version-b",
 		"password=null token=true",
+		"at file:///tmp/mcpsonde-stderr-Ab3xY9/server.cjs:2:7",
+		"/tmp/tmp-4127-Zq8Rw2Lk/run/AbCdEf12-GhIj34Kl.sock",
 	};
 
 	(void)state;
