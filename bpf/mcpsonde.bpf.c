@@ -298,6 +298,16 @@ static __always_inline __u8 role_of(const struct msd_proc_state *p, struct file 
 
 /* --- copying into the ring buffer ---------------------------------------------------- */
 
+static __always_inline void rec_hdr_fill(struct msd_rec_hdr *hdr, __u16 kind, __u32 size, __u32 tgid, __u32 tid)
+{
+	hdr->kind = kind;
+	hdr->abi = MSD_ABI_VERSION;
+	hdr->size = size;
+	hdr->ts_ns = bpf_ktime_get_ns();
+	hdr->tgid = tgid;
+	hdr->tid = tid;
+}
+
 /* Completes the header of one record from the syscall's shared fields. */
 static __always_inline void data_hdr_fill(struct msd_data_rec *rec, const struct capture *c, __u64 stream_off,
 					  __u32 len, __u16 flags)
@@ -514,16 +524,6 @@ static __always_inline void capture_begin(struct capture *c, __u32 tgid, __u32 t
 	c->rec.requested = requested;
 	c->rec.conn_id = conn_id;
 	c->stopped = false;
-}
-
-static __always_inline void rec_hdr_fill(struct msd_rec_hdr *hdr, __u16 kind, __u32 size, __u32 tgid, __u32 tid)
-{
-	hdr->kind = kind;
-	hdr->abi = MSD_ABI_VERSION;
-	hdr->size = size;
-	hdr->ts_ns = bpf_ktime_get_ns();
-	hdr->tgid = tgid;
-	hdr->tid = tid;
 }
 
 /* A record without data, at offset off of its stream: EOF on a read (LAST), a write that
@@ -1014,8 +1014,357 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 	return 0;
 }
 
+/* --- discovery (watch --all) ------------------------------------------------------------
+ *
+ * With discovery on, a read of its stdin by an untracked process is looked at: its first
+ * SNIFF_BYTES, line by line, for a line whose first non-blank byte is '{' and that holds the
+ * key "jsonrpc" (the TypeScript SDK writes it after the params, so an initialize carries it a
+ * few hundred bytes in). Found: the process is tracked from this read on, which is captured.
+ * What was concluded is kept per process in "verdicts": a stdin found to carry something else
+ * (SNIFF_MISSES whole lines that are not JSON-RPC, or SNIFF_READS reads without one), a file
+ * for stdin, or user space's word (excluded, not MCP, a relay) costs one lookup per read from
+ * then on. Loaded without discovery, the verifier removes all of this: attach pays nothing. */
+
+#define S_IFMT   00170000
+#define S_IFSOCK 0140000
+#define S_IFCHR  0020000
+#define S_IFIFO  0010000
+#define AF_UNIX  1
+
+#define SNIFF_BYTES  4096 /* looked at in each read */
+#define SNIFF_BLOCK  64   /* bytes per bpf_loop step */
+#define SNIFF_MISSES 4    /* whole lines that are not JSON-RPC before a stdin is given up */
+#define SNIFF_READS  64   /* reads looked at without JSON-RPC before it is given up */
+#define JSONRPC_KEY_LEN 9 /* "jsonrpc" with its quotes */
+
+/* Set by user space before load. */
+const volatile bool discover = false;
+const volatile __u32 self_tgid = 0; /* mcpsonde never observes itself */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct msd_verdict);
+} verdicts SEC(".maps");
+
+struct sniff_buf {
+	char b[SNIFF_BYTES];
+	struct msd_proc_state state; /* of a process being discovered: too big for the stack */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sniff_buf);
+} sniff_scratch SEC(".maps");
+
+enum sniff_phase {
+	SNIFF_LINE_START, /* blanks so far on this line */
+	SNIFF_OBJECT,     /* the line starts with '{': looking for the key */
+	SNIFF_SKIP,       /* not JSON-RPC: up to the newline */
+};
+
+/* The scan of one read (on the stack: bpf_loop's context). */
+struct sniff {
+	__u32 len;     /* bytes in the scratch buffer */
+	__u32 line;    /* offset of the current line's start */
+	__u32 found;   /* 1 + offset of the JSON-RPC line; 0: none */
+	__u32 misses;  /* whole lines that were not JSON-RPC */
+	__u8 phase;    /* enum sniff_phase */
+	__u8 matched;  /* bytes of the key matched so far */
+	__u8 whole;    /* the current line is seen from its start (not the end of an earlier one) */
+	__u8 pad;
+};
+
+static __always_inline char jsonrpc_key_at(__u8 i)
+{
+	switch (i) {
+	case 1: return 'j';
+	case 2: return 's';
+	case 3: return 'o';
+	case 4: return 'n';
+	case 5: return 'r';
+	case 6: return 'p';
+	case 7: return 'c';
+	default: return '"';
+	}
+}
+
+static __always_inline void sniff_byte(struct sniff *s, char c, __u32 off)
+{
+	if (c == '\n') {
+		if (s->phase == SNIFF_OBJECT && s->whole)
+			s->misses++;
+		s->phase = SNIFF_LINE_START;
+		s->whole = 1;
+		s->line = off + 1;
+		return;
+	}
+	if (s->phase == SNIFF_LINE_START) {
+		if (c == ' ' || c == '\t' || c == '\r')
+			return;
+		if (c == '{') {
+			s->phase = SNIFF_OBJECT;
+			s->matched = 0;
+			return;
+		}
+		if (s->whole)
+			s->misses++;
+		s->phase = SNIFF_SKIP;
+	} else if (s->phase == SNIFF_OBJECT) {
+		/* The key starts with its only quote, so a mismatch restarts at 0 or 1. */
+		if (c == jsonrpc_key_at(s->matched)) {
+			if (++s->matched == JSONRPC_KEY_LEN)
+				s->found = s->line + 1;
+		} else {
+			s->matched = c == '"' ? 1 : 0;
+		}
+	}
+}
+
+static long sniff_step(__u32 i, void *ctx)
+{
+	struct sniff *s = ctx;
+	struct sniff_buf *buf;
+	__u32 zero = 0;
+
+	buf = bpf_map_lookup_elem(&sniff_scratch, &zero);
+	if (!buf)
+		return 1;
+	for (int j = 0; j < SNIFF_BLOCK; j++) {
+		__u32 off = i * SNIFF_BLOCK + j;
+
+		if (off >= s->len)
+			return 1;
+		sniff_byte(s, buf->b[off & (SNIFF_BYTES - 1)], off);
+		if (s->found || s->misses >= SNIFF_MISSES)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u8 inode_kind(struct inode *inode)
+{
+	__u16 mode = BPF_CORE_READ(inode, i_mode);
+	__u32 major;
+
+	switch (mode & S_IFMT) {
+	case S_IFIFO:
+		return MSD_FD_PIPE;
+	case S_IFSOCK:
+		return MSD_FD_SOCKET;
+	case S_IFCHR:
+		/* As user space decides it (procfs.c): ttyN/ttySN, tty/console/ptmx, pts. */
+		major = BPF_CORE_READ(inode, i_rdev) >> 20;
+		return major == 4 || major == 5 || (major >= 136 && major < 144) ? MSD_FD_TTY : MSD_FD_OTHER;
+	}
+	return MSD_FD_OTHER;
+}
+
+/* The inode of the other end of an AF_UNIX socket (a socketpair's, or a connection's), 0 when
+ * file is another kind of socket or has no peer. Read here because user space cannot: after
+ * the server exits nothing names the peer, and sock_diag needs a module. */
+static __always_inline __u64 unix_peer_ino(struct file *file)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data), *psock;
+	struct sock *sk = BPF_CORE_READ(sock, sk), *peer;
+	struct inode *pinode;
+
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+		return 0;
+	peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+	psock = peer ? BPF_CORE_READ(peer, sk_socket) : NULL;
+	if (!psock)
+		return 0;
+	/* SOCK_INODE(): the socket and its inode are allocated together. */
+	pinode = (void *)psock - bpf_core_field_offset(struct socket_alloc, socket) +
+		 bpf_core_field_offset(struct socket_alloc, vfs_inode);
+	return BPF_CORE_READ(pinode, i_ino);
+}
+
+/* The identity of the file behind fd, as user space's proc_channel() gives it, and the peer
+ * of an AF_UNIX socket. Zero when the fd is not open. */
+static __always_inline void fd_identify(struct task_struct *task, int fd, struct msd_file_id *id, __u64 *peer)
+{
+	struct file *file = fd_file(task, fd);
+	struct inode *inode;
+
+	if (!file)
+		return;
+	inode = BPF_CORE_READ(file, f_inode);
+	id->ino = BPF_CORE_READ(inode, i_ino);
+	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	id->kind = inode_kind(inode);
+	if (peer && id->kind == MSD_FD_SOCKET)
+		*peer = unix_peer_ino(file);
+}
+
+/* Tracks the current process from now on, with the channel it has now, and says so. */
+static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u32 tid, __u32 line_off,
+					   struct msd_proc_state *state)
+{
+	struct msd_discover_rec *rec;
+	__u64 in_peer = 0, out_peer = 0, arg_start, arg_end, n;
+	struct mm_struct *mm;
+
+	__builtin_memset(state, 0, sizeof(*state));
+	fd_identify(task, 0, &state->chan[MSD_ROLE_IN], &in_peer);
+	fd_identify(task, 1, &state->chan[MSD_ROLE_OUT], &out_peer);
+	fd_identify(task, 2, &state->chan[MSD_ROLE_ERR], NULL);
+	state->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	if (bpf_map_update_elem(&procs, &tgid, state, BPF_ANY)) {
+		drop_count(MSD_DROP_PROC_LIMIT, 1, 0);
+		return false;
+	}
+	tracked_set(tgid);
+
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
+		/* Tracked all the same: user space learns of it from its data records. */
+		drop_count(MSD_DROP_EVENT, 1, 0);
+		return true;
+	}
+	rec_hdr_fill(&rec->hdr, MSD_REC_DISCOVER, sizeof(*rec), tgid, tid);
+	rec->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	rec->line_off = line_off;
+	rec->start_ns = state->start_ns;
+	__builtin_memcpy(rec->chan, state->chan, sizeof(rec->chan));
+	rec->in_peer_ino = in_peer;
+	rec->out_peer_ino = out_peer;
+	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
+	rec->pad = 0;
+	/* Its arguments, from its own memory: it may be gone before user space reads /proc. */
+	mm = BPF_CORE_READ(task, mm);
+	arg_start = mm ? BPF_CORE_READ(mm, arg_start) : 0;
+	arg_end = mm ? BPF_CORE_READ(mm, arg_end) : 0;
+	n = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (n > MSD_DISCOVER_CMDLINE)
+		n = MSD_DISCOVER_CMDLINE;
+	if (n && bpf_probe_read_user(rec->cmdline, n, (const void *)arg_start))
+		n = 0;
+	rec->cmdline_len = n;
+	/* Rare and wanted at once: user space looks at the process while it lives. */
+	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	return true;
+}
+
+/* A read of ret bytes by tgid, untracked: whether it was on its stdin and carried JSON-RPC.
+ * Then tgid is tracked from now on and the caller captures this very read. */
+static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, enum shape shape)
+{
+	struct task_struct *task, *leader;
+	struct sniff s = {};
+	struct sniff_buf *buf;
+	struct msd_verdict *v;
+	struct counters *cnt;
+	struct pt_regs *regs;
+	struct inode *inode;
+	struct file *file;
+	__u64 ptr, len, ino;
+	__u32 dev, zero = 0;
+	char last = 0;
+
+	if (ret <= 0 || tgid == self_tgid)
+		return false;
+	task = bpf_get_current_task_btf();
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (syscall_arg(regs, 0) != 0)
+		return false;
+	/* One verdict per process: its threads read the same stdin. */
+	leader = task->group_leader;
+	v = bpf_task_storage_get(&verdicts, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	cnt = counters_get();
+	if (!v) {
+		if (cnt)
+			cnt->n[MSD_CNT_VERDICT_FAILED]++;
+		return false;
+	}
+	file = fd_file(task, 0);
+	if (!file)
+		return false;
+	inode = BPF_CORE_READ(file, f_inode);
+	ino = BPF_CORE_READ(inode, i_ino);
+	dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	if (v->ino != ino || v->dev != dev) {
+		/* A verdict of user space holds whatever the file. */
+		if (!v->ino && v->verdict != MSD_VERDICT_EXAMINING)
+			return false;
+		if (!v->ino && cnt)
+			cnt->n[MSD_CNT_VERDICTS_MADE]++;
+		/* New, or its stdin is another file now: looked at afresh. */
+		v->ino = ino;
+		v->dev = dev;
+		v->verdict = MSD_VERDICT_EXAMINING;
+		v->misses = 0;
+		v->reads = 0;
+		v->flags = 0;
+		if (!kind_talks(inode_kind(inode))) {
+			v->verdict = MSD_VERDICT_NOT_STDIO;
+			if (cnt)
+				cnt->n[MSD_CNT_NOT_STDIO]++;
+			return false;
+		}
+	}
+	if (v->verdict != MSD_VERDICT_EXAMINING)
+		return false;
+
+	ptr = syscall_arg(regs, 1);
+	len = ret;
+	if (shape == SHAPE_IOV) {
+		struct user_iovec iov;
+
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)ptr))
+			return false;
+		ptr = iov.base;
+		len = iov.len < len ? iov.len : len;
+	}
+	if (len > SNIFF_BYTES)
+		len = SNIFF_BYTES;
+	buf = bpf_map_lookup_elem(&sniff_scratch, &zero);
+	if (!buf || !len || bpf_probe_read_user(buf->b, len, (const void *)ptr))
+		return false;
+	s.len = len;
+	s.whole = v->flags & MSD_VERDICT_AT_LINE_START ? 1 : 0;
+	bpf_loop((len + SNIFF_BLOCK - 1) / SNIFF_BLOCK, sniff_step, &s, 0);
+	if (cnt) {
+		cnt->n[MSD_CNT_SNIFF_READS]++;
+		cnt->n[MSD_CNT_SNIFF_BYTES] += len;
+	}
+	if (s.found) {
+		v->verdict = MSD_VERDICT_TRACKED;
+		if (!discover_track(task, tgid, tid, s.found - 1, &buf->state))
+			return false;
+		if (cnt)
+			cnt->n[MSD_CNT_DISCOVERED]++;
+		return true;
+	}
+	/* Whether the next read starts a line: known only from its last byte. */
+	if (shape == SHAPE_BUF)
+		bpf_probe_read_user(&last, 1, (const void *)(syscall_arg(regs, 1) + ret - 1));
+	v->flags = last == '\n' ? MSD_VERDICT_AT_LINE_START : 0;
+	v->misses = v->misses + s.misses > SNIFF_MISSES ? SNIFF_MISSES : v->misses + s.misses;
+	v->reads++;
+	if (v->misses >= SNIFF_MISSES || v->reads >= SNIFF_READS) {
+		v->verdict = MSD_VERDICT_NOT_JSONRPC;
+		if (cnt)
+			cnt->n[MSD_CNT_NOT_JSONRPC]++;
+	}
+	return false;
+}
+
+/* A process's verdict goes with what it runs: at exec, and at its end (for the count). */
+static __always_inline void verdict_free(struct task_struct *task)
+{
+	struct counters *cnt;
+
+	if (!bpf_task_storage_delete(&verdicts, task) && (cnt = counters_get()))
+		cnt->n[MSD_CNT_VERDICTS_FREED]++;
+}
+
 /* The return value is read only once the process is known to be tracked: an untracked one
- * pays the bitmap load and nothing else. */
+ * pays the bitmap load and nothing else (with discovery, a read also the test of its fd). */
 static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx, __u8 sys, __u8 dir, enum shape shape)
 {
 	__u64 pid_tgid;
@@ -1023,7 +1372,9 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx, __u8 
 	if (hooks_only)
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_tracked(pid_tgid >> 32))
+	if (!is_tracked(pid_tgid >> 32) &&
+	    !(discover && (sys == MSD_SYS_READ || sys == MSD_SYS_READV) &&
+	      discover_read(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, shape)))
 		return 0;
 	return data_exit_tracked(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
 }
@@ -1238,6 +1589,8 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	if (hooks_only)
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
+	if (discover)
+		verdict_free(task); /* the exec'ing thread leads its process now */
 	if (!is_tracked(tgid))
 		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
@@ -1270,7 +1623,11 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 	if (hooks_only)
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
-	if (!is_tracked(tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
+	if ((!discover && !is_tracked(tgid)) || BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	if (discover)
+		verdict_free(task->group_leader);
+	if (!is_tracked(tgid))
 		return 0;
 
 	p = bpf_map_lookup_elem(&procs, &tgid);

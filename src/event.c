@@ -31,6 +31,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_REPORT] = "report",
 	[EV_PROTOCOL_ERROR] = "protocol_error",
 	[EV_HTTP] = "http",
+	[EV_UNTRACKED] = "untracked",
 };
 
 const char *ev_type_name(enum ev_type t)
@@ -259,6 +260,36 @@ static void render_exit(struct jsonw *w, const struct ev_exit *x)
 		jsonw_member_int(w, "lost_calls", x->lost_calls);
 }
 
+/* A process other than the server: what names it, and what identifies it. */
+static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_ref *r)
+{
+	if (!r->pid)
+		return;
+	jsonw_key(w, key);
+	jsonw_object_open(w);
+	jsonw_member_int(w, "pid", r->pid);
+	jsonw_member_int(w, "start_ticks", (long long)r->start_ticks);
+	jsonw_member_str(w, "comm", r->comm);
+	if (r->exe[0])
+		jsonw_member_str(w, "exe", r->exe);
+	jsonw_object_close(w);
+}
+
+json_t *proc_ref_json(const struct proc_ref *r)
+{
+	json_t *o;
+
+	if (!r->pid)
+		return NULL;
+	o = json_object();
+	json_object_set_new(o, "pid", json_integer(r->pid));
+	json_object_set_new(o, "start_ticks", json_integer((json_int_t)r->start_ticks));
+	json_object_set_new(o, "comm", json_string(r->comm));
+	if (r->exe[0])
+		json_object_set_new(o, "exe", json_string(r->exe));
+	return o;
+}
+
 static void render_session(struct jsonw *w, const struct session_identity *id)
 {
 	jsonw_member_str(w, "protocol_version", id->protocol_version);
@@ -269,6 +300,9 @@ static void render_session(struct jsonw *w, const struct session_identity *id)
 	jsonw_member_str(w, "cmdline", id->cmdline);
 	jsonw_member_str(w, "transport", id->transport);
 	jsonw_member_str(w, "stdio", id->stdio);
+	jsonw_member_str(w, "found", id->discovered ? "discovered" : "attached");
+	render_proc_ref(w, "client_process", &id->client_process);
+	render_proc_ref(w, "relay", &id->relay);
 }
 
 static void render_message(struct jsonw *w, const struct ev_message *m, const struct event_format_opts *opts)
@@ -364,6 +398,8 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 	event_format_time(ev->real_ns, ts, sizeof(ts));
 	jsonw_member_str(&w, "ts", ts);
 	jsonw_member_int(&w, "pid", ev->pid);
+	if (ev->session && ev->session->start_ticks)
+		jsonw_member_int(&w, "start_ticks", (long long)ev->session->start_ticks);
 	jsonw_key(&w, "server");
 	jsonw_string(&w, ev->session ? session_identity_name(ev->session) : NULL);
 
@@ -453,6 +489,9 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		break;
 	case EV_HTTP:
 		render_http(&w, &ev->http);
+		break;
+	case EV_UNTRACKED:
+		jsonw_member_str(&w, "reason", ev->untracked.reason);
 		break;
 	case EV__COUNT:
 		break;

@@ -1,4 +1,4 @@
-/* http_metrics.c -- GET /metrics over libmicrohttpd, from published snapshots.
+/* http_metrics.c -- GET /metrics and GET /servers over libmicrohttpd, from published snapshots.
  *
  * The server runs in a thread of ours that drives libmicrohttpd (epoll, MHD_run_wait). It
  * never reads the registry: the pipeline thread renders a snapshot and calls
@@ -71,6 +71,7 @@ struct metrics_http {
 	atomic_bool stop;
 	pthread_mutex_t lock;
 	struct blob *text, *om; /* current snapshot; om NULL until rendered */
+	struct blob *servers;   /* GET /servers: the inventory (NULL: 503 until published) */
 	atomic_uint_fast64_t scrapes, cut;
 	unsigned port;
 	/* Server thread only: */
@@ -214,15 +215,28 @@ static enum MHD_Result http_reply_static(struct MHD_Connection *conn, unsigned s
 	return ret;
 }
 
+static enum MHD_Result http_reply_blob(struct MHD_Connection *conn, struct blob *b, const char *type)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(b->len, b->data, blob_release_data);
+	enum MHD_Result ret;
+
+	if (!resp) {
+		blob_unref(b);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				   const char *version, const char *upload_data, size_t *upload_data_size,
 				   void **con_cls)
 {
 	struct metrics_http *h = cls;
 	enum metrics_format fmt;
-	struct MHD_Response *resp;
 	struct blob *b;
-	enum MHD_Result ret;
 
 	(void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
 	/* The request is complete (headers in): now the response has its deadline. */
@@ -232,31 +246,25 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return http_reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/") == 0)
-		return http_reply_static(conn, MHD_HTTP_OK, "mcpsonde: metrics at /metrics\n");
-	if (strcmp(url, "/metrics") != 0)
+		return http_reply_static(conn, MHD_HTTP_OK, "mcpsonde: metrics at /metrics, the inventory at /servers\n");
+	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/servers") != 0)
 		return http_reply_static(conn, MHD_HTTP_NOT_FOUND, "not found\n");
 
 	fmt = metrics_negotiate(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
 	pthread_mutex_lock(&h->lock);
 	if (fmt == METRICS_OPENMETRICS && !h->om)
 		fmt = METRICS_TEXT; /* before the first publish: text is always acceptable */
-	b = fmt == METRICS_OPENMETRICS ? h->om : h->text;
+	b = url[1] == 's' ? h->servers : fmt == METRICS_OPENMETRICS ? h->om : h->text;
 	if (b)
 		atomic_fetch_add(&b->refs, 1);
 	pthread_mutex_unlock(&h->lock);
 	if (!b)
 		return http_reply_static(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot yet\n");
+	if (url[1] == 's')
+		return http_reply_blob(conn, b, "application/json");
 
 	atomic_fetch_add(&h->scrapes, 1);
-	resp = MHD_create_response_from_buffer_with_free_callback(b->len, b->data, blob_release_data);
-	if (!resp) {
-		blob_unref(b);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, metrics_content_type(fmt));
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_reply_blob(conn, b, metrics_content_type(fmt));
 }
 
 /* "127.0.0.1:9464", "[::1]:9464", ":9464" (loopback), "localhost:9464". */
@@ -437,6 +445,19 @@ void metrics_http_publish(struct metrics_http *h, char *text, size_t text_len, c
 	blob_unref(old_o);
 }
 
+void metrics_http_publish_servers(struct metrics_http *h, char *json, size_t len)
+{
+	struct blob *b = blob_from(json, len), *old;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&h->lock);
+	old = h->servers;
+	h->servers = b;
+	pthread_mutex_unlock(&h->lock);
+	blob_unref(old);
+}
+
 unsigned metrics_http_port(const struct metrics_http *h)
 {
 	return h->port;
@@ -461,6 +482,7 @@ void metrics_http_stop(struct metrics_http *h)
 	MHD_stop_daemon(h->daemon); /* closes every connection; responses in flight are released */
 	blob_unref(h->text);
 	blob_unref(h->om);
+	blob_unref(h->servers);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -1,10 +1,14 @@
 /* main.c -- the command line: parse, wire a source to the pipeline and its sinks, run.
  *
  *   mcpsonde attach -p PID [-p PID...] [--json]   live, one line or one JSON object per event
+ *   mcpsonde watch --all [--json]                  every MCP server on the machine, found by
+ *                                                  its traffic
  *   mcpsonde record -p PID -o FILE                 raw records to a capture file
  *   mcpsonde replay FILE [--json]                  the same analysis, offline, no root
  *   mcpsonde postmortem REPORT [--json]            a crash report, for a person
+ *   mcpsonde servers [--json]                      the inventory: every server seen here
  *
+ * Live, records go source -> targets (what is watched, who it is) -> pipeline -> sinks.
  * The live loop is single-threaded: epoll over the ring buffer, a timerfd (loss counters,
  * blocked writes, stalls) and a signalfd (SIGINT/SIGTERM stop cleanly). It drains the ring a
  * bounded slice at a time, so that however fast records come, signals, timers and metrics are
@@ -13,6 +17,7 @@
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,7 @@
 #include "mcpsonde/attrib.h"
 #include "mcpsonde/capture.h"
 #include "mcpsonde/hdrscrub.h"
+#include "mcpsonde/inventory.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/procfs.h"
@@ -32,6 +38,7 @@
 #include "mcpsonde/report.h"
 #include "mcpsonde/sink.h"
 #include "mcpsonde/source.h"
+#include "mcpsonde/targets.h"
 #include "version.h"
 
 #define MAX_PIDS 64
@@ -40,9 +47,9 @@
 /* From a stop (SIGINT, or the last process gone) to the end: what the ring buffer holds is
  * analysed for at most this long; the rest is counted as lost. */
 #define STOP_DRAIN_NS 500000000ull
-#define LIVE_MAX 4096
+#define STATE_DIR_DEFAULT "/var/lib/mcpsonde"
 
-enum command { CMD_NONE, CMD_ATTACH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM };
+enum command { CMD_NONE, CMD_ATTACH, CMD_WATCH, CMD_RECORD, CMD_REPLAY, CMD_POSTMORTEM, CMD_SERVERS };
 
 struct cli {
 	enum command cmd;
@@ -52,6 +59,10 @@ struct cli {
 	const char *input;   /* replay: capture file; postmortem: report */
 	const char *metrics_listen; /* NULL: no metrics */
 	const char *host_root;      /* where the host's / is seen (containerized mcpsonde) */
+	const char *state_dir;      /* the inventory's directory; NULL: in memory only */
+	unsigned max_inventory;
+	bool all;            /* watch --all */
+	struct selectors selectors;
 	bool summary;
 	bool json;
 	bool verbose;
@@ -63,22 +74,13 @@ struct cli {
 	struct recorder_opts ropts;
 };
 
-/* Processes being watched: the given PIDs, their descendants, and what they fork later.
- * attach ends when the last of them has exited. Which of their bytes are MCP is the kernel's
- * business (their channel): this is only for knowing when everything is gone. */
-struct live_set {
-	pid_t pids[LIVE_MAX];
-	int n;
-};
-
 struct live_ctx {
 	struct cli *cli;
 	struct source_live *src;
+	struct targets *targets;
 	struct pipeline *pipe;         /* NULL for record */
 	struct capture_writer *writer; /* NULL for attach */
 	struct hdrscrub *scrub;        /* secret header values blanked before anything sees them */
-	struct live_set live;
-	const struct msd_file_id *attaching; /* channel of the -p process whose children are walked */
 	struct msd_drop drops[MSD_DROP__MAX];
 	bool write_failed;
 };
@@ -106,21 +108,32 @@ enum opt_key {
 	OPT_HOST_ROOT,
 	OPT_COMPAT,
 	OPT_MEMORY_BUDGET,
+	OPT_ALL,
+	OPT_INCLUDE,
+	OPT_EXCLUDE,
+	OPT_STATE_DIR,
+	OPT_MAX_INVENTORY,
+	OPT_SERIES_TTL,
 };
 
 static const char doc[] =
 	"Observe MCP servers through eBPF, without changing them.\n\n"
 	"Commands:\n"
 	"  attach -p PID [-p PID...]   watch running servers (root); one line per call\n"
+	"  watch --all                 every MCP server on this machine, found by its traffic (root)\n"
 	"  record -p PID -o FILE       write raw capture records to FILE (root)\n"
 	"  replay FILE                 analyse a capture offline (no root)\n"
 	"  postmortem REPORT           print a crash report (--json: as JSON)\n"
+	"  servers                     every MCP server seen here, running or gone (--state-dir)\n"
 	"\nOptions:";
 
-static const char args_doc[] = "attach|record|replay|postmortem [FILE]";
+static const char args_doc[] = "attach|watch|record|replay|postmortem|servers [FILE]";
 
 static const struct argp_option options[] = {
 	{ "pid", 'p', "PID", 0, "Process to watch (repeatable); a wrapper's children are followed", 0 },
+	{ "all", OPT_ALL, NULL, 0, "watch: every MCP server on this machine, running now or started later", 0 },
+	{ "include", OPT_INCLUDE, "KEY=GLOB", 0, "watch: only processes whose comm, exe or cmdline matches (repeatable)", 0 },
+	{ "exclude", OPT_EXCLUDE, "KEY=GLOB", 0, "watch: never processes whose comm, exe or cmdline matches (repeatable)", 0 },
 	{ "output", 'o', "FILE", 0, "record: capture file to write", 0 },
 	{ "json", 'j', NULL, 0, "JSONL output, one event per line", 0 },
 	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only); implies --redact off", 0 },
@@ -133,12 +146,15 @@ static const struct argp_option options[] = {
 	{ "stdin-linger", OPT_STDIN_LINGER, "SEC", 0, "Report a server alive this long after stdin closed (default 10)", 0 },
 	{ "init-timeout", OPT_INIT_TIMEOUT, "SEC", 0, "Report an initialize unanswered this long (default 10)", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output and the verifier log", 0 },
+	{ "state-dir", OPT_STATE_DIR, "DIR", 0, "Keep the inventory of servers in DIR/servers.json (servers: read it; default " STATE_DIR_DEFAULT ")", 0 },
+	{ "max-inventory", OPT_MAX_INVENTORY, "N", 0, "Server records kept, the oldest exited evicted first (default 1000)", 0 },
 	{ "host-root", OPT_HOST_ROOT, "DIR", 0, "The host's / is mounted at DIR (in a container): its /proc and runtime state are read there", 0 },
 	{ "compat", OPT_COMPAT, NULL, 0, "Kernel paths for older kernels even where newer ones exist (troubleshooting)", 0 },
 	{ NULL, 0, NULL, 0, "Metrics:", 1 },
 	{ "metrics", OPT_METRICS, "ADDR:PORT", 0, "Serve Prometheus metrics on GET /metrics (e.g. 127.0.0.1:9464)", 1 },
 	{ "summary", OPT_SUMMARY, NULL, 0, "On exit, a table per server and tool: calls, errors, p50/p95/p99", 1 },
 	{ "bytes-per-token", OPT_BYTES_PER_TOKEN, "N", 0, "Tool-definition token estimate: bytes per token (default 4)", 1 },
+	{ "series-ttl", OPT_SERIES_TTL, "SEC", 0, "Drop the series of a server this long after it exited (default 900; 0: keep)", 1 },
 	{ "metrics-max-tools", OPT_MAX_TOOLS, "N", 0, "Distinct tool names per server in metrics (default 256)", 1 },
 	{ NULL, 0, NULL, 0, "Post-mortem reports:", 2 },
 	{ "report-dir", OPT_REPORT_DIR, "DIR", 0, "Write a report for every abnormal exit into DIR", 2 },
@@ -234,11 +250,33 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_COMPAT:
 		cli->compat = true;
 		break;
+	case OPT_ALL:
+		cli->all = true;
+		break;
+	case OPT_INCLUDE:
+	case OPT_EXCLUDE: {
+		char err[256];
+		if (selectors_add(&cli->selectors, arg, key == OPT_INCLUDE, err, sizeof(err)) < 0)
+			argp_error(state, "--%s %s", key == OPT_INCLUDE ? "include" : "exclude", err);
+		break;
+	}
 	case OPT_METRICS:
 		cli->metrics_listen = arg;
 		break;
 	case OPT_HOST_ROOT:
 		cli->host_root = arg;
+		break;
+	case OPT_STATE_DIR:
+		cli->state_dir = arg;
+		break;
+	case OPT_MAX_INVENTORY:
+		if (parse_u64(arg, 1, 1000000, &v) < 0)
+			argp_error(state, "--max-inventory: expected a count between 1 and 1000000: %s", arg);
+		cli->max_inventory = (unsigned)v;
+		break;
+	case OPT_SERIES_TTL:
+		if (parse_seconds(arg, &cli->mopts.series_ttl_ns) < 0)
+			argp_error(state, "--series-ttl: expected seconds: %s", arg);
 		break;
 	case OPT_SUMMARY:
 		cli->summary = true;
@@ -273,6 +311,10 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		if (cli->cmd == CMD_NONE) {
 			if (strcmp(arg, "attach") == 0)
 				cli->cmd = CMD_ATTACH;
+			else if (strcmp(arg, "watch") == 0)
+				cli->cmd = CMD_WATCH;
+			else if (strcmp(arg, "servers") == 0)
+				cli->cmd = CMD_SERVERS;
 			else if (strcmp(arg, "record") == 0)
 				cli->cmd = CMD_RECORD;
 			else if (strcmp(arg, "replay") == 0)
@@ -289,7 +331,13 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case ARGP_KEY_END:
 		if (cli->cmd == CMD_NONE)
-			argp_error(state, "a command is required: attach, record, replay or postmortem");
+			argp_error(state, "a command is required: attach, watch, record, replay, postmortem or servers");
+		if (cli->cmd == CMD_WATCH && !cli->all)
+			argp_error(state, "watch needs --all (every MCP server on this machine)");
+		if (cli->cmd == CMD_WATCH && cli->npids)
+			argp_error(state, "watch finds servers by itself: -p is for attach");
+		if (cli->cmd != CMD_WATCH && (cli->all || cli->selectors.n))
+			argp_error(state, "--all, --include and --exclude are for watch");
 		if ((cli->cmd == CMD_ATTACH || cli->cmd == CMD_RECORD) && cli->npids == 0)
 			argp_error(state, "%s needs at least one -p PID", cli->cmd == CMD_ATTACH ? "attach" : "record");
 		if (cli->cmd == CMD_RECORD && !cli->output)
@@ -309,9 +357,10 @@ static const struct argp argp = { options, parse_arg, args_doc, doc, NULL, NULL,
 
 /* --- sinks ---------------------------------------------------------------------------- */
 
-/* Output first, then metrics and summary; the recorder last, because it emits EV_REPORT
- * from inside an exit's dispatch and every sink must see the exit before the report. */
-static int sinks_setup(struct cli *cli, struct sink_list *sinks)
+/* Output first, then the inventory (metrics read it), metrics and summary; the recorder
+ * last, because it emits EV_REPORT from inside an exit's dispatch and every sink must see the
+ * exit before the report. inv: the inventory (live only), NULL otherwise. */
+static int sinks_setup(struct cli *cli, struct sink_list *sinks, struct inventory *inv)
 {
 	struct event_format_opts fo = { .capture_values = cli->popts.capture_values };
 	struct sink *s = cli->json ? sink_json_new(stdout, &fo) : sink_text_new(stdout, &fo);
@@ -320,6 +369,12 @@ static int sinks_setup(struct cli *cli, struct sink_list *sinks)
 	if (!s)
 		return -1;
 	sinks_add(sinks, s);
+	if (inv) {
+		if (!(s = sink_inventory_new(inv)))
+			return -1;
+		sinks_add(sinks, s);
+		cli->mopts.inventory = inv;
+	}
 	if (cli->metrics_listen) {
 		cli->mopts.listen = cli->metrics_listen;
 		cli->mopts.version = MCPSONDE_VERSION;
@@ -347,82 +402,18 @@ static int sinks_setup(struct cli *cli, struct sink_list *sinks)
 
 /* --- live capture --------------------------------------------------------------------- */
 
-static int live_find(const struct live_set *l, pid_t pid)
+/* Every record the targets stage passes on goes to the capture file and/or the pipeline, in
+ * the same order. */
+static void live_deliver(void *ctx, const struct msd_rec_hdr *rec)
 {
-	for (int i = 0; i < l->n; i++)
-		if (l->pids[i] == pid)
-			return i;
-	return -1;
-}
+	struct live_ctx *c = ctx;
 
-static void live_add(struct live_set *l, pid_t pid)
-{
-	if (live_find(l, pid) >= 0 || l->n == LIVE_MAX)
-		return;
-	l->pids[l->n++] = pid;
-}
-
-static void live_remove(struct live_set *l, pid_t pid)
-{
-	int i = live_find(l, pid);
-
-	if (i < 0)
-		return;
-	l->pids[i] = l->pids[--l->n];
-}
-
-/* Every record goes to the capture file and/or the pipeline, in the same order, with the
- * values of secret HTTP headers blanked (hdrscrub.h). */
-static void live_deliver(struct live_ctx *c, const struct msd_rec_hdr *rec)
-{
 	if (!(rec = hdrscrub_record(c->scrub, rec)))
 		return;
 	if (c->writer && capture_writer_put(c->writer, rec) < 0)
 		c->write_failed = true;
 	if (c->pipe)
 		pipeline_feed(c->pipe, rec);
-}
-
-static void live_identify(struct live_ctx *c, pid_t pid, uint64_t ts_ns)
-{
-	struct msd_proc_rec *rec = proc_identity(pid, ts_ns);
-
-	if (!rec)
-		return;
-	live_deliver(c, &rec->hdr);
-	free(rec);
-}
-
-static int live_on_record(void *ctx, const struct msd_rec_hdr *rec)
-{
-	struct live_ctx *c = ctx;
-
-	live_deliver(c, rec);
-	switch (rec->kind) {
-	case MSD_REC_FORK:
-		live_add(&c->live, (pid_t)rec->tgid);
-		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
-		break;
-	case MSD_REC_EXEC:
-		live_identify(c, (pid_t)rec->tgid, rec->ts_ns);
-		break;
-	case MSD_REC_EXIT:
-		live_remove(&c->live, (pid_t)rec->tgid);
-		break;
-	}
-	return 0;
-}
-
-/* A descendant of a -p process that was running before attach: it gets the channel the
- * kernel would have given it at fork. */
-static void live_track(void *ctx, pid_t pid)
-{
-	struct live_ctx *c = ctx;
-
-	if (source_live_track(c->src, pid, proc_start_ns(pid), c->attaching) < 0)
-		return;
-	live_add(&c->live, pid);
-	live_identify(c, pid, clock_mono_ns());
 }
 
 static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
@@ -463,19 +454,6 @@ static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 		pipeline_blocked_write(c->pipe, w->tgid, 1, w->enter_ns, w->count, now);
 }
 
-/* Forgets PIDs whose exit was never seen (they died before their tracking took effect). */
-static void live_prune(struct live_ctx *c)
-{
-	for (int i = c->live.n - 1; i >= 0; i--) {
-		pid_t pid = c->live.pids[i];
-
-		if (!proc_exists(pid)) {
-			source_live_untrack(c->src, pid);
-			live_remove(&c->live, pid);
-		}
-	}
-}
-
 /* One line on stderr when attach or record ends: what was seen and what was lost. */
 static void live_report(struct live_ctx *c)
 {
@@ -508,22 +486,84 @@ static void live_report(struct live_ctx *c)
 	fprintf(stderr, "; kernel connections: %llu followed, %llu ignored at once, %llu syscalls (%llu bytes) ignored",
 		(unsigned long long)cnt[MSD_CNT_CONN_SEEN], (unsigned long long)cnt[MSD_CNT_CONN_SNIFFED],
 		(unsigned long long)cnt[MSD_CNT_CONN_IGNORED_CALLS], (unsigned long long)cnt[MSD_CNT_CONN_IGNORED_BYTES]);
-	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused\n",
+	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused",
 		(unsigned long long)cnt[MSD_CNT_NONE_CALLS], (unsigned long long)cnt[MSD_CNT_NONE_BYTES],
 		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
 		(unsigned long long)(cnt[MSD_CNT_RING_RESERVED] - cnt[MSD_CNT_RING_USED]),
 		(unsigned long long)cnt[MSD_CNT_RING_RESERVED]);
+	if (c->cli->cmd == CMD_WATCH) {
+		struct targets_stats ts;
+
+		targets_get_stats(c->targets, &ts);
+		fprintf(stderr, "; discovery: %llu reads looked at, %llu processes found, %llu stdins given up, "
+				"%llu excluded, %llu not MCP, %llu relays",
+			(unsigned long long)cnt[MSD_CNT_SNIFF_READS], (unsigned long long)ts.discovered,
+			(unsigned long long)(cnt[MSD_CNT_NOT_JSONRPC] + cnt[MSD_CNT_NOT_STDIO]),
+			(unsigned long long)ts.excluded, (unsigned long long)ts.not_mcp, (unsigned long long)ts.relays);
+	}
+	fputc('\n', stderr);
 }
 
-/* One line per given process that runs in a container: where it runs. */
-static void live_describe(const struct cli *cli, struct attrib *attrib)
+/* mcpsonde's own figures for /metrics: what the kernel examined and concluded, its maps,
+ * what the targets stage decided. Read at each snapshot; the sink only runs while the
+ * source does. */
+static void live_self(void *ctx, struct metrics_self *out)
 {
-	for (int i = 0; i < cli->npids; i++) {
-		const struct attrib_record *r = attrib_lookup(attrib, cli->pids[i], 0, clock_mono_ns());
+	struct live_ctx *c = ctx;
+	uint64_t cnt[MSD_CNT__MAX] = { 0 }, more;
+	struct targets_stats ts = { 0 };
+	unsigned entries = 0, capacity = 0;
+
+	if (!c->src || !c->targets)
+		return;
+	source_live_counters(c->src, cnt);
+	source_live_procs(c->src, &entries, &capacity);
+	targets_get_stats(c->targets, &ts);
+	out->tracked = entries;
+	out->sniffed_reads = (double)cnt[MSD_CNT_SNIFF_READS];
+	out->sniffed_bytes = (double)cnt[MSD_CNT_SNIFF_BYTES];
+	out->verdicts[METRICS_VERDICT_JSON_RPC] = (double)cnt[MSD_CNT_DISCOVERED];
+	out->verdicts[METRICS_VERDICT_NOT_JSON_RPC] = (double)cnt[MSD_CNT_NOT_JSONRPC];
+	out->verdicts[METRICS_VERDICT_NOT_STDIO] = (double)cnt[MSD_CNT_NOT_STDIO];
+	out->verdicts[METRICS_VERDICT_NOT_MCP] = (double)ts.not_mcp;
+	out->verdicts[METRICS_VERDICT_RELAY] = (double)ts.relays;
+	out->verdicts[METRICS_VERDICT_EXCLUDED] = (double)ts.excluded;
+	out->clients_found = (double)ts.clients_found;
+	out->clients_unknown = (double)ts.clients_unknown;
+	out->maps[0].map = "procs";
+	out->maps[0].entries = entries;
+	out->maps[0].capacity = capacity;
+	out->maps[1].map = "verdicts";
+	out->maps[1].entries = (double)(cnt[MSD_CNT_VERDICTS_MADE] - cnt[MSD_CNT_VERDICTS_FREED]);
+	out->nmaps = 2;
+	out->nlatencies = targets_take_latencies(c->targets, out->latencies, METRICS_LATENCIES_MAX, &more);
+}
+
+/* The line that says the probes are live: the given processes, or the whole machine. */
+static void live_announce(struct live_ctx *c)
+{
+	pid_t pids[MAX_PIDS];
+	unsigned n;
+
+	if (c->cli->cmd == CMD_WATCH) {
+		fprintf(stderr, "mcpsonde: watching every MCP server on this machine (pid %d not included: mcpsonde)%s\n",
+			(int)getpid(), c->cli->selectors.n ? ", with selectors" : "");
+		return;
+	}
+	n = targets_pids(c->targets, pids, MAX_PIDS);
+	fprintf(stderr, "mcpsonde: attached to %u process%s (pid", targets_watched(c->targets),
+		targets_watched(c->targets) == 1 ? "" : "es");
+	for (unsigned i = 0; i < n; i++)
+		fprintf(stderr, " %d", (int)pids[i]);
+	fprintf(stderr, "%s)%s\n", n < targets_watched(c->targets) ? " ..." : "",
+		c->cli->cmd == CMD_RECORD ? ", recording" : "");
+	/* One line per given process that runs in a container: where it runs. */
+	for (int i = 0; i < c->cli->npids; i++) {
+		const struct attrib_record *r = targets_where(c->targets, c->cli->pids[i]);
 
 		if (!r || r->role == ATTRIB_ROLE_HOST || !r->container_id[0])
 			continue;
-		fprintf(stderr, "mcpsonde: pid %d runs in", (int)cli->pids[i]);
+		fprintf(stderr, "mcpsonde: pid %d runs in", (int)c->cli->pids[i]);
 		if (r->pod_name[0])
 			fprintf(stderr, " pod %s/%s container %s,", r->k8s_namespace, r->pod_name, r->k8s_container_name);
 		else if (r->container_name[0])
@@ -534,8 +574,12 @@ static void live_describe(const struct cli *cli, struct attrib *attrib)
 
 static int run_live(struct cli *cli)
 {
-	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose, .compat = cli->compat };
+	struct source_live_opts so = { .ringbuf_bytes = cli->ringbuf_bytes, .verbose = cli->verbose, .compat = cli->compat,
+				       .discover = cli->cmd == CMD_WATCH, .self = getpid() };
+	struct targets_opts to = { .all = cli->cmd == CMD_WATCH, .pids = cli->pids, .npids = (unsigned)cli->npids,
+				   .selectors = &cli->selectors, .self = getpid() };
 	struct live_ctx c = { .cli = cli };
+	struct inventory *inventory = NULL;
 	struct attrib *attrib = NULL;
 	struct sink_list sinks = { 0 };
 	struct epoll_event ev, events[4];
@@ -556,6 +600,7 @@ static int run_live(struct cli *cli)
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}
+		to.attrib = attrib;
 	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
 	if (!(c.scrub = hdrscrub_new())) {
@@ -575,7 +620,15 @@ static int run_live(struct cli *cli)
 			goto cleanup;
 		}
 	} else {
-		if (sinks_setup(cli, &sinks) < 0)
+		struct inventory_opts io = { .state_dir = cli->state_dir, .max_records = cli->max_inventory, .live = true };
+
+		if (!(inventory = inventory_open(&io, msg, sizeof(msg)))) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			goto cleanup;
+		}
+		cli->mopts.self = live_self;
+		cli->mopts.self_ctx = &c;
+		if (sinks_setup(cli, &sinks, inventory) < 0)
 			goto cleanup;
 		c.pipe = pipeline_new(&cli->popts, &sinks);
 		if (!c.pipe)
@@ -584,6 +637,9 @@ static int run_live(struct cli *cli)
 	}
 	if (c.pipe)
 		pipeline_set_conn_ignore(c.pipe, live_conn_ignore, &c);
+	if (!(c.targets = targets_new(&to, c.src, live_deliver, &c)))
+		goto cleanup;
+	targets_set_pipeline(c.targets, c.pipe);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -605,34 +661,13 @@ static int run_live(struct cli *cli)
 	ev.data.fd = sfd;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
 
-	/* Track first, then walk the existing children: a fork in between is followed by the
-	 * kernel, so nothing falls through. */
-	for (int i = 0; i < cli->npids; i++) {
-		struct msd_file_id chan[MSD_ROLE__COUNT];
-		int ret;
-
-		/* Its channel: the files that are its stdin, stdout and stderr now. */
-		if (proc_channel(cli->pids[i], chan) < 0) {
-			fprintf(stderr, "mcpsonde: no such process: %d\n", (int)cli->pids[i]);
-			goto cleanup;
-		}
-		if ((ret = source_live_track(c.src, cli->pids[i], proc_start_ns(cli->pids[i]), chan)) < 0) {
-			fprintf(stderr, "mcpsonde: cannot track %d: %s\n", (int)cli->pids[i], strerror(-ret));
-			goto cleanup;
-		}
-		live_add(&c.live, cli->pids[i]);
-		live_identify(&c, cli->pids[i], clock_mono_ns());
-		c.attaching = chan;
-		proc_descendants(cli->pids[i], live_track, &c);
-		c.attaching = NULL;
+	if (targets_start(c.targets, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "mcpsonde: %s\n", msg);
+		goto cleanup;
 	}
 	if (cli->verbose)
 		fprintf(stderr, "mcpsonde: kernel paths: %s\n", source_live_paths(c.src));
-	fprintf(stderr, "mcpsonde: attached to %d process%s (pid", c.live.n, c.live.n == 1 ? "" : "es");
-	for (int i = 0; i < c.live.n; i++)
-		fprintf(stderr, " %d", (int)c.live.pids[i]);
-	fprintf(stderr, ")%s\n", cli->cmd == CMD_RECORD ? ", recording" : "");
-	live_describe(cli, attrib);
+	live_announce(&c);
 
 	while (!stop) {
 		/* Records still waiting: look at the other fds without waiting, then go on. */
@@ -659,31 +694,31 @@ static int run_live(struct cli *cli)
 					pipeline_set_behind(c.pipe, source_live_behind(c.src));
 					pipeline_tick(c.pipe, now);
 				}
+				targets_tick(c.targets, now);
 				if (++ticks % 10 == 0) {
 					/* The scan walks every task of the machine in the kernel. */
 					if (c.pipe && cli->popts.blocked_write_ns)
 						source_live_inflight(c.src, live_on_inflight, &c);
-					live_prune(&c);
 					if (c.writer && capture_writer_flush(c.writer) < 0)
 						c.write_failed = true;
 				}
 			}
 			/* The ring buffer's fd: the slice below takes what waits. */
 		}
-		source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + DRAIN_SLICE_NS);
+		source_live_poll(c.src, targets_on_record, c.targets, clock_mono_ns() + DRAIN_SLICE_NS);
 		if (c.pipe) {
 			pipeline_set_behind(c.pipe, source_live_behind(c.src));
 			pipeline_tick(c.pipe, clock_mono_ns());
 		}
 		/* Out before waiting again: one write per drain, and nothing held back while idle. */
 		sinks_flush(&sinks);
-		/* Every watched process is gone. With --metrics, serve on until stopped: the last
-		 * exits and pending counts must still be there for the next scrape. */
-		if (c.live.n == 0 && !cli->metrics_listen)
+		/* attach: every watched process is gone. With --metrics, serve on until stopped: the
+		 * last exits and pending counts must still be there for the next scrape. */
+		if (cli->cmd != CMD_WATCH && targets_watched(c.targets) == 0 && !cli->metrics_listen)
 			stop = true;
 	}
 	source_live_stop(c.src);
-	source_live_poll(c.src, live_on_record, &c, clock_mono_ns() + STOP_DRAIN_NS);
+	source_live_poll(c.src, targets_on_record, c.targets, clock_mono_ns() + STOP_DRAIN_NS);
 	source_live_abandon(c.src);
 	live_check_drops(&c, clock_mono_ns());
 	if (c.pipe)
@@ -699,12 +734,14 @@ cleanup:
 		close(tfd);
 	if (sfd >= 0)
 		close(sfd);
+	targets_free(c.targets);
 	source_live_close(c.src);
 	if (c.writer && capture_writer_close(c.writer) < 0 && !err) {
 		fprintf(stderr, "mcpsonde: writing %s failed\n", cli->output);
 		err = 1;
 	}
 	sinks_close(&sinks);
+	inventory_close(inventory);
 	pipeline_free(c.pipe);
 	hdrscrub_free(c.scrub);
 	attrib_free(attrib);
@@ -729,7 +766,7 @@ static int run_replay(struct cli *cli)
 		return 1;
 	}
 	cli->popts.mono_to_real_ns = capture_reader_mono_to_real(r);
-	if (sinks_setup(cli, &sinks) < 0 || !(p = pipeline_new(&cli->popts, &sinks)))
+	if (sinks_setup(cli, &sinks, NULL) < 0 || !(p = pipeline_new(&cli->popts, &sinks)))
 		goto cleanup;
 	while ((rc = capture_reader_next(r, &rec, msg, sizeof(msg))) == 1) {
 		/* The records' own clock drives time-based detection, as the kernel's did live. */
@@ -754,6 +791,11 @@ int main(int argc, char **argv)
 	struct cli cli = { 0 };
 	int err;
 
+	/* Large transient buffers (a rendered scrape, the inventory document, a big message) from
+	 * mmap and back to the system when freed: glibc's adaptive threshold would move them into
+	 * the heap after the first free, where, between long-lived small objects, they leave holes
+	 * a daemon's RSS never gives back (the soak test saw 26 MiB of heap for 6 in use). */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	pipeline_opts_default(&cli.popts);
 	metrics_opts_default(&cli.mopts);
 	recorder_opts_default(&cli.ropts);
@@ -762,13 +804,24 @@ int main(int argc, char **argv)
 		return 1;
 	switch (cli.cmd) {
 	case CMD_ATTACH:
+	case CMD_WATCH:
 	case CMD_RECORD:
-		return run_live(&cli);
+		err = run_live(&cli);
+		selectors_free(&cli.selectors);
+		return err;
 	case CMD_REPLAY:
 		return run_replay(&cli);
 	case CMD_POSTMORTEM: {
 		char msg[512] = "";
 		if (report_print_file(cli.input, cli.json, cli.ropts.max_report_bytes, stdout, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "mcpsonde: %s\n", msg);
+			return 1;
+		}
+		return 0;
+	}
+	case CMD_SERVERS: {
+		char msg[512] = "";
+		if (inventory_print(cli.state_dir ? cli.state_dir : STATE_DIR_DEFAULT, cli.json, stdout, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "mcpsonde: %s\n", msg);
 			return 1;
 		}

@@ -140,6 +140,30 @@ unsigned label_folder_size(const struct label_folder *lf)
 	return lf->n;
 }
 
+/* Open addressing without tombstones: the values after v in its run are placed again. */
+void label_folder_remove(struct label_folder *lf, const char *v)
+{
+	size_t i, j;
+
+	for (i = hash_str(0xcbf29ce484222325ull, v) & (lf->tcap - 1); lf->slots[i]; i = (i + 1) & (lf->tcap - 1))
+		if (strcmp(lf->slots[i], v) == 0)
+			break;
+	if (!lf->slots[i])
+		return;
+	free(lf->slots[i]);
+	lf->slots[i] = NULL;
+	lf->n--;
+	for (j = (i + 1) & (lf->tcap - 1); lf->slots[j]; j = (j + 1) & (lf->tcap - 1)) {
+		char *moved = lf->slots[j];
+		size_t k;
+
+		lf->slots[j] = NULL;
+		for (k = hash_str(0xcbf29ce484222325ull, moved) & (lf->tcap - 1); lf->slots[k]; k = (k + 1) & (lf->tcap - 1))
+			;
+		lf->slots[k] = moved;
+	}
+}
+
 /* ---- registry ---------------------------------------------------------------------- */
 
 struct metrics_registry *metrics_registry_new(void)
@@ -347,6 +371,45 @@ void metrics_histogram_observe(struct metric_family *f, const char *const *value
 	s->buckets[i]++;
 	s->count++;
 	s->value += v;
+}
+
+size_t metrics_remove_series(struct metrics_registry *r, const char *label, const char *value)
+{
+	char clean[METRICS_LABEL_MAX + 1];
+	size_t removed = 0;
+
+	metrics_label_sanitize(value, clean);
+	for (struct metric_family *f = r->head; f; f = f->next) {
+		struct metric_series *s, *prev = NULL, *next;
+		unsigned li;
+
+		for (li = 0; li < f->nlabels && strcmp(f->labels[li], label) != 0; li++)
+			;
+		if (li == f->nlabels)
+			continue;
+		for (s = f->head; s; s = next) {
+			struct metric_series **pp;
+
+			next = s->next;
+			if (strcmp(s->values[li], clean) != 0) {
+				prev = s;
+				continue;
+			}
+			for (pp = &f->table[s->hash & (f->tcap - 1)]; *pp != s; pp = &(*pp)->hnext)
+				;
+			*pp = s->hnext;
+			if (prev)
+				prev->next = next;
+			else
+				f->head = next;
+			if (f->tail == s)
+				f->tail = prev;
+			f->nseries--;
+			series_free(s);
+			removed++;
+		}
+	}
+	return removed;
 }
 
 size_t metrics_family_series(const struct metric_family *f)

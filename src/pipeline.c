@@ -14,6 +14,7 @@
 
 #include "mcpsonde/conns.h"
 #include "mcpsonde/pipeline.h"
+#include "mcpsonde/procfs.h"
 #include "mcpsonde/record.h"
 #include "mcpsonde/rpc.h"
 #include "mcpsonde/session.h"
@@ -34,6 +35,7 @@ struct pstream_key {
 struct pstream {
 	struct pstream_key key;
 	struct pipeline *p;
+	struct psession *ps;
 	struct session *sess;
 	enum msd_role role;
 	struct stream s;
@@ -48,7 +50,18 @@ struct pstream {
 struct psession {
 	uint32_t tgid;
 	struct session *s;
+	bool pending;      /* discovered, and no MCP method yet: told nothing */
+	bool server_told;  /* hooks.on_server was called */
+	bool resync_in;    /* its first captured read began inside a line: skip to the next */
+	unsigned not_mcp;  /* methods outside MCP it read while pending */
 	UT_hash_handle hh;
+};
+
+/* What the hooks are told after the record or tick at hand: bounded, one per process. */
+#define NEWS_MAX 64
+struct news {
+	uint32_t tgid;
+	bool not_mcp; /* else: a server */
 };
 
 struct pipeline {
@@ -70,6 +83,9 @@ struct pipeline {
 	struct conns *conns; /* connections: the HTTP transport */
 	pipeline_conn_ignore_fn conn_ignore;
 	void *conn_ignore_ctx;
+	struct pipeline_hooks hooks;
+	struct news news[NEWS_MAX];
+	unsigned nnews;
 };
 
 static const char *const drop_reason_names[MSD_DROP__MAX] = {
@@ -151,21 +167,32 @@ void pipeline_set_live(struct pipeline *p, bool live)
 	p->env.live = live;
 }
 
-static struct session *session_find(struct pipeline *p, uint32_t tgid)
+void pipeline_set_hooks(struct pipeline *p, const struct pipeline_hooks *hooks)
+{
+	p->hooks = *hooks;
+}
+
+static struct psession *psession_find(struct pipeline *p, uint32_t tgid)
 {
 	struct psession *ps;
 
 	HASH_FIND(hh, p->sessions, &tgid, sizeof(tgid), ps);
+	return ps;
+}
+
+static struct session *session_find(struct pipeline *p, uint32_t tgid)
+{
+	struct psession *ps = psession_find(p, tgid);
+
 	return ps ? ps->s : NULL;
 }
 
-static struct session *session_get(struct pipeline *p, uint32_t tgid, uint64_t ts_ns)
+static struct psession *psession_get(struct pipeline *p, uint32_t tgid, uint64_t ts_ns)
 {
-	struct psession *ps;
+	struct psession *ps = psession_find(p, tgid);
 
-	HASH_FIND(hh, p->sessions, &tgid, sizeof(tgid), ps);
 	if (ps)
-		return ps->s;
+		return ps;
 	if (p->nsessions >= PIPELINE_MAX_SESSIONS) {
 		p->stats.sessions_dropped++;
 		return NULL;
@@ -178,7 +205,14 @@ static struct session *session_get(struct pipeline *p, uint32_t tgid, uint64_t t
 	ps->tgid = tgid;
 	HASH_ADD(hh, p->sessions, tgid, sizeof(ps->tgid), ps);
 	p->nsessions++;
-	return ps->s;
+	return ps;
+}
+
+static struct session *session_get(struct pipeline *p, uint32_t tgid, uint64_t ts_ns)
+{
+	struct psession *ps = psession_get(p, tgid, ts_ns);
+
+	return ps ? ps->s : NULL;
 }
 
 static void pstream_free(struct pipeline *p, struct pstream *ps)
@@ -216,11 +250,59 @@ struct decode_ctx {
 	const struct frame *f;
 };
 
+static void news_add(struct pipeline *p, uint32_t tgid, bool not_mcp)
+{
+	if (p->nnews < NEWS_MAX)
+		p->news[p->nnews++] = (struct news){ .tgid = tgid, .not_mcp = not_mcp };
+}
+
+/* Tells the hooks, now that nothing of the pipeline is in use up the stack. */
+static void news_flush(struct pipeline *p)
+{
+	for (unsigned i = 0; i < p->nnews; i++) {
+		const struct news *n = &p->news[i];
+
+		if (n->not_mcp && p->hooks.on_not_mcp)
+			p->hooks.on_not_mcp(p->hooks.ctx, n->tgid);
+		else if (!n->not_mcp && p->hooks.on_server)
+			p->hooks.on_server(p->hooks.ctx, n->tgid);
+	}
+	p->nnews = 0;
+}
+
+/* Whether a message of ps is told. A discovered process is an MCP server from its first MCP
+ * method on; JSON-RPC without one (an editor's language server, another tool) is told
+ * nothing, and after PIPELINE_NOT_MCP_AFTER methods it is let go. */
+static bool psession_admit(struct pipeline *p, struct psession *ps, const struct rpc_msg *m, enum msd_dir dir)
+{
+	if (ps->pending) {
+		if (!rpc_is_mcp_method(m->method)) {
+			p->stats.unconfirmed_frames++;
+			/* Once: a failed news_add is retried at the next message. */
+			if (m->method && dir == MSD_DIR_READ && ++ps->not_mcp >= PIPELINE_NOT_MCP_AFTER &&
+			    p->nnews < NEWS_MAX) {
+				news_add(p, ps->tgid, true);
+				ps->not_mcp = 0;
+			}
+			return false;
+		}
+		ps->pending = false;
+		session_set_quiet(ps->s, false);
+	}
+	if (!ps->server_told && p->nnews < NEWS_MAX) {
+		ps->server_told = true;
+		news_add(p, ps->tgid, false);
+	}
+	return true;
+}
+
 static void pipeline_on_message(void *ctx, const struct rpc_msg *m)
 {
 	struct decode_ctx *d = ctx;
+	enum msd_dir dir = d->st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE;
 
-	session_on_message(d->st->sess, d->st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE, m, d->f);
+	if (psession_admit(d->st->p, d->st->ps, m, dir))
+		session_on_message(d->st->sess, dir, m, d->f);
 }
 
 static void pipeline_on_frame(void *ctx, const struct frame *f)
@@ -229,6 +311,12 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 	struct decode_ctx d = { .st = st, .f = f };
 
 	st->p->stats.frames++;
+	if (st->ps->pending) {
+		/* Before it is known to be a server, only what it reads can make it one. */
+		if (st->role != MSD_ROLE_IN || rpc_decode(f, pipeline_on_message, &d) < 0)
+			st->p->stats.unconfirmed_frames++;
+		return;
+	}
 	if (f->oversized)
 		st->p->stats.oversized_frames++;
 	if (f->after_gap) {
@@ -321,8 +409,8 @@ static void pipeline_track_hold(struct pipeline *p, struct pstream *st, uint64_t
 static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec *d)
 {
 	struct pstream_key key = { .tgid = d->hdr.tgid, .role = d->role, .ino = d->file_ino, .dev = d->file_dev };
+	struct psession *ps;
 	struct pstream *st;
-	struct session *sess;
 
 	HASH_FIND(hh, p->streams, &key, sizeof(key), st);
 	if (st)
@@ -331,18 +419,24 @@ static struct pstream *pstream_get(struct pipeline *p, const struct msd_data_rec
 		p->stats.streams_dropped++;
 		return NULL;
 	}
-	sess = session_get(p, d->hdr.tgid, d->hdr.ts_ns);
-	if (!sess)
+	ps = psession_get(p, d->hdr.tgid, d->hdr.ts_ns);
+	if (!ps)
 		return NULL;
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
 	st->key = key;
 	st->p = p;
-	st->sess = sess;
+	st->ps = ps;
+	st->sess = ps->s;
 	st->role = (enum msd_role)d->role;
 	stream_init(&st->s, p->opts.max_frame);
 	framer_set_budget(&st->s.framer, &p->budget);
+	if (st->role == MSD_ROLE_IN && ps->resync_in) {
+		/* What precedes the first whole line is the end of one sent before discovery. */
+		st->s.framer.resync = true;
+		ps->resync_in = false;
+	}
 	HASH_ADD(hh, p->streams, key, sizeof(st->key), st);
 	p->nstreams++;
 	return st;
@@ -436,6 +530,59 @@ static void pipeline_flush_process(struct pipeline *p, uint32_t tgid, uint64_t t
 			pstream_flush(p, st, ts_ns);
 }
 
+static uint64_t ns_to_ticks(uint64_t ns)
+{
+	return ns / (1000000000ull / (uint64_t)proc_clock_ticks());
+}
+
+/* The kernel tracks a process it found reading JSON-RPC: a session told nothing until its
+ * first MCP method. A session left by an earlier process of that PID (its exit lost) ends. */
+static void pipeline_on_discover(struct pipeline *p, const struct msd_discover_rec *d)
+{
+	uint64_t ticks = ns_to_ticks(d->start_ns);
+	struct psession *ps = psession_find(p, d->hdr.tgid);
+
+	if (ps && session_identity(ps->s)->start_ticks && session_identity(ps->s)->start_ticks != ticks) {
+		p->stats.sessions_replaced++;
+		pipeline_release(p, d->hdr.tgid, "gone", d->hdr.ts_ns);
+		ps = NULL;
+	}
+	if (!ps && !(ps = psession_get(p, d->hdr.tgid, d->hdr.ts_ns)))
+		return;
+	ps->pending = !ps->server_told;
+	ps->resync_in = d->line_off > 0;
+	session_on_discover(ps->s, ticks, d->comm);
+	session_set_quiet(ps->s, ps->pending);
+}
+
+void pipeline_release(struct pipeline *p, uint32_t tgid, const char *reason, uint64_t ts_ns)
+{
+	struct session *s = session_find(p, tgid);
+	struct sonde_event ev = { .type = EV_UNTRACKED, .ts_ns = ts_ns };
+
+	if (!s)
+		return;
+	ev.untracked.reason = reason;
+	session_emit(s, &ev);
+	session_end(p, tgid);
+}
+
+const struct session_identity *pipeline_identity(struct pipeline *p, uint32_t tgid)
+{
+	struct session *s = session_find(p, tgid);
+
+	return s ? session_identity(s) : NULL;
+}
+
+void pipeline_set_peers(struct pipeline *p, uint32_t tgid, const struct proc_ref *client, const struct proc_ref *relay,
+			uint64_t ts_ns)
+{
+	struct session *s = session_find(p, tgid);
+
+	if (s)
+		session_on_peers(s, client, relay, ts_ns);
+}
+
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 {
 	struct pipeline *p = pipeline;
@@ -483,9 +630,14 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 	case MSD_REC_LOSS:
 		pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
 		break;
+	case MSD_REC_DISCOVER:
+		if (rec->size >= sizeof(struct msd_discover_rec))
+			pipeline_on_discover(p, (const struct msd_discover_rec *)rec);
+		break;
 	default:
 		break;
 	}
+	news_flush(p);
 	return 0;
 }
 
@@ -536,8 +688,10 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 				pstream_flush(p, st, now_ns);
 	}
 	conns_tick(p->conns, ref, now_ns);
-	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS)
+	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS) {
+		news_flush(p);
 		return;
+	}
 	p->last_session_tick_ns = now_ns;
 	pipeline_report_limits(p, now_ns);
 	HASH_ITER(hh, p->streams, st, tmp) {
@@ -551,6 +705,7 @@ void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_tick(ps->s, now_ns, p->live);
 	sinks_tick(p->sinks, now_ns);
+	news_flush(p);
 }
 
 void pipeline_set_behind(struct pipeline *p, bool behind)
@@ -578,6 +733,7 @@ void pipeline_finish(struct pipeline *p, uint64_t now_ns)
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_finish(ps->s);
 	pipeline_report_limits(p, now_ns);
+	news_flush(p);
 }
 
 const struct pipeline_stats *pipeline_stats(const struct pipeline *p)

@@ -6,9 +6,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -131,12 +137,32 @@ char *proc_cgroup(pid_t pid, uint64_t start_ticks)
 	return out;
 }
 
-struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
+int proc_sample_named(pid_t pid, struct proc_sample *out, char *comm)
 {
-	char stat[1024], cmdline[PROC_CMDLINE_MAX], exe_path[64];
+	char buf[1024];
+
+	memset(out, 0, sizeof(*out));
+	if (proc_read_file(pid, "stat", buf, sizeof(buf)) <= 0 || proc_parse_stat(buf, comm, MSD_COMM_LEN, out) < 0)
+		return -1;
+	return 0;
+}
+
+void proc_exe(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, buf, len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+struct msd_proc_rec *proc_identity(pid_t pid, uint64_t start_ticks, uint64_t ts_ns)
+{
+	char stat[1024], cmdline[PROC_CMDLINE_MAX];
 	struct proc_sample s;
 	struct msd_proc_rec *rec;
-	ssize_t cmdlen, exelen;
+	ssize_t cmdlen;
 
 	if (proc_read_file(pid, "stat", stat, sizeof(stat)) <= 0)
 		return NULL;
@@ -146,13 +172,11 @@ struct msd_proc_rec *proc_identity(pid_t pid, uint64_t ts_ns)
 	rec = calloc(1, sizeof(*rec) + (size_t)cmdlen);
 	if (!rec)
 		return NULL;
-	if (proc_parse_stat(stat, rec->comm, sizeof(rec->comm), &s) < 0) {
+	if (proc_parse_stat(stat, rec->comm, sizeof(rec->comm), &s) < 0 || (start_ticks && s.start_ticks != start_ticks)) {
 		free(rec);
 		return NULL;
 	}
-	snprintf(exe_path, sizeof(exe_path), "/proc/%d/exe", (int)pid);
-	exelen = readlink(exe_path, rec->exe, sizeof(rec->exe) - 1);
-	rec->exe[exelen > 0 ? exelen : 0] = '\0';
+	proc_exe(pid, rec->exe, sizeof(rec->exe));
 	rec->hdr.kind = MSD_REC_PROC;
 	rec->hdr.abi = MSD_ABI_VERSION;
 	rec->hdr.size = (uint32_t)(sizeof(*rec) + (size_t)cmdlen);
@@ -205,6 +229,141 @@ int proc_channel(pid_t pid, struct msd_file_id chan[MSD_ROLE__COUNT])
 	if (!found && !proc_exists(pid))
 		return -1;
 	return 0;
+}
+
+/* The inode number of "pipe:[N]" or "socket:[N]" (what /proc/PID/fd links to for files of
+ * no filesystem), 0 for a path. */
+static uint64_t anon_inode_of(const char *link)
+{
+	const char *open = strchr(link, '[');
+
+	if (link[0] == '/' || !open || !(strncmp(link, "pipe:", 5) == 0 || strncmp(link, "socket:", 7) == 0))
+		return 0;
+	return strtoull(open + 1, NULL, 10);
+}
+
+/* O_ACCMODE of an open fd, from the "flags:" line of /proc/PID/fdinfo/FD (octal). */
+static int proc_fd_accmode(pid_t pid, const char *fd)
+{
+	char name[300], buf[512], *flags;
+
+	snprintf(name, sizeof(name), "fdinfo/%s", fd);
+	if (proc_read_file(pid, name, buf, sizeof(buf)) <= 0 || !(flags = strstr(buf, "flags:")))
+		return -1;
+	return (int)(strtoul(flags + 6, NULL, 8) & O_ACCMODE);
+}
+
+static bool access_matches(int mode, enum proc_fd_access access)
+{
+	if (access == PROC_FD_ANY)
+		return true;
+	if (mode == O_RDWR)
+		return true;
+	return access == PROC_FD_WRITE ? mode == O_WRONLY : mode == O_RDONLY;
+}
+
+int proc_holds(pid_t pid, uint32_t dev, uint64_t ino, enum proc_fd_access access)
+{
+	char dir[64], path[384], link[PATH_MAX];
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if (!(d = opendir(dir)))
+		return proc_exists(pid) ? 0 : -1;
+	while (!found && (de = readdir(d))) {
+		struct stat st;
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (link[0] == '/') {
+			/* A named FIFO (or a file): compared by identity. */
+			if (stat(path, &st) < 0 || st.st_ino != ino || (uint32_t)(major(st.st_dev) << 20 | minor(st.st_dev)) != dev)
+				continue;
+		} else if (anon_inode_of(link) != ino) {
+			continue;
+		}
+		found = access_matches(proc_fd_accmode(pid, de->d_name), access);
+	}
+	closedir(d);
+	return found;
+}
+
+uint64_t proc_unix_peer(uint64_t ino)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} q = {
+		.nlh = { .nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST },
+		.req = { .sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = (__u32)ino,
+			 .udiag_show = UDIAG_SHOW_PEER, .udiag_cookie = { ~0u, ~0u } },
+	};
+	char buf[1024] __attribute__((aligned(NLMSG_ALIGNTO)));
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	uint64_t peer = 0;
+	ssize_t n;
+	int fd;
+
+	if (!ino || ino > UINT32_MAX)
+		return 0;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return 0;
+	/* One socket asked by inode: one answer, or an error message. */
+	if (sendto(fd, &q, sizeof(q), 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)sizeof(q) &&
+	    (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (NLMSG_OK(h, (size_t)n) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			struct rtattr *a = (struct rtattr *)(m + 1);
+			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+
+			for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+				if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(__u32))
+					peer = *(__u32 *)RTA_DATA(a);
+		}
+	}
+	close(fd);
+	return peer;
+}
+
+int proc_list(pid_t **pids)
+{
+	size_t n = 0, cap = 256;
+	struct dirent *de;
+	pid_t *out = malloc(cap * sizeof(*out));
+	DIR *dir = opendir("/proc");
+
+	if (!out || !dir) {
+		free(out);
+		if (dir)
+			closedir(dir);
+		return -1;
+	}
+	while ((de = readdir(dir))) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		if (n == cap) {
+			pid_t *np = realloc(out, cap * 2 * sizeof(*np));
+			if (!np)
+				break;
+			out = np;
+			cap *= 2;
+		}
+		out[n++] = (pid_t)atoi(de->d_name);
+	}
+	closedir(dir);
+	*pids = out;
+	return (int)n;
 }
 
 /* Walks the whole process table once per generation rather than /proc/PID/task/TID/children,
@@ -267,6 +426,15 @@ int proc_descendants(pid_t root, void (*fn)(void *ctx, pid_t child), void *ctx)
 	free(pids);
 	free(ppids);
 	return 0;
+}
+
+long proc_clock_ticks(void)
+{
+	static long hz;
+
+	if (!hz)
+		hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
+	return hz;
 }
 
 uint64_t clock_mono_ns(void)

@@ -20,6 +20,7 @@ static const struct {
 	{ MSD_REC_EXEC, "exec", sizeof(struct msd_exec_rec) },
 	{ MSD_REC_EXIT, "exit", sizeof(struct msd_exit_rec) },
 	{ MSD_REC_OOM, "oom", sizeof(struct msd_oom_rec) },
+	{ MSD_REC_DISCOVER, "discover", sizeof(struct msd_discover_rec) },
 	{ MSD_REC_PROC, "process identity", sizeof(struct msd_proc_rec) },
 	{ MSD_REC_LOSS, "loss", sizeof(struct msd_loss_rec) },
 	{ MSD_REC_CONN, "connection", sizeof(struct msd_conn_rec) },
@@ -102,6 +103,14 @@ static int record_check_conn(const struct msd_conn_rec *c, char *why, size_t why
 	return 0;
 }
 
+static int record_check_discover(const struct msd_discover_rec *d, char *why, size_t whylen)
+{
+	if (d->cmdline_len > sizeof(d->cmdline))
+		return record_bad(why, whylen, &d->hdr, "cmdline_len %u exceeds the %zu cmdline bytes of the record",
+				  d->cmdline_len, sizeof(d->cmdline));
+	return CHECK_STRING(d, comm, why, whylen);
+}
+
 int record_check(const struct msd_rec_hdr *rec, char *why, size_t whylen)
 {
 	size_t min_size = 0;
@@ -121,6 +130,8 @@ int record_check(const struct msd_rec_hdr *rec, char *why, size_t whylen)
 		return record_check_data((const struct msd_data_rec *)rec, why, whylen);
 	case MSD_REC_PROC:
 		return record_check_proc((const struct msd_proc_rec *)rec, why, whylen);
+	case MSD_REC_DISCOVER:
+		return record_check_discover((const struct msd_discover_rec *)rec, why, whylen);
 	case MSD_REC_FORK:
 		return CHECK_STRING((const struct msd_fork_rec *)rec, comm, why, whylen);
 	case MSD_REC_EXEC:

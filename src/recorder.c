@@ -658,6 +658,10 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 	json_object_set_new(p, "exe", json_str_or_null(id ? id->exe : NULL));
 	json_object_set_new(p, "cgroup", json_str_or_null(s->cgroup));
 	json_object_set_new(p, "start_ticks", json_integer((json_int_t)start_ticks));
+	if (id && id->client_process.pid)
+		json_object_set_new(p, "client_process", proc_ref_json(&id->client_process));
+	if (id && id->relay.pid)
+		json_object_set_new(p, "relay", proc_ref_json(&id->relay));
 	/* start_ticks count from boot (CLOCK_BOOTTIME), the records from CLOCK_MONOTONIC: the
 	 * same clock unless the machine was suspended. */
 	if (start_ns && start_ns <= ev->ts_ns) {

@@ -607,6 +607,19 @@ static void render_more(FILE *out, size_t shown, size_t total)
 		fprintf(out, "  ... %zu more (postmortem --json shows them)\n", total - shown);
 }
 
+/* "node[4242] /usr/bin/node": the process at the other end of the server's stdio. */
+static void render_peer(FILE *out, const char *label, const json_t *p)
+{
+	const char *comm = jstr(p, "comm"), *exe = jstr(p, "exe");
+	char line[512];
+
+	if (!json_is_integer(json_object_get(p, "pid")))
+		return;
+	snprintf(line, sizeof(line), "%s[%lld]%s%s", comm ? comm : "?", (long long)json_integer_value(json_object_get(p, "pid")),
+		 exe ? " " : "", exe ? exe : "");
+	render_field(out, label, line);
+}
+
 static void render_identity(const json_t *r, FILE *out)
 {
 	const json_t *proc = json_object_get(r, "process"), *exit = json_object_get(r, "exit");
@@ -628,6 +641,8 @@ static void render_identity(const json_t *r, FILE *out)
 			 pv ? ", protocol " : "", pv ? pv : "");
 		render_field(out, "client", line);
 	}
+	render_peer(out, "client pid", json_object_get(proc, "client_process"));
+	render_peer(out, "via", json_object_get(proc, "relay"));
 	render_field(out, "started", jstr_or(proc, "started_at", jstr(proc, "first_seen_at")));
 	render_field(out, "died", jstr(exit, "at"));
 	if (json_is_true(json_object_get(exit, "stdin_closed")))

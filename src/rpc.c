@@ -26,6 +26,56 @@ struct rpc_dom {
 	bool head_only; /* an oversized frame's head: never parsed whole */
 };
 
+/* Methods of the MCP specification (all revisions), sorted. */
+static const char *const mcp_methods[] = {
+	"completion/complete",
+	"elicitation/create",
+	"initialize",
+	"logging/setLevel",
+	"notifications/cancelled",
+	"notifications/elicitation/complete",
+	"notifications/initialized",
+	"notifications/message",
+	"notifications/progress",
+	"notifications/prompts/list_changed",
+	"notifications/resources/list_changed",
+	"notifications/resources/updated",
+	"notifications/roots/list_changed",
+	"notifications/subscriptions/acknowledged",
+	"notifications/tasks/status",
+	"notifications/tools/list_changed",
+	"ping",
+	"prompts/get",
+	"prompts/list",
+	"resources/list",
+	"resources/read",
+	"resources/subscribe",
+	"resources/templates/list",
+	"resources/unsubscribe",
+	"roots/list",
+	"sampling/createMessage",
+	"server/discover",
+	"subscriptions/listen",
+	"tasks/cancel",
+	"tasks/get",
+	"tasks/list",
+	"tasks/result",
+	"tasks/update",
+	"tools/call",
+	"tools/list",
+};
+
+static int method_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool rpc_is_mcp_method(const char *method)
+{
+	return method && bsearch(&method, mcp_methods, sizeof(mcp_methods) / sizeof(mcp_methods[0]), sizeof(mcp_methods[0]),
+				 method_cmp) != NULL;
+}
+
 const char *rpc_kind_name(enum rpc_kind k)
 {
 	switch (k) {

@@ -129,6 +129,7 @@ struct session {
 	bool linger_reported;
 	bool oom_killed;
 	bool announced;
+	bool quiet;                /* session_set_quiet */
 	struct invalid_burst invalid[2][2]; /* [client->server, server->client][json] */
 	/* The message being handled: how the process moved it and where it travelled. */
 	enum msd_dir rdir;
@@ -272,11 +273,18 @@ static const struct remote *remote_find(const struct session *s, const char *add
 
 /* Events of the message being handled travel where it did; a client's events name the server
  * it talks to, as far as it said who it is. */
+void session_set_quiet(struct session *s, bool quiet)
+{
+	s->quiet = quiet;
+}
+
 void session_emit(struct session *s, struct sonde_event *ev)
 {
 	struct ev_net net;
 	const struct remote *r;
 
+	if (s->quiet)
+		return;
 	if (!ev->net && s->via)
 		ev->net = s->via->net;
 	if (ev->net && ev->net->client && !ev->net->server_name &&
@@ -427,6 +435,13 @@ void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind)
 	s->id.stdio = kind == MSD_FD_PIPE ? "pipe" : kind == MSD_FD_SOCKET ? "socket" : kind == MSD_FD_TTY ? "tty" : NULL;
 }
 
+void session_on_discover(struct session *s, uint64_t start_ticks, const char *comm)
+{
+	s->id.start_ticks = start_ticks;
+	s->id.discovered = true;
+	copy_comm(s->id.comm, comm);
+}
+
 static void session_announce(struct session *s, uint64_t ts_ns)
 {
 	struct sonde_event ev = { .type = EV_SESSION, .ts_ns = ts_ns };
@@ -435,6 +450,18 @@ static void session_announce(struct session *s, uint64_t ts_ns)
 	s->announced_gen = s->identity_gen;
 	s->announce_due_ns = 0;
 	session_emit(s, &ev);
+}
+
+void session_on_peers(struct session *s, const struct proc_ref *client, const struct proc_ref *relay,
+		      uint64_t ts_ns)
+{
+	if (!memcmp(&s->id.client_process, client, sizeof(*client)) && !memcmp(&s->id.relay, relay, sizeof(*relay)))
+		return;
+	s->id.client_process = *client;
+	s->id.relay = *relay;
+	s->identity_gen++;
+	if (s->announced)
+		session_announce(s, ts_ns);
 }
 
 /* One session event per change of identity. A client request tells who the client is (and,

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "mcpsonde/inventory.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/rpc.h"
 #include "mcpsonde/scrub.h"
@@ -33,6 +34,7 @@
 #define HTTP_STATUSES_MAX 32     /* distinct HTTP status codes per server */
 #define ADDRESSES_MAX 64         /* distinct server.address values */
 #define SESSIONS_MAX 4096        /* processes with pending-call and catalog state */
+#define INFO_LABELS_MAX 256      /* server versions and client names in mcpsonde_server_info */
 #define IDENTITY_WAIT_NS (10ull * 1000000000ull) /* how long traffic waits for serverInfo.name */
 
 /* OpenTelemetry's advice (0.01 .. 300 s) with finer buckets below 10 ms: local tools
@@ -45,45 +47,6 @@ static const double session_buckets[] = { 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,  1,  
 static const double bytes_buckets[] = { 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216 };
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Methods of the MCP specification (all revisions): always their own label value. */
-static const char *const spec_methods[] = {
-	"completion/complete",
-	"elicitation/create",
-	"initialize",
-	"logging/setLevel",
-	"notifications/cancelled",
-	"notifications/elicitation/complete",
-	"notifications/initialized",
-	"notifications/message",
-	"notifications/progress",
-	"notifications/prompts/list_changed",
-	"notifications/resources/list_changed",
-	"notifications/resources/updated",
-	"notifications/roots/list_changed",
-	"notifications/subscriptions/acknowledged",
-	"notifications/tasks/status",
-	"notifications/tools/list_changed",
-	"ping",
-	"prompts/get",
-	"prompts/list",
-	"resources/list",
-	"resources/read",
-	"resources/subscribe",
-	"resources/templates/list",
-	"resources/unsubscribe",
-	"roots/list",
-	"sampling/createMessage",
-	"server/discover",
-	"subscriptions/listen",
-	"tasks/cancel",
-	"tasks/get",
-	"tasks/list",
-	"tasks/result",
-	"tasks/update",
-	"tools/call",
-	"tools/list",
-};
 
 static const char *const violation_kinds[] = { "missing_required", "wrong_type", "not_in_enum", "unknown_property" };
 
@@ -120,6 +83,8 @@ struct mserver {
 	const char *name; /* owned by the servers folder, or METRICS_OTHER */
 	struct label_folder *tools, *prompts, *methods, *errors, *statuses;
 	unsigned published; /* generation of the last snapshot that described its catalog */
+	unsigned running;   /* processes known by this name, as of the last snapshot */
+	uint64_t last_change_ns; /* of its series: they go series_ttl_ns after, once none runs */
 };
 
 struct sink_metrics {
@@ -127,7 +92,7 @@ struct sink_metrics {
 	struct metrics_opts opts;
 	struct metrics_registry *reg;
 	struct metrics_http *http;
-	struct label_folder *servers, *protocols, *small, *addresses;
+	struct label_folder *servers, *protocols, *small, *addresses, *infos;
 	struct mserver *by_server;
 	struct mprocess *processes;
 	unsigned nprocesses;
@@ -135,6 +100,9 @@ struct sink_metrics {
 	unsigned generation;
 	uint64_t now_ns;
 	uint64_t series_dropped_seen, scrapes_seen, masked_seen, http_cut_seen;
+	uint64_t last_publish_ns;
+	struct metrics_self self_seen; /* totals already counted */
+	struct inventory_counts inventory_seen;
 
 	struct metric_family *op_duration, *client_op_duration, *session_duration, *abandoned, *pending,
 		*pending_age, *notifications, *messages, *message_bytes, *invalid_frames, *invalid_bytes,
@@ -143,8 +111,18 @@ struct sink_metrics {
 		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
 		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls, *masked,
 		*input_rounds, *tasks, *probes, *lost_calls, *subscription_notifications, *protocol_errors,
-		*tools_truncated, *http_exchanges, *http_auth_failures, *header_mismatches;
+		*tools_truncated, *http_exchanges, *http_auth_failures, *header_mismatches, *servers_gauge, *server_info,
+		*inventory_dropped, *series_expired, *tracked, *sniffed_reads, *sniffed_bytes, *verdicts, *clients,
+		*map_entries, *map_capacity, *discovery_latency;
 };
+
+static const char *const verdict_names[METRICS_VERDICT__COUNT] = {
+	[METRICS_VERDICT_JSON_RPC] = "json_rpc",  [METRICS_VERDICT_NOT_JSON_RPC] = "not_json_rpc",
+	[METRICS_VERDICT_NOT_STDIO] = "not_stdio", [METRICS_VERDICT_NOT_MCP] = "not_mcp",
+	[METRICS_VERDICT_RELAY] = "relay",         [METRICS_VERDICT_EXCLUDED] = "excluded",
+};
+
+static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
 
 #define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
 #define V(...) ((const char *const[]){ __VA_ARGS__ })
@@ -292,6 +270,44 @@ static void register_families(struct sink_metrics *m)
 	m->http_cut = metrics_counter(r, "mcpsonde_metrics_connections_cut",
 				      "Connections to /metrics cut for not sending a request or taking a response in time.",
 				      NULL);
+	m->series_expired = metrics_counter(r, "mcpsonde_series_expired",
+					    "Series removed because their server had exited --series-ttl ago.", NULL);
+	if (m->opts.inventory) {
+		m->servers_gauge = metrics_gauge(r, "mcpsonde_servers",
+						 "MCP server processes in the inventory, running or exited.", L("state"));
+		m->server_info = metrics_gauge(r, "mcpsonde_server_info",
+					       "Running MCP servers by name, version, protocol, client (clientInfo.name) "
+					       "and how they were found: the number of processes, 1 for one.",
+					       L("server", "server_version", "mcp_protocol_version", "client", "found"));
+		m->inventory_dropped = metrics_counter(r, "mcpsonde_inventory_dropped",
+						       "Records the inventory did not keep: evicted (the oldest exited), "
+						       "refused (full of running servers).",
+						       L("why"));
+	}
+	if (m->opts.self) {
+		m->tracked = metrics_gauge(r, "mcpsonde_tracked_processes",
+					   "Processes whose stdio the kernel copies now.", NULL);
+		m->sniffed_reads = metrics_counter(r, "mcpsonde_discovery_reads",
+						   "Reads of an untracked process's stdin looked at for JSON-RPC.", NULL);
+		m->sniffed_bytes = metrics_counter(r, "mcpsonde_discovery_read_bytes", "Bytes of them examined.", NULL);
+		m->verdicts = metrics_counter(r, "mcpsonde_discovery_verdicts",
+					      "What discovery concluded of a process: json_rpc (tracked), not_json_rpc "
+					      "and not_stdio (its stdin no longer looked at), not_mcp, relay, excluded "
+					      "(let go).",
+					      L("verdict"));
+		m->clients = metrics_counter(r, "mcpsonde_client_lookups",
+					     "Clients of servers looked for: found, or unknown (nobody holds the other end, or the "
+					     "server was gone first).",
+					     L("result"));
+		m->map_entries = metrics_gauge(r, "mcpsonde_bpf_map_entries", "Entries in the kernel's maps.", L("map"));
+		m->map_capacity = metrics_gauge(r, "mcpsonde_bpf_map_capacity",
+						"Capacity of the kernel's maps (absent: bounded by the processes of the "
+						"machine).",
+						L("map"));
+		m->discovery_latency = metrics_histogram(r, "mcpsonde_discovery_latency_seconds",
+							 "From the kernel finding a server to mcpsonde taking it up.",
+							 NULL, latency_buckets, NELEMS(latency_buckets));
+	}
 }
 
 void metrics_opts_default(struct metrics_opts *o)
@@ -302,19 +318,10 @@ void metrics_opts_default(struct metrics_opts *o)
 	o->max_servers = METRICS_MAX_SERVERS_DEFAULT;
 	o->max_methods = METRICS_MAX_METHODS_DEFAULT;
 	o->bytes_per_token = METRICS_BYTES_PER_TOKEN_DEFAULT;
+	o->series_ttl_ns = METRICS_SERIES_TTL_DEFAULT;
 }
 
 /* ---- labels --------------------------------------------------------------------- */
-
-static int str_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool is_spec_method(const char *m)
-{
-	return bsearch(&m, spec_methods, NELEMS(spec_methods), sizeof(*spec_methods), str_cmp) != NULL;
-}
 
 static const char *fold(struct sink_metrics *m, struct label_folder *lf, const char *v, const char *label)
 {
@@ -346,12 +353,15 @@ static struct mserver *server_get(struct sink_metrics *m, const char *raw)
 	metrics_label_sanitize(raw && raw[0] ? raw : "unknown", clean);
 	name = fold(m, m->servers, clean, "server");
 	HASH_FIND_STR(m->by_server, name, srv);
-	if (srv)
+	if (srv) {
+		srv->last_change_ns = m->now_ns;
 		return srv;
+	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return NULL;
 	srv->name = name;
+	srv->last_change_ns = m->now_ns;
 	srv->tools = label_folder_new(m->opts.max_tools);
 	srv->prompts = label_folder_new(m->opts.max_tools);
 	srv->methods = label_folder_new(m->opts.max_methods);
@@ -369,7 +379,7 @@ static const char *server_method(struct sink_metrics *m, struct mserver *srv, co
 {
 	if (!method || !method[0])
 		return "";
-	if (is_spec_method(method))
+	if (rpc_is_mcp_method(method))
 		return method;
 	return fold(m, srv->methods, method, "mcp_method_name");
 }
@@ -399,6 +409,16 @@ static const char *protocol_label(struct sink_metrics *m, const struct session_i
 static const char *small_label(struct sink_metrics *m, const char *v, const char *label)
 {
 	return v && v[0] ? fold(m, m->small, v, label) : "";
+}
+
+static const char *small_info(struct sink_metrics *m, const char *v, const char *label)
+{
+	char clean[METRICS_LABEL_MAX + 1];
+
+	if (!v || !v[0])
+		return "";
+	metrics_label_sanitize(v, clean);
+	return fold(m, m->infos, clean, label);
 }
 
 static const char *dir_label(enum call_direction d)
@@ -692,6 +712,16 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 	if (ev->ts_ns > m->now_ns)
 		m->now_ns = ev->ts_ns;
 	m->dirty = true;
+	if (ev->type == EV_UNTRACKED) {
+		/* Let go without an exit. A relay's or a non-MCP process's traffic is no server's:
+		 * what was held for its name is dropped; one gone unseen was a server. */
+		if ((p = process_get(m, ev->session, false))) {
+			if (strcmp(ev->untracked.reason, "gone") == 0)
+				flush_deferred(m, p);
+			process_free(m, p);
+		}
+		return;
+	}
 	if (!ev->session) { /* loss not tied to a stream */
 		if (ev->type == EV_LOSS) {
 			const char *reason = small_label(m, ev->loss.reason, "reason");
@@ -792,6 +822,86 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 
 /* ---- snapshots -------------------------------------------------------------------- */
 
+/* The series of server names that no running process has, unchanged for series_ttl_ns,
+ * go: a fleet runs through servers for weeks, the series set must not grow with them. */
+static void expire_servers(struct sink_metrics *m)
+{
+	struct mserver *srv, *tmp;
+
+	if (!m->opts.series_ttl_ns)
+		return;
+	HASH_ITER(hh, m->by_server, srv, tmp) {
+		if (srv->running || m->now_ns < srv->last_change_ns + m->opts.series_ttl_ns)
+			continue;
+		metrics_counter_add(m->series_expired, NULL, (double)metrics_remove_series(m->reg, "server", srv->name));
+		HASH_DEL(m->by_server, srv);
+		label_folder_free(srv->tools);
+		label_folder_free(srv->prompts);
+		label_folder_free(srv->methods);
+		label_folder_free(srv->errors);
+		if (strcmp(srv->name, METRICS_OTHER) != 0)
+			label_folder_remove(m->servers, srv->name); /* frees the name */
+		free(srv);
+	}
+}
+
+/* Labels of what servers say of themselves and their clients: folded like every other. */
+static void info_add(void *ctx, const struct inventory_view *v)
+{
+	struct sink_metrics *m = ctx;
+	char server[METRICS_LABEL_MAX + 1];
+
+	metrics_label_sanitize(v->server ? v->server : "unknown", server);
+	metrics_gauge_add(m->server_info,
+			  V(fold(m, m->servers, server, "server"), small_info(m, v->server_version, "server_version"),
+			    v->protocol_version ? fold(m, m->protocols, v->protocol_version, "mcp_protocol_version") : "",
+			    small_info(m, v->client_name, "client"), v->found),
+			  1);
+}
+
+/* The inventory's counts, and one info series per running server. */
+static void refresh_inventory(struct sink_metrics *m)
+{
+	struct inventory_counts c;
+
+	if (!m->opts.inventory)
+		return;
+	inventory_counts(m->opts.inventory, &c);
+	metrics_gauge_set(m->servers_gauge, V("running"), c.running);
+	metrics_gauge_set(m->servers_gauge, V("exited"), c.exited);
+	metrics_counter_add(m->inventory_dropped, V("evicted"), (double)(c.evicted - m->inventory_seen.evicted));
+	metrics_counter_add(m->inventory_dropped, V("refused"), (double)(c.refused - m->inventory_seen.refused));
+	m->inventory_seen = c;
+	metrics_family_reset(m->server_info);
+	inventory_each_running(m->opts.inventory, info_add, m);
+}
+
+/* mcpsonde's own figures: totals turned into counters, gauges as they are. */
+static void refresh_self(struct sink_metrics *m)
+{
+	struct metrics_self now = { 0 };
+	struct metrics_self *seen = &m->self_seen;
+
+	if (!m->opts.self)
+		return;
+	m->opts.self(m->opts.self_ctx, &now);
+	metrics_gauge_set(m->tracked, NULL, now.tracked);
+	metrics_counter_add(m->sniffed_reads, NULL, now.sniffed_reads - seen->sniffed_reads);
+	metrics_counter_add(m->sniffed_bytes, NULL, now.sniffed_bytes - seen->sniffed_bytes);
+	for (int v = 0; v < METRICS_VERDICT__COUNT; v++)
+		metrics_counter_add(m->verdicts, V(verdict_names[v]), now.verdicts[v] - seen->verdicts[v]);
+	metrics_counter_add(m->clients, V("found"), now.clients_found - seen->clients_found);
+	metrics_counter_add(m->clients, V("unknown"), now.clients_unknown - seen->clients_unknown);
+	for (unsigned i = 0; i < now.nmaps; i++) {
+		metrics_gauge_set(m->map_entries, V(now.maps[i].map), now.maps[i].entries);
+		if (now.maps[i].capacity)
+			metrics_gauge_set(m->map_capacity, V(now.maps[i].map), now.maps[i].capacity);
+	}
+	for (unsigned i = 0; i < now.nlatencies; i++)
+		metrics_histogram_observe(m->discovery_latency, NULL, now.latencies[i]);
+	*seen = now;
+}
+
 /* Recomputes the gauges that describe current state. Processes sharing a server name
  * add their pending calls; the first one with a catalog describes the server's tools. */
 static void refresh_state_gauges(struct sink_metrics *m)
@@ -810,6 +920,8 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		if (p->deferred.any && m->now_ns >= p->first_seen_ns + IDENTITY_WAIT_NS)
 			flush_deferred(m, p);
 	}
+	for (struct mserver *srv = m->by_server; srv; srv = srv->hh.next)
+		srv->running = 0;
 	HASH_ITER(hh, m->processes, p, tmp) {
 		struct mserver *srv;
 		const char *name;
@@ -820,6 +932,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		HASH_FIND_STR(m->by_server, name, srv);
 		if (!srv)
 			continue; /* its name is not known yet (or it never produced a labelled event) */
+		srv->running++;
 		metrics_gauge_add(m->pending, V(srv->name), p->npending);
 		age = oldest && m->now_ns > oldest ? (double)(m->now_ns - oldest) / 1e9 : 0;
 		if (age >= metrics_value(m->pending_age, V(srv->name)))
@@ -843,6 +956,9 @@ static void refresh_state_gauges(struct sink_metrics *m)
 					  ceil((double)sz->total_bytes / m->opts.bytes_per_token));
 		}
 	}
+	expire_servers(m);
+	refresh_inventory(m);
+	refresh_self(m);
 	dropped = metrics_series_dropped(m->reg);
 	if (dropped > m->series_dropped_seen) {
 		metrics_counter_add(m->dropped, V("series"), (double)(dropped - m->series_dropped_seen));
@@ -882,7 +998,10 @@ static void publish(struct sink_metrics *m)
 	/* Both formats, always: whichever a scraper asks for is current. */
 	om = metrics_render(m->reg, METRICS_OPENMETRICS, &om_len);
 	metrics_http_publish(m->http, text, text_len, om, om_len);
+	if (m->opts.inventory && (text = inventory_render(m->opts.inventory, &text_len)))
+		metrics_http_publish_servers(m->http, text, text_len);
 	m->dirty = false;
+	m->last_publish_ns = m->now_ns;
 }
 
 static bool any_pending(const struct sink_metrics *m)
@@ -900,7 +1019,9 @@ static void sink_metrics_on_tick(struct sink *s, uint64_t now_ns)
 	if (now_ns > m->now_ns)
 		m->now_ns = now_ns;
 	/* pending ages move with the clock; the scrape counter moves with scrapes */
-	if (m->dirty || any_pending(m) || (m->http && metrics_http_scrapes(m->http) != m->scrapes_seen))
+	/* Self-metrics and the inventory move without events: once a second at least. */
+	if (m->dirty || any_pending(m) || (m->http && metrics_http_scrapes(m->http) != m->scrapes_seen) ||
+	    ((m->opts.self || m->opts.inventory) && now_ns - m->last_publish_ns >= 1000000000ull))
 		publish(m);
 }
 
@@ -921,6 +1042,7 @@ static void sink_metrics_close(struct sink *s)
 	label_folder_free(m->addresses);
 	label_folder_free(m->protocols);
 	label_folder_free(m->small);
+	label_folder_free(m->infos);
 	metrics_registry_free(m->reg);
 	free(m);
 }
@@ -958,7 +1080,8 @@ struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t
 	m->protocols = label_folder_new(PROTOCOL_VERSIONS_MAX);
 	m->small = label_folder_new(SMALL_LABELS_MAX * 4);
 	m->addresses = label_folder_new(ADDRESSES_MAX);
-	if (!m->reg || !m->servers || !m->protocols || !m->small || !m->addresses) {
+	m->infos = label_folder_new(INFO_LABELS_MAX);
+	if (!m->reg || !m->servers || !m->protocols || !m->small || !m->addresses || !m->infos) {
 		snprintf(err, errlen, "out of memory");
 		sink_metrics_close(&m->sink);
 		return NULL;

@@ -193,6 +193,16 @@ static void text_call(struct outbuf *b, const struct ev_call *c, const struct ev
 }
 
 /* Only what is known: attached mid-session, that is the command line alone. */
+/* "comm[pid]" of a process at the other end, when known. */
+static void text_proc_ref(struct outbuf *b, const char *label, const struct proc_ref *r)
+{
+	if (!r->pid)
+		return;
+	outbuf_puts(b, label);
+	outbuf_put_safe(b, r->comm);
+	outbuf_printf(b, "[%u]", r->pid);
+}
+
 static void text_session(struct outbuf *b, const struct session_identity *id)
 {
 	outbuf_puts(b, "session:");
@@ -216,7 +226,7 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 		outbuf_putc(b, ',');
 	}
 	if (!id->initialized_ns)
-		outbuf_puts(b, " attached mid-session,");
+		outbuf_puts(b, id->discovered ? " found mid-session," : " attached mid-session,");
 	outbuf_putc(b, ' ');
 	outbuf_put_safe(b, id->cmdline ? id->cmdline : id->comm);
 	outbuf_puts(b, " over ");
@@ -224,6 +234,8 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 		outbuf_puts(b, id->transport);
 	else
 		outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
+	text_proc_ref(b, ", client ", &id->client_process);
+	text_proc_ref(b, ", via ", &id->relay);
 	outbuf_putc(b, '\n');
 }
 
@@ -267,7 +279,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_text *t = (struct sink_text *)s;
 	struct outbuf *b = &t->buf;
 
-	if (ev->type == EV_MESSAGE || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated) ||
+	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated) ||
 	    (ev->type == EV_HTTP && !ev->http.failed))
 		return;
 	text_prefix(t, ev);
@@ -358,6 +370,7 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 		outbuf_putc(b, '\n');
 		break;
 	case EV_MESSAGE:
+	case EV_UNTRACKED:
 	case EV__COUNT:
 		break;
 	}

@@ -31,6 +31,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "mcpsonde/procfs.h"
 #include "mcpsonde/source.h"
 #include "mcpsonde.skel.h"
 
@@ -260,6 +261,8 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 	src->skel->rodata->wakeup_bytes = rb_bytes / 16;
 	src->skel->rodata->copy_dynptr = src->dynptr;
 	src->skel->rodata->direct_reads = src->direct_reads;
+	src->skel->rodata->discover = opts->discover;
+	src->skel->rodata->self_tgid = (__u32)opts->self;
 	bpf_map__set_max_entries(src->skel->maps.events, rb_bytes);
 	if (!oom_tracepoint_has_task())
 		bpf_program__set_autoload(src->skel->progs.mark_victim, false);
@@ -339,6 +342,45 @@ void source_live_untrack(struct source_live *src, pid_t pid)
 		return;
 	__atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
 	bpf_map_delete_elem(bpf_map__fd(src->skel->maps.procs), &tgid);
+}
+
+int source_live_verdict(struct source_live *src, pid_t pid, uint64_t start_ticks, enum msd_verdict_kind verdict,
+			const struct msd_file_id *in)
+{
+	struct msd_verdict v = { .verdict = (__u8)verdict };
+	struct proc_sample ps;
+	int pidfd, ret = 0;
+
+	if (in) {
+		v.ino = in->ino;
+		v.dev = in->dev;
+	}
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	/* The pidfd holds the process: if it is the one started then, /proc says so now. */
+	if (proc_sample(pid, &ps) < 0 || ps.start_ticks != start_ticks)
+		ret = -ESRCH;
+	else if (bpf_map_update_elem(bpf_map__fd(src->skel->maps.verdicts), &pidfd, &v, BPF_ANY))
+		ret = -errno;
+	close(pidfd);
+	return ret;
+}
+
+int source_live_procs(struct source_live *src, unsigned *entries, unsigned *capacity)
+{
+	int fd = bpf_map__fd(src->skel->maps.procs);
+	__u32 key, next, *prev = NULL;
+	unsigned n = 0;
+
+	*capacity = bpf_map__max_entries(src->skel->maps.procs);
+	while (bpf_map_get_next_key(fd, prev, &next) == 0 && n < *capacity) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	*entries = n;
+	return 0;
 }
 
 int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const struct msd_inflight *w), void *ctx)

@@ -30,6 +30,8 @@ enum ev_type {
 	EV_REPORT,        /* a post-mortem report was written */
 	EV_PROTOCOL_ERROR,/* an error response without id: the peer could not parse a request */
 	EV_HTTP,          /* an HTTP exchange on an MCP connection ended (sinks print the failed ones) */
+	EV_UNTRACKED,     /* a process is no longer watched, without an exit (a relay, JSON-RPC that
+			   * is not MCP, or gone unseen): sinks let go of it; not printed */
 	EV__COUNT,
 };
 
@@ -52,6 +54,15 @@ enum call_direction {
 	DIR_SERVER_TO_CLIENT, /* the server wrote it */
 };
 
+/* A process at the other end of a server's stdio: its client, or a relay between them.
+ * pid 0: not known. */
+struct proc_ref {
+	uint32_t pid;
+	uint64_t start_ticks; /* with pid, identifies it */
+	char comm[16];
+	char exe[256];
+};
+
 /* What is known of an observed server process. Owned by the session; stable addresses. */
 struct session_identity {
 	uint32_t pid;
@@ -71,6 +82,10 @@ struct session_identity {
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
+	bool discovered;           /* found by its traffic (watch --all), not given by PID */
+	struct proc_ref client_process; /* who talks to it: the process at the other end of its
+				     * stdin, or beyond the relay when there is one */
+	struct proc_ref relay;     /* a relay between that client and it (socat, a proxy...) */
 	unsigned pending_calls;     /* requests (either direction) pending as of this event; not those
 				     * whose answer may have been lost in a capture gap */
 	uint64_t oldest_pending_ns; /* when the oldest of them arrived; 0 when none */
@@ -228,6 +243,10 @@ struct ev_http {
 				 * output sinks print only these */
 };
 
+struct ev_untracked {
+	const char *reason;    /* "relay", "not_mcp", "excluded", "gone" */
+};
+
 struct ev_stdin_closed {
 	bool lingering;        /* false: the client just closed stdin; true: the server outlived it */
 	uint64_t since_ns;     /* lingering: time since stdin was closed */
@@ -255,6 +274,7 @@ struct sonde_event {
 		struct ev_stdin_closed stdin_closed;
 		struct ev_protocol_error protocol_error;
 		struct ev_http http;
+		struct ev_untracked untracked;
 	};
 };
 
@@ -278,6 +298,9 @@ const char *call_direction_name(enum call_direction d);
 void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
+/* A process at the other end as a jansson object {pid, start_ticks, comm, exe} (reports,
+ * the inventory): the members event_render writes for it. NULL when r names nobody. */
+json_t *proc_ref_json(const struct proc_ref *r);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len);
 

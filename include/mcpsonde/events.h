@@ -22,7 +22,14 @@
  * transfer), so a closed connection's inode or fd reused later is another connection. The
  * kernel copies a connection until it is ignored: at once when its first bytes cannot be
  * HTTP/1.x, or when user space says so (the "conns" map) after decoding it. Accept, connect,
- * shutdown and close of a connection are MSD_REC_CONN records. */
+ * shutdown and close of a connection are MSD_REC_CONN records.
+ *
+ * Discovery (watch --all). Loaded with discovery on, the kernel also looks at what untracked
+ * processes read on their stdin, and tracks by itself one whose stdin carries JSON-RPC: it
+ * sets its channel (its fd 0, 1 and 2 then), emits MSD_REC_DISCOVER, and captures the very
+ * read that carried the message. What it concluded about a process's stdin is kept in the
+ * "verdicts" task storage (struct msd_verdict), where user space writes its own verdicts too
+ * (through a pidfd): a process with a verdict pays one lookup per read of its stdin. */
 #ifndef MCPSONDE_EVENTS_H
 #define MCPSONDE_EVENTS_H
 
@@ -49,7 +56,8 @@ enum msd_rec_kind {
 	MSD_REC_EXIT = 4, /* struct msd_exit_rec: the last thread of a tracked process exited */
 	MSD_REC_OOM = 5,  /* struct msd_oom_rec: the OOM killer chose a tracked process */
 	MSD_REC_CONN = 6, /* struct msd_conn_rec: a connection accepted, connected, shut down, closed */
-	/* Reserved: 7 for a process the kernel started tracking by itself (discovery, issue 10). */
+	MSD_REC_DISCOVER = 7, /* struct msd_discover_rec: the kernel found a process reading JSON-RPC
+			       * on its stdin and tracks it from this record on */
 	MSD_REC_USER = 64,
 	MSD_REC_PROC = 64,  /* struct msd_proc_rec: identity read from /proc by user space */
 	MSD_REC_LOSS = 65,  /* struct msd_loss_rec: a kernel drop counter advanced */
@@ -154,6 +162,15 @@ enum msd_counter {
 	MSD_CNT_CONN_IGNORED_CALLS, /* transfers on ignored connections: counted, never copied */
 	MSD_CNT_CONN_IGNORED_BYTES,
 	MSD_CNT_PEEKS,          /* MSG_PEEK receives: the bytes come again, by the read that takes them */
+	/* Discovery (zero unless loaded with it): */
+	MSD_CNT_SNIFF_READS,    /* reads of an untracked process's stdin looked at */
+	MSD_CNT_SNIFF_BYTES,    /* and the bytes examined in them */
+	MSD_CNT_DISCOVERED,     /* processes found reading JSON-RPC, and tracked */
+	MSD_CNT_NOT_JSONRPC,    /* stdins found to carry something else: no longer looked at */
+	MSD_CNT_NOT_STDIO,      /* stdins that are no pipe, socket or tty (a file): never looked at */
+	MSD_CNT_VERDICTS_MADE,  /* verdict entries created (one per process reading its stdin) */
+	MSD_CNT_VERDICTS_FREED, /* and deleted at exec or exit: made - freed are alive */
+	MSD_CNT_VERDICT_FAILED, /* a verdict entry could not be created: the read was not looked at */
 	MSD_CNT__MAX,
 };
 
@@ -294,6 +311,26 @@ struct msd_file_id {
 	__u8 pad[3];
 };
 
+/* A process the kernel tracks from now on because it read JSON-RPC on its stdin. Emitted
+ * before the data records of the read that carried the message. */
+#define MSD_DISCOVER_CMDLINE 256
+struct msd_discover_rec {
+	struct msd_rec_hdr hdr;  /* tgid, tid: the thread that read */
+	__u32 ppid;
+	__u32 line_off;          /* the JSON-RPC line starts this far into the read's bytes: what
+				  * comes before ends a line that began before the capture */
+	__u64 start_ns;          /* start time, boot-based: with tgid, its identity */
+	struct msd_file_id chan[MSD_ROLE__COUNT]; /* its channel: fd 0, 1, 2 then, by role */
+	__u64 in_peer_ino;       /* stdin an AF_UNIX socket: its peer's inode (a socketpair's other
+				  * end), 0 otherwise or when it has none */
+	__u64 out_peer_ino;      /* the same for stdout */
+	char comm[MSD_COMM_LEN];
+	__u32 cmdline_len;       /* bytes in cmdline[], arguments separated by NUL; cut at
+				  * MSD_DISCOVER_CMDLINE */
+	__u32 pad;
+	char cmdline[MSD_DISCOVER_CMDLINE];
+};
+
 /* Value of the "procs" map, keyed by tgid: one per tracked process. Written by user space
  * when it tracks a process, by the kernel at fork (the child gets its parent's channel and
  * streams of its own); deleted by the kernel at exit. */
@@ -338,6 +375,35 @@ struct msd_conn_state {
 	__u8 flags;          /* enum msd_conn_flags */
 	__u16 family;
 	__u8 pad[4];
+};
+
+/* What is known of an untracked process's stdin (discovery): the value of the "verdicts"
+ * task storage, one per process (its thread group leader), freed with it and reset at exec.
+ * The kernel sniffs the first bytes of each read while the verdict is EXAMINING. User space
+ * writes EXCLUDED, NOT_MCP and RELAY through a pidfd, which names the process exactly. */
+enum msd_verdict_kind {
+	MSD_VERDICT_EXAMINING = 0, /* its stdin's reads are looked at */
+	MSD_VERDICT_TRACKED,       /* found reading JSON-RPC: tracked */
+	MSD_VERDICT_NOT_JSONRPC,   /* its stdin carries something else */
+	MSD_VERDICT_NOT_STDIO,     /* its stdin is a file or a device, not a pipe, socket or tty */
+	MSD_VERDICT_NOT_MCP,       /* user space: JSON-RPC, but no MCP method in its first messages */
+	MSD_VERDICT_RELAY,         /* user space: it forwards to a server whose stdin it feeds */
+	MSD_VERDICT_EXCLUDED,      /* user space: --include / --exclude said no */
+	MSD_VERDICT__COUNT,
+};
+
+enum msd_verdict_flags {
+	MSD_VERDICT_AT_LINE_START = 1 << 0, /* the last read looked at ended with a newline */
+};
+
+struct msd_verdict {
+	__u64 ino;     /* the stdin the verdict is about; another file resets it. 0 with a user
+			* space verdict: whatever its stdin */
+	__u32 dev;
+	__u8 verdict;  /* enum msd_verdict_kind */
+	__u8 misses;   /* lines seen whole at their start that were not JSON-RPC */
+	__u8 reads;    /* reads looked at without finding JSON-RPC */
+	__u8 flags;    /* enum msd_verdict_flags */
 };
 
 /* What the blocked-write scan (an iterator over tasks) yields: a write to a tracked

@@ -55,6 +55,9 @@ size_t metrics_family_series(const struct metric_family *f);
 /* Current value of a counter or gauge series, or a histogram's count; 0 when absent. */
 double metrics_value(const struct metric_family *f, const char *const *values);
 
+/* Removes, in every family that has the label, the series whose value of it is value (a
+ * server gone long enough). Returns how many. */
+size_t metrics_remove_series(struct metrics_registry *r, const char *label, const char *value);
 /* Series refused because a family was full, over all families. */
 uint64_t metrics_series_dropped(const struct metrics_registry *r);
 
@@ -78,6 +81,8 @@ void label_folder_free(struct label_folder *lf);
 /* Returns v (when admitted) or "_other"; *folded set when it folded. */
 const char *label_folder_admit(struct label_folder *lf, const char *v, bool *folded);
 unsigned label_folder_size(const struct label_folder *lf);
+/* Forgets v: its room goes to the next new value. */
+void label_folder_remove(struct label_folder *lf, const char *v);
 
 #define METRICS_OTHER "_other"
 
@@ -90,11 +95,46 @@ struct metrics_http;
 struct metrics_http *metrics_http_start(const char *listen, char *err, size_t errlen);
 /* Replaces the snapshot. Takes the two buffers (malloc'd; om may be NULL). */
 void metrics_http_publish(struct metrics_http *h, char *text, size_t text_len, char *om, size_t om_len);
+/* Replaces what GET /servers serves (application/json). Takes the buffer (malloc'd). */
+void metrics_http_publish_servers(struct metrics_http *h, char *json, size_t len);
 unsigned metrics_http_port(const struct metrics_http *h);
 uint64_t metrics_http_scrapes(const struct metrics_http *h);
 /* Connections cut for missing a deadline. */
 uint64_t metrics_http_cut(const struct metrics_http *h);
 void metrics_http_stop(struct metrics_http *h);
+
+/* mcpsonde's own figures that no event carries (what the kernel examined, its maps, the
+ * targets stage's verdicts), read from whoever knows them at each snapshot. Totals, not
+ * increments: the sink turns them into counters. */
+enum metrics_verdict {
+	METRICS_VERDICT_JSON_RPC,     /* found reading JSON-RPC on its stdin */
+	METRICS_VERDICT_NOT_JSON_RPC, /* a stdin found to carry something else */
+	METRICS_VERDICT_NOT_STDIO,    /* a stdin that is a file or a device */
+	METRICS_VERDICT_NOT_MCP,      /* JSON-RPC without an MCP method */
+	METRICS_VERDICT_RELAY,
+	METRICS_VERDICT_EXCLUDED,     /* --include / --exclude */
+	METRICS_VERDICT__COUNT,
+};
+#define METRICS_MAPS_MAX 4
+#define METRICS_LATENCIES_MAX 256
+
+struct metrics_self {
+	double tracked;            /* processes tracked now */
+	double sniffed_reads, sniffed_bytes; /* reads of stdins looked at for JSON-RPC, their bytes */
+	double verdicts[METRICS_VERDICT__COUNT];
+	double clients_found, clients_unknown;
+	struct {
+		const char *map;
+		double entries, capacity; /* capacity 0: bounded by the machine's processes */
+	} maps[METRICS_MAPS_MAX];
+	unsigned nmaps;
+	double latencies[METRICS_LATENCIES_MAX]; /* discovery latencies (s) since the last call */
+	unsigned nlatencies;
+};
+
+typedef void (*metrics_self_fn)(void *ctx, struct metrics_self *out);
+
+struct inventory;
 
 struct metrics_opts {
 	const char *listen;       /* "127.0.0.1:9464"; NULL: no HTTP server (tests, replay) */
@@ -103,6 +143,11 @@ struct metrics_opts {
 	unsigned max_methods;     /* method names outside the MCP spec, per server; 0: 32 */
 	double bytes_per_token;   /* for the token estimate of tool definitions; 0: 4 */
 	const char *version;      /* mcpsonde_build_info{version} */
+	uint64_t series_ttl_ns;   /* series of a server name no running process has, unchanged this
+				   * long, are removed; 0: never */
+	const struct inventory *inventory; /* mcpsonde_servers, mcpsonde_server_info, GET /servers */
+	metrics_self_fn self;     /* NULL: no self-metrics beyond the sink's own */
+	void *self_ctx;
 };
 
 #define METRICS_LISTEN_DEFAULT "127.0.0.1:9464"
@@ -110,6 +155,7 @@ struct metrics_opts {
 #define METRICS_MAX_SERVERS_DEFAULT 64
 #define METRICS_MAX_METHODS_DEFAULT 32
 #define METRICS_BYTES_PER_TOKEN_DEFAULT 4.0
+#define METRICS_SERIES_TTL_DEFAULT (15ull * 60 * 1000000000ull)
 
 void metrics_opts_default(struct metrics_opts *o);
 

@@ -22,6 +22,7 @@
 #define PIPELINE_MAX_PENDING 65536 /* pending calls per session; a new one evicts the oldest (counted) */
 #define PIPELINE_MAX_SESSIONS 4096
 #define PIPELINE_MAX_STREAMS 65536
+#define PIPELINE_NOT_MCP_AFTER 4 /* methods outside MCP a discovered process reads before it is let go */
 
 struct pipeline_opts {
 	size_t max_frame;          /* per-stream line buffer cap (bytes) */
@@ -55,6 +56,8 @@ struct pipeline_stats {
 	uint64_t streams_dropped;
 	uint64_t invalid_records;   /* malformed records (record_check) turned away */
 	uint64_t unmatched_responses;
+	uint64_t unconfirmed_frames; /* of discovered processes before an MCP method: never told */
+	uint64_t sessions_replaced;  /* a discovered process took the PID of a session whose exit was lost */
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
 	/* connections (conns.h) */
 	uint64_t conns;             /* followed */
@@ -75,7 +78,29 @@ typedef void (*pipeline_conn_ignore_fn)(void *ctx, uint32_t tgid, uint32_t dev, 
 
 struct pipeline;
 
+/* What the pipeline tells the stage that decides what is watched (targets.h). Called after
+ * the record or tick that caused it has been handled, never from inside it, so the callee
+ * may call back into the pipeline (pipeline_release...). */
+struct pipeline_hooks {
+	/* The first message of a process that makes it an MCP server: any message of a process
+	 * given by PID; for a discovered one, the first with an MCP method (its messages are
+	 * told from that one on, what came before is counted in unconfirmed_frames). */
+	void (*on_server)(void *ctx, uint32_t tgid);
+	/* A discovered process read PIPELINE_NOT_MCP_AFTER messages, none with an MCP method. */
+	void (*on_not_mcp)(void *ctx, uint32_t tgid);
+	void *ctx;
+};
+
 struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list *sinks);
+void pipeline_set_hooks(struct pipeline *p, const struct pipeline_hooks *hooks);
+/* Who talks to tgid: its client process and the relay between them (session_on_peers). */
+void pipeline_set_peers(struct pipeline *p, uint32_t tgid, const struct proc_ref *client, const struct proc_ref *relay,
+			uint64_t ts_ns);
+/* The identity of tgid's session, NULL when it has none. */
+const struct session_identity *pipeline_identity(struct pipeline *p, uint32_t tgid);
+/* tgid is no longer watched and no exit will come (a relay, JSON-RPC that is not MCP, gone
+ * unseen): EV_UNTRACKED tells the sinks, then its session and streams go. */
+void pipeline_release(struct pipeline *p, uint32_t tgid, const char *reason, uint64_t ts_ns);
 /* Feeds one record. Matches source_record_fn: ctx is the pipeline. Always returns 0. */
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
 /* Live capture: stall events sample /proc (meaningless when replaying a capture). */

@@ -89,6 +89,9 @@ json_t *rpc_msg_root(const struct rpc_msg *m);
  * holds no such array. *cut says whether elements were left out. */
 json_t *rpc_msg_head_array(const struct rpc_msg *m, const char *member, bool *cut);
 const char *rpc_kind_name(enum rpc_kind k);
+/* Whether method is one of the MCP specification's (any revision): what tells an MCP peer
+ * from other JSON-RPC. */
+bool rpc_is_mcp_method(const char *method);
 /* The name of a JSON-RPC or MCP error code ("method_not_found"), NULL for one without. */
 const char *rpc_error_name(long long code);
 

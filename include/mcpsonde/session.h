@@ -65,6 +65,12 @@ void session_on_proc(struct session *s, const struct msd_proc_rec *rec);
 void session_on_exec(struct session *s, const struct msd_exec_rec *rec);
 void session_on_fork(struct session *s, const struct msd_fork_rec *rec);
 void session_on_stdio_kind(struct session *s, enum msd_fd_kind kind);
+/* The kernel found the process by its traffic (MSD_REC_DISCOVER). */
+void session_on_discover(struct session *s, uint64_t start_ticks, const char *comm);
+/* Who talks to it: its client process, and a relay in between (pid 0: none). A change is
+ * announced at once once the session has been (EV_SESSION), else with its announcement. */
+void session_on_peers(struct session *s, const struct proc_ref *client, const struct proc_ref *relay,
+		      uint64_t ts_ns);
 /* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */
 void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_msg *m, const struct frame *f);
 /* The same, over HTTP: via says where (NULL: stdio). */
@@ -93,6 +99,9 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec);
 void session_tick(struct session *s, uint64_t now_ns, bool live);
 /* The capture ends: what is held back (coalesced invalid frames) is told now. */
 void session_finish(struct session *s);
+/* A quiet session emits nothing (a discovered process not yet known to speak MCP): sinks
+ * hold no state of it. */
+void session_set_quiet(struct session *s, bool quiet);
 /* Emits ev after stamping pid, session and wall-clock time. */
 void session_emit(struct session *s, struct sonde_event *ev);
 

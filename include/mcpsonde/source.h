@@ -27,6 +27,9 @@ struct source_live_opts {
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 	bool compat;          /* the paths for older kernels even where better ones exist: records
 			       * reserved in size classes, kernel objects read by helper calls */
+	bool discover;        /* watch --all: the kernel finds processes reading JSON-RPC on their
+			       * stdin and tracks them (events.h). Off, attach pays nothing for it */
+	pid_t self;           /* never discovered: mcpsonde itself */
 };
 
 /* Loads and attaches the BPF programs. On failure returns NULL and writes one line,
@@ -47,6 +50,15 @@ void source_live_untrack(struct source_live *src, pid_t pid);
  * counted from now on. Returns 0, or -errno (-ENOENT: closed already, -ESTALE: another
  * connection has the socket's identity now). */
 int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
+/* Writes a verdict about pid's stdin (events.h: EXCLUDED, NOT_MCP, RELAY) where discovery
+ * reads it, so that the kernel no longer looks at its reads; in names that file (NULL: any).
+ * The process is named by a pidfd and checked to be the one started at start_ticks (field 22
+ * of /proc/PID/stat), so a reused PID never gets another's verdict. Returns 0, or -errno
+ * (-ESRCH: gone, or not that process). */
+int source_live_verdict(struct source_live *src, pid_t pid, uint64_t start_ticks, enum msd_verdict_kind verdict,
+			const struct msd_file_id *in);
+/* Entries in the kernel's process table now, and its capacity. */
+int source_live_procs(struct source_live *src, unsigned *entries, unsigned *capacity);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
 /* Delivers records in order until none is waiting, fn returns non-zero, or CLOCK_MONOTONIC

@@ -44,3 +44,24 @@ test('replay of a file that is not a capture: one line, non-zero exit', { timeou
 		fs.rmSync(dir, { recursive: true, force: true });
 	}
 });
+
+test('watch and servers: a bad selector, option or state directory is one line (plus argp\'s hint), non-zero exit', { timeout: 30000 }, async () => {
+	const cases = [
+		[['watch'], 'needs --all'],
+		[['watch', '--all', '--include', 'foo'], 'expected comm=GLOB'],
+		[['watch', '--all', '--exclude', 'comm='], 'the pattern is empty'],
+		[['watch', '--all', '-p', '1'], '-p is for attach'],
+		[['attach', '-p', '1', '--include', 'comm=x'], 'are for watch'],
+		[['watch', '--all', '--series-ttl', 'soon'], '--series-ttl'],
+		[['watch', '--all', '--max-inventory', '0'], '--max-inventory'],
+	];
+	for (const [args, mention] of cases) {
+		const r = await runSonde(args);
+		assert.equal(r.stdout, '', `${args.join(' ')}: nothing on stdout`);
+		assert.equal(r.code, 64, `${args.join(' ')}: usage error`);
+		const lines = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Try `mcpsonde --help'));
+		assert.equal(lines.length, 1, r.stderr);
+		assert.ok(lines[0].includes(mention), `${args.join(' ')}: ${lines[0]}`);
+	}
+	assertOneLineError(await runSonde(['servers', '--state-dir', '/nonexistent/state']), '/nonexistent/state');
+});

@@ -9,7 +9,7 @@
 //
 // The mcpsonde pod is the DaemonSet's pod spec turned into the sandbox and container configs
 // the kubelet would send (hostPID, securityContext, capabilities, mounts, env, resources), with
-// `attach -p` in place of `watch --all` (fleet mode, not built yet). A manifest that lacks a
+// `attach -p` in place of `watch --all` (pod labels on what watch reports are not there yet). A manifest that lacks a
 // needed privilege fails here. kubectl cannot validate the manifest without an API server;
 // nothing here pretends it does.
 

@@ -31,6 +31,7 @@ export const TESTS = path.join(REPO, 'tests');
 export const SONDE = path.join(REPO, 'build', 'mcpsonde');
 export const EVERYTHING = path.join(TESTS, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 export const FILESYSTEM = path.join(TESTS, 'node_modules/@modelcontextprotocol/server-filesystem/dist/index.js');
+export const MEMORY = path.join(TESTS, 'node_modules/@modelcontextprotocol/server-memory/dist/index.js');
 export const V2_SERVER = path.join(TESTS, 'e2e/v2-server.mjs');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -219,7 +220,10 @@ export async function launchFifo({ args = [EVERYTHING, 'stdio'], cwd = TESTS, st
 		connect: () => client.connect(transport),
 		async close() {
 			await closeQuietly(client);
+			// The spec's stdio shutdown, as the SDK's transport does it: close the server's
+			// stdin, give it time to see the end and exit, only then kill it.
 			writable.destroy();
+			await Promise.race([exited, deadline(2000)]);
 			readable.destroy();
 			killPid(sh.pid);
 			await Promise.race([exited, deadline(3000)]);
@@ -371,6 +375,18 @@ export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpso
 // `mcpsonde attach -p PID --json EXTRA...`
 export function startSonde(pid, extra = [], opts) {
 	return spawnSonde(['attach', '-p', String(pid), '--json', ...extra], opts);
+}
+
+// `mcpsonde watch --all --json EXTRA...`, once it says its probes are live.
+export function startWatch(extra = [], opts = {}) {
+	return spawnSonde(['watch', '--all', '--json', ...extra], { ready: /^mcpsonde: watching/, ...opts });
+}
+
+// When pid started, in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, the
+// identity mcpsonde gives a process.
+export function startTicks(pid) {
+	const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+	return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
 }
 
 // Parsed stdout events so far. Every stdout line must be one JSON object.

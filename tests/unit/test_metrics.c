@@ -539,6 +539,59 @@ static void test_sink_exit_and_loss(void **state)
 	fx.sink->close(fx.sink);
 }
 
+/* A server's series go --series-ttl after its last change once no process of that name runs;
+ * a running server's stay however long it is quiet; a name that comes back starts afresh. */
+static void test_sink_series_ttl(void **state)
+{
+	struct metrics_opts o;
+	struct fixture fx, other;
+	struct sonde_event ev = { .type = EV_EXIT };
+	const uint64_t ttl = 60ull * 1000000000ull;
+	char *text;
+
+	(void)state;
+	metrics_opts_default(&o);
+	o.listen = NULL;
+	o.version = "1.2.3-test";
+	o.series_ttl_ns = ttl;
+	fixture_init(&fx, &o);
+	/* a quiet server that keeps running */
+	call(&fx, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
+	/* and one that exits: another process (another identity), the same sink */
+	other = fx;
+	other.id.pid = 5151;
+	other.id.server_name = "memory";
+	call(&other, "tools/call", "read_graph", "1", CALL_OK, 0, 0.1);
+	ev.exit.reason = "exit";
+	ev.exit.normal = true;
+	emit(&other, &ev);
+
+	fx.now += ttl - 1000000000ull;
+	fx.sink->on_tick(fx.sink, fx.now);
+	text = render(&fx);
+	assert_contains(text, OP "_count{server=\"memory\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"read_graph\"");
+	assert_contains(text, "mcpsonde_series_expired_total 0\n");
+	free(text);
+
+	fx.now += 2000000000ull;
+	fx.sink->on_tick(fx.sink, fx.now);
+	text = render(&fx);
+	assert_lacks(text, "server=\"memory\"");
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"");
+	assert_lacks(text, "mcpsonde_series_expired_total 0\n");
+	assert_promtool_clean(text);
+	free(text);
+
+	/* a new process of the same name: its series start from zero */
+	other.id.pid = 6161;
+	other.now = fx.now;
+	call(&other, "tools/call", "read_graph", "2", CALL_OK, 0, 0.1);
+	text = render(&fx);
+	assert_contains(text, OP "_count{server=\"memory\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"read_graph\"," LBL_TAIL "} 1\n");
+	free(text);
+	fx.sink->close(fx.sink);
+}
+
 /* Traffic before the initialize result is counted under serverInfo.name, not "node";
  * a process that never says its name is counted under its process name after a while. */
 static void test_sink_identity_wait(void **state)
@@ -738,6 +791,7 @@ int main(void)
 		cmocka_unit_test(test_sink_cardinality),
 		cmocka_unit_test(test_sink_tools),
 		cmocka_unit_test(test_sink_exit_and_loss),
+		cmocka_unit_test(test_sink_series_ttl),
 		cmocka_unit_test(test_sink_identity_wait),
 		cmocka_unit_test(test_http),
 		cmocka_unit_test(test_summary),

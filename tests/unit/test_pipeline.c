@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mcpsonde/pipeline.h"
+#include "mcpsonde/procfs.h"
 #include "mcpsonde/tools.h"
 
 #define PID 4242
@@ -1443,10 +1444,200 @@ static void test_redact_modes(void **state)
 	}
 }
 
+
+/* --- discovered processes (watch --all) ----------------------------------------------------- */
+
+struct hooks_seen {
+	unsigned server, not_mcp;
+	uint32_t tgid;
+};
+
+static void seen_server(void *ctx, uint32_t tgid)
+{
+	struct hooks_seen *h = ctx;
+
+	h->server++;
+	h->tgid = tgid;
+}
+
+static void seen_not_mcp(void *ctx, uint32_t tgid)
+{
+	struct hooks_seen *h = ctx;
+
+	h->not_mcp++;
+	h->tgid = tgid;
+}
+
+/* The kernel found PID reading JSON-RPC: started start_s seconds after boot, its first
+ * JSON-RPC line line_off bytes into the read. */
+static void discover(struct fixture *f, struct hooks_seen *h, uint64_t start_s, uint32_t line_off)
+{
+	struct msd_discover_rec d = { .hdr = { .kind = MSD_REC_DISCOVER, .abi = MSD_ABI_VERSION, .size = sizeof(d),
+					       .tgid = PID, .tid = PID } };
+	struct pipeline_hooks hooks = { .on_server = seen_server, .on_not_mcp = seen_not_mcp, .ctx = h };
+
+	pipeline_set_hooks(f->p, &hooks);
+	f->ts += 1000;
+	d.hdr.ts_ns = f->ts;
+	d.start_ns = start_s * 1000000000ull;
+	d.line_off = line_off;
+	memcpy(d.comm, "node", 5);
+	pipeline_feed(f->p, &d.hdr);
+}
+
+static void test_discovered_from_its_first_mcp_message(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct hooks_seen h = { 0 };
+	json_t *sess, *c;
+	(void)state;
+
+	discover(f, &h, 12, 0);
+	assert_int_equal(json_array_size(f->sink.events), 0);
+	client(f, 0, "{\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":{\"name\":\"agent\",\"version\":\"1\"}},\"jsonrpc\":\"2.0\",\"id\":0}\n");
+	assert_int_equal(h.server, 1);
+	assert_int_equal(h.tgid, PID);
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\",\"serverInfo\":{\"name\":\"srv\",\"version\":\"2\"}}}\n");
+	client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n");
+	sess = nth(f, "session", 0);
+	assert_non_null(sess);
+	assert_string_equal(str(sess, "found"), "discovered");
+	assert_int_equal(num(sess, "start_ticks"), 12 * proc_clock_ticks());
+	c = nth(f, "call", 0);
+	assert_string_equal(str(c, "method"), "initialize");
+	assert_int_equal(num(c, "start_ticks"), 12 * proc_clock_ticks());
+	assert_int_equal(h.server, 1); /* told once */
+	fixture_free(f);
+}
+
+/* An editor's language server or another JSON-RPC tool: nothing is told of it, and after
+ * PIPELINE_NOT_MCP_AFTER methods it is let go. */
+static void test_discovered_json_rpc_that_is_not_mcp(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct hooks_seen h = { 0 };
+	(void)state;
+
+	discover(f, &h, 12, 0);
+	for (int i = 0; i < PIPELINE_NOT_MCP_AFTER; i++) {
+		assert_int_equal(h.not_mcp, 0);
+		client(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"textDocument/hover\",\"params\":{}}\n");
+		server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":null}\n");
+		feed(f, 2, MSD_DIR_WRITE, 10, "a log line\n");
+	}
+	assert_int_equal(h.not_mcp, 1);
+	assert_int_equal(h.server, 0);
+	pipeline_release(f->p, PID, "not_mcp", f->ts);
+	exit_with(f, 0);
+	/* The exit comes after the release: a new session, never announced, told nothing but it. */
+	assert_int_equal(count(f, "session") + count(f, "call") + count(f, "stderr") + count(f, "untracked"), 0);
+	assert_true(pipeline_stats(f->p)->unconfirmed_frames >= 3 * PIPELINE_NOT_MCP_AFTER);
+	fixture_free(f);
+}
+
+/* The read that carried the first JSON-RPC line began with the end of an earlier line. */
+static void test_discovered_mid_line(void **state)
+{
+	static const char first[] = "lo\"}}\n{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}\n";
+	struct fixture *f = fixture_new(0);
+	struct hooks_seen h = { 0 };
+	json_t *c;
+	(void)state;
+
+	discover(f, &h, 12, 6);
+	client(f, 0, first);
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n");
+	assert_int_equal(count(f, "invalid"), 0);
+	c = nth(f, "call", 0);
+	assert_string_equal(str(c, "tool"), "echo");
+	assert_string_equal(str(c, "status"), "ok");
+	fixture_free(f);
+}
+
+static void test_peers_and_release(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct proc_ref client_ref = { .pid = 100, .start_ticks = 5, .comm = "agent", .exe = "/usr/bin/agent" };
+	struct proc_ref relay_ref = { .pid = 200, .start_ticks = 6, .comm = "socat" };
+	struct proc_ref none = { 0 };
+	struct hooks_seen h = { 0 };
+	json_t *sess;
+	(void)state;
+
+	discover(f, &h, 12, 0);
+	pipeline_set_peers(f->p, PID, &client_ref, &none, f->ts);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"serverInfo\":{\"name\":\"srv\"}}}\n");
+	sess = nth(f, "session", 0);
+	assert_int_equal(num(json_object_get(sess, "client_process"), "pid"), 100);
+	assert_string_equal(str(json_object_get(sess, "client_process"), "exe"), "/usr/bin/agent");
+	assert_null(json_object_get(sess, "relay"));
+	/* Announced: a change is told at once; the same again is not. */
+	pipeline_set_peers(f->p, PID, &client_ref, &relay_ref, f->ts);
+	pipeline_set_peers(f->p, PID, &client_ref, &relay_ref, f->ts);
+	assert_int_equal(count(f, "session"), 2);
+	assert_int_equal(num(json_object_get(nth(f, "session", 1), "relay"), "pid"), 200);
+	pipeline_release(f->p, PID, "gone", f->ts);
+	assert_string_equal(str(nth(f, "untracked", 0), "reason"), "gone");
+	fixture_free(f);
+}
+
+/* A discover record is checked like any other: one whose cmdline_len runs past its array is
+ * turned away and counted, and nothing is discovered. */
+static void test_discover_record_checked(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct msd_discover_rec d = { .hdr = { .kind = MSD_REC_DISCOVER, .abi = MSD_ABI_VERSION, .size = sizeof(d),
+					       .tgid = PID, .tid = PID } };
+	struct hooks_seen h = { 0 };
+	struct pipeline_hooks hooks = { .on_server = seen_server, .on_not_mcp = seen_not_mcp, .ctx = &h };
+	(void)state;
+
+	pipeline_set_hooks(f->p, &hooks);
+	d.cmdline_len = MSD_DISCOVER_CMDLINE + 1;
+	memcpy(d.comm, "node", 5);
+	pipeline_feed(f->p, &d.hdr);
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 1);
+	d.cmdline_len = 0;
+	memset(d.comm, 'x', sizeof(d.comm)); /* no NUL */
+	pipeline_feed(f->p, &d.hdr);
+	assert_int_equal(pipeline_stats(f->p)->invalid_records, 2);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{}}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"serverInfo\":{\"name\":\"srv\"}}}\n");
+	assert_string_equal(str(nth(f, "session", 0), "found"), "attached"); /* the fixture's own process */
+	fixture_free(f);
+}
+
+/* A discovered process with the PID of a session whose exit was lost: that session ends. */
+static void test_discover_replaces_a_stale_session(void **state)
+{
+	struct fixture *f = fixture_new(0);
+	struct hooks_seen h = { 0 };
+	(void)state;
+
+	discover(f, &h, 12, 0);
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n");
+	discover(f, &h, 30, 0);
+	memset(f->off, 0, sizeof(f->off)); /* the new process's streams start at 0 */
+	assert_string_equal(str(nth(f, "untracked", 0), "reason"), "gone");
+	assert_int_equal(num(nth(f, "untracked", 0), "start_ticks"), 12 * proc_clock_ticks());
+	client(f, 0, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+	server(f, 10, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n");
+	assert_int_equal(num(nth(f, "call", 0), "start_ticks"), 30 * proc_clock_ticks());
+	assert_int_equal(pipeline_stats(f->p)->sessions_replaced, 1);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_across_syscalls),
+		cmocka_unit_test(test_discovered_from_its_first_mcp_message),
+		cmocka_unit_test(test_discovered_json_rpc_that_is_not_mcp),
+		cmocka_unit_test(test_discovered_mid_line),
+		cmocka_unit_test(test_peers_and_release),
+		cmocka_unit_test(test_discover_replaces_a_stale_session),
+		cmocka_unit_test(test_discover_record_checked),
 		cmocka_unit_test(test_several_messages_and_partial_in_one_read),
 		cmocka_unit_test(test_responses_out_of_order),
 		cmocka_unit_test(test_integer_and_string_ids_differ),

@@ -241,6 +241,9 @@ static void test_crash_report_and_event(void **state)
 	bool exit_last = false;
 
 	(void)state;
+	/* watch --all found who talks to it, through a relay */
+	f->id.client_process = (struct proc_ref){ .pid = 100, .start_ticks = 5, .comm = "agent", .exe = "/usr/bin/agent" };
+	f->id.relay = (struct proc_ref){ .pid = 200, .start_ticks = 6, .comm = "socat" };
 	feed_tool_request(f, T0, "1", "echo", "secret-arg-one");
 	feed_result(f, T0 + SEC / 100, "1", "secret-result-one");
 	feed_call(f, T0 + SEC / 100, "1", "echo", CALL_OK, SEC / 100);
@@ -266,6 +269,8 @@ static void test_crash_report_and_event(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "exit"), "signal_name")), "SIGSEGV");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "process"), "cmdline")),
 			    "node /srv/everything/dist/index.js stdio");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "process"), "client_process"), "pid")), 100);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "process"), "relay"), "start_ticks")), 6);
 	pending = json_object_get(r, "pending_calls");
 	assert_int_equal(json_array_size(pending), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(pending, 0), "tool")),
@@ -290,6 +295,8 @@ static void test_crash_report_and_event(void **state)
 	text = render_text(r);
 	assert_non_null(strstr(text, "mcp-servers/everything (pid 4242) killed by SIGSEGV"));
 	assert_non_null(strstr(text, "1 call pending"));
+	assert_non_null(strstr(text, "agent[100] /usr/bin/agent"));
+	assert_non_null(strstr(text, "socat[200]"));
 	assert_non_null(strstr(text, "trigger-long-running-operation"));
 	assert_non_null(strstr(text, "| about to do something risky"));
 	free(text);

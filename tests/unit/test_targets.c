@@ -1,0 +1,78 @@
+/* test_targets.c -- --include / --exclude: parsing, and what passes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mcpsonde/targets.h"
+
+static bool passes(const struct selectors *s, const char *comm, const char *exe, const char *cmdline)
+{
+	struct selector_subject subj = { .field = { [SEL_COMM] = comm, [SEL_EXE] = exe, [SEL_CMDLINE] = cmdline } };
+
+	return selectors_pass(s, &subj);
+}
+
+static void test_parse(void **state)
+{
+	struct selectors s = { 0 };
+	char err[128];
+
+	(void)state;
+	assert_int_equal(selectors_add(&s, "comm=node*", true, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "exe=/usr/bin/*", false, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "cmdline=*--stdio*", true, err, sizeof(err)), 0);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.nincludes, 2);
+	assert_int_equal(selectors_add(&s, "node", true, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "expected comm=GLOB"));
+	assert_int_equal(selectors_add(&s, "pod=x", true, err, sizeof(err)), -1);
+	assert_int_equal(selectors_add(&s, "commx=y", true, err, sizeof(err)), -1);
+	assert_int_equal(selectors_add(&s, "exe=", false, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "empty"));
+	assert_int_equal(s.n, 3);
+	selectors_free(&s);
+	for (int i = 0; i < SELECTORS_MAX; i++)
+		assert_int_equal(selectors_add(&s, "comm=x", false, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "comm=x", false, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "at most"));
+	selectors_free(&s);
+}
+
+static void test_pass(void **state)
+{
+	struct selectors s = { 0 };
+	char err[128];
+
+	(void)state;
+	/* none: everything */
+	assert_true(passes(NULL, "node", "/usr/bin/node", "node x.js"));
+	assert_true(passes(&s, NULL, NULL, NULL));
+	/* excludes only: all but what matches one */
+	assert_int_equal(selectors_add(&s, "cmdline=*lsp*", false, err, sizeof(err)), 0);
+	assert_true(passes(&s, "node", "/usr/bin/node", "node server.js"));
+	assert_false(passes(&s, "node", "/usr/bin/node", "node lsp-server.js"));
+	/* with an include: only what matches one, and still no exclude */
+	assert_int_equal(selectors_add(&s, "comm=node", true, err, sizeof(err)), 0);
+	assert_int_equal(selectors_add(&s, "exe=*/python3*", true, err, sizeof(err)), 0);
+	assert_true(passes(&s, "node", "/usr/bin/node", "node server.js"));
+	assert_true(passes(&s, "python3", "/usr/bin/python3.11", "python3 -m srv"));
+	assert_false(passes(&s, "uvx", "/usr/bin/uvx", "uvx srv"));
+	assert_false(passes(&s, "node", "/usr/bin/node", "node lsp-server.js"));
+	/* an unknown field is "": an exclude on it does not match, an include on it neither */
+	assert_true(passes(&s, "node", NULL, NULL));
+	assert_false(passes(&s, "uvx", NULL, NULL));
+	selectors_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_pass),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
