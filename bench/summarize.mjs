@@ -18,11 +18,12 @@ if (!metaFile || !rawFile) {
 const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
 const runs = fs.readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
-const CONDITIONS = ['none', 'floor', 'untracked', 'tracked', 'strace', 'socat'];
+const CONDITIONS = ['none', 'floor', 'untracked', 'watch', 'tracked', 'strace', 'socat'];
 const COND_TITLE = {
 	none: 'no observer',
 	floor: 'empty programs, same hooks',
 	untracked: 'mcpsonde, not tracked',
+	watch: 'watch --all, not MCP',
 	tracked: 'mcpsonde tracking',
 	strace: 'strace -f, payloads',
 	socat: 'socat relay',
@@ -31,6 +32,7 @@ const TARGETS = {
 	lockstep256: 0.9,
 	sdk: 0.97,
 	untrackedPipelined: 0.95,
+	watchVsUntracked: 0.02, // watch --all costs a non-MCP process at most this much more than attach
 	rampRate: 100000,
 	cpuPerCallUs: 4, // a call is two JSON-RPC messages: 2 µs per message
 	rssMiB: 64,
@@ -148,7 +150,11 @@ p();
 const tracked = main.filter((r) => r.condition === 'tracked' && ok(r) && r.sonde);
 const untracked = main.filter((r) => r.condition === 'untracked' && ok(r) && r.sonde);
 const floor = main.filter((r) => r.condition === 'floor' && ok(r) && r.sonde);
+const watched = main.filter((r) => r.condition === 'watch' && ok(r) && r.sonde);
 const problems = [];
+for (const r of watched)
+	if (r.sonde.calls)
+		problems.push(`${title(r.workload)}, watch: ${r.sonde.calls} calls reported of a workload its selectors exclude`);
 if (tracked.length || untracked.length) {
 	p('## What mcpsonde kept and what it cost');
 	p();
@@ -156,15 +162,17 @@ if (tracked.length || untracked.length) {
 		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
 		'call (a request and its response), from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
 		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
-		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves. ' +
+		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves; ' +
+		'watch: `watch --all` with the workload excluded by selector, what a process that is not an MCP server pays on a node. ' +
 		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records).');
 	p();
-	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
-	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run watch | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const w of workloads) {
 		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
 		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
 		const fl = floor.filter((r) => r.workload === w).map(sondeFigures);
+		const wa = watched.filter((r) => r.workload === w).map(sondeFigures);
 		if (!t.length && !u.length) continue;
 		const made = sum(t.map((f) => f.made));
 		const reported = sum(t.map((f) => f.reported));
@@ -177,6 +185,7 @@ if (tracked.length || untracked.length) {
 			`${fmtNum(median(t.map((f) => f.cpuPerCallUs)), 2)} (${fmtNum(median(t.map((f) => f.userPerCallUs)), 2)}) | ` +
 			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
+			`${fmtNum(median(wa.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(fl.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.ringSlack * 100)), 1)} % |`);
@@ -250,6 +259,13 @@ if (tracked.length || untracked.length) {
 		row(`untracked pipelined pump >= ${TARGETS.untrackedPipelined}x`, worst[1],
 			`worst ${fmtRatio(worst[1])} (${title(worst[0])}), median ${fmtRatio(median(ur.map((x) => x[1])))}`,
 			worst[1] >= TARGETS.untrackedPipelined);
+	}
+	const wr = pipelined.map((w) => [w, ratio(w, 'untracked') - ratio(w, 'watch')]).filter(([, v]) => Number.isFinite(v));
+	if (wr.length) {
+		const worst = wr.reduce((a, b) => (b[1] > a[1] ? b : a));
+		row(`watch --all within ${TARGETS.watchVsUntracked} of untracked (pipelined pump)`, worst[1],
+			`worst ${worst[1] >= 0 ? '-' : '+'}${Math.abs(worst[1]).toFixed(2)} (${title(worst[0])})`,
+			worst[1] <= TARGETS.watchVsUntracked);
 	}
 	if (ramp.length)
 		row(`zero loss at ${fmtRate(TARGETS.rampRate)} msgs/s of 1 KiB`, rampBest ?? 0,

@@ -11,8 +11,10 @@
 # returning at once, build/tools/floor: what the tracepoints themselves cost); untracked
 # (mcpsonde attached to an idle process while the workload runs: what every other process on
 # the node pays); tracked (mcpsonde attached to
-# the server); strace (strace -f on the server, full read/write payloads to a file); socat
-# (a relay between client and server, as a wrapping proxy sits).
+# the server); watch (mcpsonde watch --all, the workload's processes excluded by selector:
+# what every process on a node pays when mcpsonde runs as a node agent and the process is
+# not an MCP server); strace (strace -f on the server, full read/write payloads to a file);
+# socat (a relay between client and server, as a wrapping proxy sits).
 #
 # Every repetition runs every workload under every condition, the order of the conditions
 # rotating from one repetition to the next, so that drift (other jobs on the machine,
@@ -42,7 +44,7 @@ sdk_time=1
 ramp_time=2
 ramp_rates="10000 25000 50000 75000 100000 150000 200000 300000 400000"
 cpus=0
-conditions="none floor untracked tracked strace socat"
+conditions="none floor untracked watch tracked strace socat"
 only=
 do_ramp=1
 do_sdk=1
@@ -112,7 +114,7 @@ fi
 want=
 for c in $conditions; do
 	case $c in
-	untracked | tracked) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
+	untracked | watch | tracked) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
 	floor)
 		[ $sonde_ok = 1 ] || { log "skipping floor: $skipped"; continue; }
 		[ -x "$FLOOR" ] || { log "skipping floor: $FLOOR is missing (make bench builds it)"; continue; }
@@ -189,7 +191,7 @@ reap() { # wait for a child; its status in $reaped
 json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -c '[:print:]' ' ' | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 file_ready() { [ -s "$1" ] || ! alive "$2"; }
 line_ready() { [ "$(tail -c 1 "$1" 2>/dev/null)" = "" ] && [ -s "$1" ] || ! alive "$2"; }
-sonde_ready() { grep -q '^mcpsonde: attached' "$1" 2>/dev/null || ! alive "$2"; }
+sonde_ready() { grep -Eq '^mcpsonde: (attached|watching)' "$1" 2>/dev/null || ! alive "$2"; }
 floor_ready() { grep -q '^floor: attached' "$1" 2>/dev/null || ! alive "$2"; }
 strace_ready() { grep -q ' attached' "$1" 2>/dev/null || ! alive "$2"; }
 
@@ -334,6 +336,16 @@ run_one() {
 				target=$spid
 			fi
 			"$SONDE" attach -p "$target" --json $sonde_args >"$d/sonde.jsonl" 2>"$d/sonde.err" &
+			mpid=$!
+			children[$mpid]=1
+			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
+			alive "$mpid" || err="mcpsonde exited: $(tail -c 300 "$d/sonde.err")"
+			;;
+		watch)
+			# The workload's programs (the pump's two halves; node for server-everything) are
+			# excluded, so discovery judges them once and then only looks their verdict up.
+			"$SONDE" watch --all --exclude comm=pump --exclude comm=node --json $sonde_args \
+				>"$d/sonde.jsonl" 2>"$d/sonde.err" &
 			mpid=$!
 			children[$mpid]=1
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
