@@ -18,19 +18,35 @@
  *   are lost or cut, and user space sees every loss as a gap at a known place. A syscall
  *   longer than MSD_CAPTURE_MAX keeps its head and its tail and says where the cut is.
  * - Nothing is lost silently: every record or byte not delivered increments "drops" by reason.
+ * - A socket of a tracked process that is not its channel and is a TCP or AF_UNIX stream
+ *   connection is a connection (events.h): its state (stream offsets, conn_id, whether it is
+ *   still copied) lives in the "conns" map, found by the socket's identity, so fd reuse never
+ *   mixes two connections. A connection is copied until ignored; its bytes are then counted.
  * - The only layouts shared with user space are those of mcpsonde/events.h. */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 #include "mcpsonde/events.h"
 
 #define EAGAIN 11
+#define EINPROGRESS 115
+#define MSG_PEEK 2
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 #define PID_LIMIT     (4 * 1024 * 1024) /* PID_MAX_LIMIT on 64-bit: pid_max can never exceed it */
 #define TRACKED_WORDS (PID_LIMIT / 64)  /* a power of two, as tracked_word() needs */
 #define PROCS_MAX     65536             /* tracked processes alive at once */
+#define CONNS_MAX     65536             /* connections followed at once (LRU: the least recently
+					 * used goes; if it comes back, it is a new conn_id) */
 #define HDR_SIZE      sizeof(struct msd_data_rec)
 /* Iterations of the copy loop for one syscall: each fetches an iovec, emits a record or
  * skips the cut part of an iovec. Records end at an iovec or at MSD_CHUNK_MAX bytes. */
@@ -68,6 +84,17 @@ extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u32 off, __u32 
  * rather than a map: testing a bit is one load, with no helper call and no hashing. A set bit
  * always has a "procs" entry (written first), except for a moment at exit. */
 __u64 tracked_bits[TRACKED_WORDS];
+
+/* The last conn_id given: ids are unique for as long as the programs are loaded. */
+__u64 conn_seq;
+
+/* Every connection of a tracked process: its stream offsets, id and verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CONNS_MAX);
+	__type(key, struct msd_conn_key);
+	__type(value, struct msd_conn_state);
+} conns SEC(".maps");
 
 /* Channel, stream offsets and start time of every tracked process. */
 struct {
@@ -473,13 +500,12 @@ static __always_inline __u64 iov_sum(__u64 vec, __u64 nvec)
 	return c->total;
 }
 
-/* The header fields every record of this syscall shares. */
+/* The header fields every record of this syscall shares. f: the channel file or connection
+ * socket; conn_id: the connection's, 0 for a channel. */
 static __always_inline void capture_begin(struct capture *c, __u32 tgid, __u32 tid, __u64 ts, int fd, __u8 dir,
-					  __u8 role, __u8 sys, const struct msd_proc_state *p, __u64 ret,
-					  __u64 requested)
+					  __u8 role, __u8 sys, const struct msd_file_id *f, __u64 conn_id,
+					  __u64 ret, __u64 requested)
 {
-	const struct msd_file_id *f = &p->chan[role & (MSD_ROLE__COUNT - 1)];
-
 	__builtin_memset(&c->rec, 0, sizeof(c->rec));
 	c->rec.hdr.kind = MSD_REC_DATA;
 	c->rec.hdr.abi = MSD_ABI_VERSION;
@@ -496,6 +522,7 @@ static __always_inline void capture_begin(struct capture *c, __u32 tgid, __u32 t
 	c->rec.file_ino = f->ino;
 	c->rec.syscall_len = ret;
 	c->rec.requested = requested;
+	c->rec.conn_id = conn_id;
 	c->stopped = false;
 }
 
@@ -519,10 +546,304 @@ static __always_inline void marker_emit(struct capture *c, __u64 off, __u16 flag
 static __always_inline long syscall_arg(struct pt_regs *regs, int n)
 {
 	if (direct_reads)
-		return n == 0 ? PT_REGS_PARM1_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_SYSCALL(regs)
-							  : PT_REGS_PARM3_SYSCALL(regs);
-	return n == 0 ? PT_REGS_PARM1_CORE_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_CORE_SYSCALL(regs)
-							  : PT_REGS_PARM3_CORE_SYSCALL(regs);
+		return n == 0 ? PT_REGS_PARM1_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_SYSCALL(regs) :
+		       n == 2 ? PT_REGS_PARM3_SYSCALL(regs) : PT_REGS_PARM4_SYSCALL(regs);
+	return n == 0 ? PT_REGS_PARM1_CORE_SYSCALL(regs) : n == 1 ? PT_REGS_PARM2_CORE_SYSCALL(regs) :
+	       n == 2 ? PT_REGS_PARM3_CORE_SYSCALL(regs) : PT_REGS_PARM4_CORE_SYSCALL(regs);
+}
+
+/* --- connections ---------------------------------------------------------------------- */
+
+/* recvfrom(fd, buf, len, flags) and recvmsg(fd, msg, flags) with MSG_PEEK leave the bytes in
+ * the socket: the receive that takes them reports them. */
+static __always_inline bool is_peek(struct pt_regs *regs, __u8 sys)
+{
+	if (sys == MSD_SYS_RECVFROM)
+		return syscall_arg(regs, 3) & MSG_PEEK;
+	if (sys == MSD_SYS_RECVMSG)
+		return syscall_arg(regs, 2) & MSG_PEEK;
+	return false;
+}
+
+static __always_inline void conn_key_fill(struct msd_conn_key *key, struct inode *inode, __u32 tgid)
+{
+	key->ino = BPF_CORE_READ(inode, i_ino);
+	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key->tgid = tgid;
+}
+
+static __always_inline bool inode_is_socket(struct inode *inode)
+{
+	return (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFSOCK;
+}
+
+/* The sock behind a socket file when it is a connection: TCP over IPv4 or IPv6, or an AF_UNIX
+ * stream. NULL otherwise (UDP, netlink, a listening socket still answers here: it never moves
+ * bytes). */
+static __always_inline struct sock *conn_sock(struct file *file, __u16 *family)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : NULL;
+	__u16 fam;
+
+	if (!sk || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		return NULL;
+	fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if ((fam == AF_INET || fam == AF_INET6) && BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	if (fam != AF_INET && fam != AF_INET6 && fam != AF_UNIX)
+		return NULL;
+	*family = fam;
+	return sk;
+}
+
+/* A new entry under key (replacing one of a socket whose inode came back), with a new id. */
+static __always_inline struct msd_conn_state *conn_start(const struct msd_conn_key *key, __u8 flags, __u16 family)
+{
+	struct msd_conn_state st = {};
+	struct counters *cnt;
+
+	st.conn_id = __sync_fetch_and_add(&conn_seq, 1) + 1;
+	st.flags = flags;
+	st.family = family;
+	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY))
+		return NULL;
+	if ((cnt = counters_get()))
+		cnt->n[MSD_CNT_CONN_SEEN]++;
+	return bpf_map_lookup_elem(&conns, key);
+}
+
+/* Addresses and ports of both ends; for AF_UNIX the path this end or its peer is bound to. */
+static __always_inline void conn_addrs(struct msd_conn_rec *r, struct sock *sk, __u16 family)
+{
+	r->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)r->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r->peer_addr, sk, __sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&r->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->peer_addr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		struct unix_sock *u = (struct unix_sock *)sk;
+		struct unix_address *addr = BPF_CORE_READ(u, addr);
+		struct sock *peer;
+		__u32 len;
+
+		if (!addr && (peer = BPF_CORE_READ(u, peer)))
+			addr = BPF_CORE_READ((struct unix_sock *)peer, addr);
+		if (!addr)
+			return;
+		/* The address's length counts sun_family (2 bytes) and the path. */
+		len = BPF_CORE_READ(addr, len);
+		len = len > 2 ? len - 2 : 0;
+		if (len > sizeof(r->path))
+			len = sizeof(r->path);
+		bpf_probe_read_kernel(r->path, len,
+				      (const char *)addr + bpf_core_field_offset(struct unix_address, name) + 2);
+	}
+}
+
+static __always_inline void conn_rec_emit(__u64 pid_tgid, const struct msd_conn_key *key, __u64 conn_id, int fd,
+					  __u8 event, long ret, __u8 how, struct sock *sk, __u16 family)
+{
+	struct msd_conn_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		drop_count(MSD_DROP_CONN, 1, 0);
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	rec_hdr_fill(&r->hdr, MSD_REC_CONN, sizeof(*r), pid_tgid >> 32, (__u32)pid_tgid);
+	r->conn_id = conn_id;
+	r->file_ino = key->ino;
+	r->file_dev = key->dev;
+	r->fd = fd;
+	r->event = event;
+	r->how = how;
+	r->ret = ret;
+	if (sk) {
+		r->family = family;
+		conn_addrs(r, sk, family);
+	}
+	bpf_ringbuf_submit(r, 0);
+}
+
+/* The connection a transfer on a file that is not the channel belongs to, started now when
+ * it is a connection seen for the first time (mid-stream: it was open before). NULL when the
+ * file is not a connection. */
+static __always_inline struct msd_conn_state *conn_of_transfer(__u32 tgid, struct file *file, int fd,
+							       struct msd_file_id *fid)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct msd_conn_state *conn;
+	struct msd_conn_key key;
+	struct sock *sk;
+	__u16 family;
+
+	if (!inode_is_socket(inode))
+		return NULL;
+	conn_key_fill(&key, inode, tgid);
+	__builtin_memset(fid, 0, sizeof(*fid));
+	fid->ino = key.ino;
+	fid->dev = key.dev;
+	fid->kind = MSD_FD_SOCKET;
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (conn || !(sk = conn_sock(file, &family)))
+		return conn;
+	conn = conn_start(&key, 0, family);
+	if (conn)
+		conn_rec_emit(bpf_get_current_pid_tgid(), &key, conn->conn_id, fd, MSD_CONN_SEEN, 0, 0, sk, family);
+	return conn;
+}
+
+#define FOUR(s) ((__u32)(s)[0] | (__u32)(s)[1] << 8 | (__u32)(s)[2] << 16 | (__u32)(s)[3] << 24)
+
+/* The first four bytes of an HTTP/1.x request (its method) or response. */
+static __always_inline bool looks_http(__u32 w)
+{
+	return w == FOUR("GET ") || w == FOUR("POST") || w == FOUR("PUT ") || w == FOUR("HEAD") ||
+	       w == FOUR("DELE") || w == FOUR("OPTI") || w == FOUR("PATC") || w == FOUR("CONN") ||
+	       w == FOUR("TRAC") || w == FOUR("HTTP");
+}
+
+/* The first buffer of a transfer and how many of its bytes were moved (0: none to look at). */
+static __always_inline __u64 first_buffer(enum shape shape, __u64 ptr, __u64 count, long ret, __u64 *len)
+{
+	struct user_iovec v;
+	__u64 vec = ptr, nvec = count;
+
+	*len = ret;
+	if (shape == SHAPE_BUF)
+		return ptr;
+	if (shape == SHAPE_MSG && msg_iov(ptr, &vec, &nvec))
+		return 0;
+	if (!nvec || bpf_probe_read_user(&v, sizeof(v), (const void *)vec))
+		return 0;
+	if (v.len < *len)
+		*len = v.len;
+	return v.base;
+}
+
+/* Whether this transfer's bytes are copied. An ignored connection's are counted. A
+ * connection seen from its start is judged on its first bytes (whichever direction moves
+ * first): anything but an HTTP/1.x request or response is ignored at once, so a database or
+ * TLS connection costs one look, never a copy. */
+static __always_inline bool conn_copies(struct msd_conn_state *conn, __u8 dir, long ret, enum shape shape, __u64 ptr,
+					__u64 count)
+{
+	struct counters *cnt;
+	__u64 first, len;
+	__u32 head;
+
+	if (conn->verdict == MSD_CONN_COPY && ret > 0 &&
+	    (conn->flags & (MSD_CONN_FROM_START | MSD_CONN_SNIFFED)) == MSD_CONN_FROM_START &&
+	    conn->stream_off[dir & 1] == 0) {
+		first = first_buffer(shape, ptr, count, ret, &len);
+		if (first && len >= sizeof(head) && !bpf_probe_read_user(&head, sizeof(head), (const void *)first)) {
+			conn->flags |= MSD_CONN_SNIFFED;
+			if (!looks_http(head)) {
+				conn->verdict = MSD_CONN_IGNORED;
+				if ((cnt = counters_get()))
+					cnt->n[MSD_CNT_CONN_SNIFFED]++;
+			}
+		}
+	}
+	if (conn->verdict == MSD_CONN_COPY)
+		return true;
+	if ((cnt = counters_get())) {
+		cnt->n[MSD_CNT_CONN_IGNORED_CALLS]++;
+		cnt->n[MSD_CNT_CONN_IGNORED_BYTES] += ret > 0 ? ret : 0;
+	}
+	return false;
+}
+
+/* accept returned fd, or connect on fd returned ret: a connection seen from its first byte. */
+static __always_inline int conn_opened(int fd, __u8 event, long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct msd_conn_state *conn;
+	struct msd_conn_key key;
+	struct file *file;
+	struct sock *sk;
+	__u16 family;
+
+	if (hooks_only || !is_tracked(pid_tgid >> 32))
+		return 0;
+	file = fd_file(bpf_get_current_task_btf(), fd);
+	if (!file || !(sk = conn_sock(file, &family)))
+		return 0;
+	conn_key_fill(&key, BPF_CORE_READ(file, f_inode), pid_tgid >> 32);
+	conn = conn_start(&key, MSD_CONN_FROM_START, family);
+	if (conn)
+		conn_rec_emit(pid_tgid, &key, conn->conn_id, fd, event, ret, 0, sk, family);
+	return 0;
+}
+
+/* shutdown or close of fd, when it is a connection being followed. A close ends the
+ * process's view of the connection (another fd of it, a dup, is a new connection then). */
+static __always_inline int conn_closing(int fd, __u8 event, __u8 how)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct msd_conn_state *conn;
+	struct msd_conn_key key;
+	struct inode *inode;
+	struct file *file;
+
+	if (hooks_only || !is_tracked(pid_tgid >> 32))
+		return 0;
+	file = fd_file(bpf_get_current_task_btf(), fd);
+	if (!file)
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	if (!inode_is_socket(inode))
+		return 0;
+	conn_key_fill(&key, inode, pid_tgid >> 32);
+	conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0;
+	conn_rec_emit(pid_tgid, &key, conn->conn_id, fd, event, 0, how, NULL, 0);
+	if (event == MSD_CONN_CLOSE)
+		bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return ctx->ret >= 0 ? conn_opened(ctx->ret, MSD_CONN_ACCEPT, 0) : 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return ctx->ret >= 0 ? conn_opened(ctx->ret, MSD_CONN_ACCEPT, 0) : 0;
+}
+
+/* A non-blocking connect returns EINPROGRESS: the socket is connected by the time it moves
+ * bytes, and its local port is already chosen. */
+SEC("tracepoint/syscalls/sys_exit_connect")
+int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	long ret = ctx->ret;
+	struct pt_regs *regs;
+
+	if (hooks_only || (ret != 0 && ret != -EINPROGRESS) || !is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return conn_opened(syscall_arg(regs, 0), MSD_CONN_CONNECT, ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_shutdown")
+int sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
+{
+	return conn_closing(ctx->args[0], MSD_CONN_SHUTDOWN, ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	return conn_closing(ctx->args[0], MSD_CONN_CLOSE, 0);
 }
 
 /* --- data syscalls -------------------------------------------------------------------- */
@@ -571,8 +892,12 @@ static __always_inline bool worth_reporting(long ret, __u8 dir)
 static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __u8 sys, __u8 dir, enum shape shape)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 enter_ns = 0, requested = 0, ptr, count, ts;
+	__u64 enter_ns = 0, requested = 0, ptr, count, ts, conn_id = 0, *offp;
+	__u16 family = 0;
+	const struct msd_file_id *f;
+	struct msd_conn_state *conn;
 	struct msd_proc_state *p;
+	struct msd_file_id fid;
 	struct write_stash *st;
 	struct pt_regs *regs;
 	struct capture *c;
@@ -599,6 +924,13 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 	fd = syscall_arg(regs, 0);
 	ptr = syscall_arg(regs, 1);
 	count = syscall_arg(regs, 2);
+	if (ret > 0 && is_peek(regs, sys)) {
+		struct counters *cnt = counters_get();
+
+		if (cnt)
+			cnt->n[MSD_CNT_PEEKS]++;
+		return 0;
+	}
 	file = fd_file(task, fd);
 	if (!file) {
 		/* Closed by another thread meanwhile: what it was is unknowable. */
@@ -608,13 +940,26 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 	}
 	role = role_of(p, file, dir, fd);
 	if (role == MSD_ROLE_NONE) {
-		struct counters *cnt = counters_get();
+		struct counters *cnt;
 
-		if (cnt) {
+		conn = conn_of_transfer(tgid, file, fd, &fid);
+		if (conn) {
+			if (!conn_copies(conn, dir, ret, shape, ptr, count))
+				return 0;
+			role = MSD_ROLE_CONN;
+			offp = &conn->stream_off[dir & 1];
+			conn_id = conn->conn_id;
+			family = conn->family;
+			f = &fid;
+		} else if ((cnt = counters_get())) {
 			cnt->n[MSD_CNT_NONE_CALLS]++;
 			cnt->n[MSD_CNT_NONE_BYTES] += ret > 0 ? ret : 0;
 		}
-		return 0;
+		if (!conn)
+			return 0;
+	} else {
+		offp = &p->stream_off[role & (MSD_ROLE__COUNT - 1)];
+		f = &p->chan[role & (MSD_ROLE__COUNT - 1)];
 	}
 	c = bpf_map_lookup_elem(&scratch, &zero);
 	if (!c)
@@ -622,14 +967,14 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 	if (shape == SHAPE_BUF && !requested)
 		requested = count;
 	ts = enter_ns ? enter_ns : bpf_ktime_get_ns();
-	capture_begin(c, tgid, tid, ts, fd, dir, role, sys, p, ret > 0 ? ret : 0, requested);
+	capture_begin(c, tgid, tid, ts, fd, dir, role, sys, f, conn_id, ret > 0 ? ret : 0, requested);
+	c->rec.family = family;
 	if (ret <= 0) {
-		marker_emit(c, p->stream_off[role & (MSD_ROLE__COUNT - 1)],
-			    ret == 0 ? MSD_DATA_LAST : MSD_DATA_LAST | MSD_DATA_SHORT);
+		marker_emit(c, *offp, ret == 0 ? MSD_DATA_LAST : MSD_DATA_LAST | MSD_DATA_SHORT);
 		return 0;
 	}
 
-	c->base_off = __sync_fetch_and_add(&p->stream_off[role & (MSD_ROLE__COUNT - 1)], ret);
+	c->base_off = __sync_fetch_and_add(offp, ret);
 	c->end = ret;
 	c->pos = 0;
 	c->head_end = ret;
@@ -1079,18 +1424,35 @@ static __always_inline void uncaptured_side(__u32 tgid, __u32 tid, struct msd_pr
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct file *file = fd_file(task, fd);
+	const struct msd_file_id *f;
+	struct msd_conn_state *conn;
+	struct msd_file_id fid;
 	struct capture *c;
+	__u64 off, conn_id = 0;
+	__u16 family = 0;
 	__u32 zero = 0;
 	__u8 role;
-	__u64 off;
 
 	if (!file)
 		return;
 	role = role_of(p, file, dir, fd);
-	if (role == MSD_ROLE_NONE || !(c = bpf_map_lookup_elem(&scratch, &zero)))
+	if (role != MSD_ROLE_NONE) {
+		off = __sync_fetch_and_add(&p->stream_off[role & (MSD_ROLE__COUNT - 1)], ret);
+		f = &p->chan[role & (MSD_ROLE__COUNT - 1)];
+	} else if ((conn = conn_of_transfer(tgid, file, fd, &fid)) && conn_copies(conn, dir, 0, SHAPE_BUF, 0, 0)) {
+		/* A connection's bytes sent from a file (sendfile): its stream has a hole. */
+		role = MSD_ROLE_CONN;
+		off = __sync_fetch_and_add(&conn->stream_off[dir & 1], ret);
+		conn_id = conn->conn_id;
+		f = &fid;
+		family = conn->family;
+	} else {
 		return;
-	off = __sync_fetch_and_add(&p->stream_off[role & (MSD_ROLE__COUNT - 1)], ret);
-	capture_begin(c, tgid, tid, bpf_ktime_get_ns(), fd, dir, role, sys, p, ret, 0);
+	}
+	if (!(c = bpf_map_lookup_elem(&scratch, &zero)))
+		return;
+	capture_begin(c, tgid, tid, bpf_ktime_get_ns(), fd, dir, role, sys, f, conn_id, ret, 0);
+	c->rec.family = family;
 	c->rec.hole_off = off;
 	c->rec.hole_len = ret;
 	drop_count(MSD_DROP_UNCAPTURED, 1, ret);
@@ -1156,7 +1518,7 @@ static __always_inline int uring_used(void)
 		return 0;
 	p->flags |= MSD_PROC_URING_SEEN; /* two threads racing here report it twice: harmless */
 	capture_begin(c, tgid, (__u32)pid_tgid, bpf_ktime_get_ns(), -1, MSD_DIR_WRITE, MSD_ROLE_NONE,
-		      MSD_SYS_IO_URING, p, 0, 0);
+		      MSD_SYS_IO_URING, &p->chan[MSD_ROLE_NONE], 0, 0, 0);
 	marker_emit(c, 0, MSD_DATA_LAST | MSD_DATA_TRUNCATED | MSD_DATA_UNCAPTURED);
 	return 0;
 }

@@ -19,6 +19,7 @@ packages=(
 	libhttp-parser-dev # the HTTP/1.1 parser of the HTTP transport (src/http.c)
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
+	curl # e2e: HTTP requests the MCP SDKs never send (a malformed body, a wrong token, Mcp-Method)
 	# Kubernetes tests: a real container runtime driven through the CRI (containerd, runc),
 	# podman (also builds the image), a static libc for the pause binary, systemd-analyze.
 	containerd runc podman libc6-dev systemd

@@ -30,6 +30,7 @@ static const char *const ev_type_names[EV__COUNT] = {
 	[EV_STDIN_CLOSED] = "stdin_closed",
 	[EV_REPORT] = "report",
 	[EV_PROTOCOL_ERROR] = "protocol_error",
+	[EV_HTTP] = "http",
 	[EV_UNTRACKED] = "untracked",
 };
 
@@ -51,6 +52,7 @@ const char *call_status_name(enum call_status s)
 	case CALL_PROBE_FAILED: return "probe_failed";
 	case CALL_LOST: return "lost";
 	case CALL_CLOSED: return "closed";
+	case CALL_HTTP_ERROR: return "http_error";
 	}
 	return "?";
 }
@@ -69,6 +71,24 @@ const char *session_identity_name(const struct session_identity *id)
 	if (id->program && id->program[0])
 		return id->program;
 	return id->comm;
+}
+
+const char *event_server_name(const struct sonde_event *ev, char *buf, size_t len)
+{
+	const struct ev_net *n = ev->net;
+
+	if (n && n->client) {
+		if (n->server_name && n->server_name[0])
+			return n->server_name;
+		if (n->server_address && n->server_port) {
+			snprintf(buf, len, strchr(n->server_address, ':') ? "[%s]:%u" : "%s:%u", n->server_address,
+				 n->server_port);
+			return buf;
+		}
+		if (n->server_address)
+			return n->server_address;
+	}
+	return ev->session ? session_identity_name(ev->session) : NULL;
 }
 
 /* Events come in bursts within the same second: its formatted form is kept. */
@@ -172,6 +192,9 @@ static void render_call(struct jsonw *w, const struct ev_call *c, const struct e
 	}
 	jsonw_member_str(w, "task_id", c->task_id);
 	jsonw_member_str(w, "task_status", c->task_status);
+	if (c->http_status)
+		jsonw_member_int(w, "http_status", c->http_status);
+	jsonw_member_str(w, "header_mismatch", c->header_mismatch);
 	if (c->unknown_tool)
 		jsonw_member_bool(w, "unknown_tool", true);
 	jsonw_member_int(w, "request_bytes", (long long)c->request_bytes);
@@ -341,6 +364,45 @@ static void render_stall(struct jsonw *w, const struct ev_stall *st)
 		jsonw_member_str(w, "wchan", st->wchan);
 }
 
+/* Where the event's message travelled, when not on stdio. */
+static void render_net(struct jsonw *w, const struct ev_net *n)
+{
+	jsonw_key(w, "net");
+	jsonw_object_open(w);
+	jsonw_member_str(w, "transport", n->transport);
+	jsonw_member_str(w, "side", n->client ? "client" : "server");
+	if (n->local && n->local[0])
+		jsonw_member_str(w, "local", n->local);
+	if (n->peer && n->peer[0])
+		jsonw_member_str(w, "peer", n->peer);
+	jsonw_member_str(w, "session_id", n->session_id);
+	if (n->client) {
+		jsonw_member_str(w, "server_address", n->server_address);
+		if (n->server_port)
+			jsonw_member_int(w, "server_port", n->server_port);
+		render_name_version(w, "server_info", n->server_name, n->server_version);
+	}
+	jsonw_object_close(w);
+}
+
+static void render_http(struct jsonw *w, const struct ev_http *h)
+{
+	jsonw_member_str(w, "method", h->method);
+	jsonw_member_str(w, "target", h->target);
+	if (h->status)
+		jsonw_member_int(w, "status", h->status);
+	jsonw_member_str(w, "end", h->end);
+	jsonw_member_str(w, "mcp_method", h->mcp_method);
+	jsonw_member_int(w, "requests", h->requests);
+	if (h->unanswered)
+		jsonw_member_int(w, "unanswered", h->unanswered);
+	if (h->sse)
+		jsonw_member_bool(w, "sse", true);
+	if (h->duration_ns)
+		jsonw_member_ms(w, "duration_ms", h->duration_ns);
+	jsonw_member_bool(w, "failed", h->failed);
+}
+
 void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts)
 {
 	struct jsonw w;
@@ -441,11 +503,16 @@ void event_render(struct outbuf *out, const struct sonde_event *ev, const struct
 		jsonw_member_str(&w, "direction", call_direction_name(ev->protocol_error.direction));
 		jsonw_member_int(&w, "bytes", (long long)ev->protocol_error.bytes);
 		break;
+	case EV_HTTP:
+		render_http(&w, &ev->http);
+		break;
 	case EV_UNTRACKED:
 		jsonw_member_str(&w, "reason", ev->untracked.reason);
 		break;
 	case EV__COUNT:
 		break;
 	}
+	if (ev->net)
+		render_net(&w, ev->net);
 	jsonw_object_close(&w);
 }

@@ -40,7 +40,6 @@
 #include "mcpsonde/http.h"
 #include "mcpsonde/sse.h"
 
-#define HTTP_NAME_MAX 64        /* header names matched; longer ones can only be "other" */
 #define HTTP_MAX_ERRORS 8       /* parse errors in a row before the peer is given up */
 #define HTTP_LINE_PREFIX_MAX 24 /* bytes of a line start looked at while resynchronising */
 #define HTTP_INFLATE_RATIO_FLOOR (1u << 20)
@@ -87,6 +86,8 @@ struct http_ex {
 	bool req_active;          /* its request is still being parsed */
 	bool resp_active;         /* its response is being parsed (head seen, end not) */
 	bool reported;            /* REQUEST or RESPONSE was reported: END will be */
+	bool response_gap;        /* the response side lost bytes while it waited: its
+				   * response may have been among them */
 };
 
 struct http_side {
@@ -594,6 +595,18 @@ static const struct {
 };
 #undef SECRET
 
+enum http_secret http_header_secret(const char *name, size_t n, bool cut)
+{
+	for (size_t i = 0; i < sizeof(secret_headers) / sizeof(secret_headers[0]); i++) {
+		if (!cut && secret_headers[i].len == n && memcmp(name, secret_headers[i].name, n) == 0)
+			return secret_headers[i].bit;
+	}
+	/* One too long to read whole may hide a secret word past what was kept. */
+	if (cut || contains(name, n, "token") || contains(name, n, "key") || contains(name, n, "secret"))
+		return HTTP_SECRET_OTHER;
+	return 0;
+}
+
 static const struct slot_def *slot_def(enum hdr_slot slot)
 {
 	for (size_t i = 0; i < sizeof(kept_headers) / sizeof(kept_headers[0]); i++) {
@@ -618,6 +631,7 @@ static void header_begin(struct http_side *s)
 	struct http_headers *h = s->hdr;
 	bool long_name = s->name_len > HTTP_NAME_MAX;
 	size_t n = long_name ? HTTP_NAME_MAX : s->name_len;
+	enum http_secret bit;
 
 	s->slot = SLOT_NONE;
 	s->slot_skip = false;
@@ -626,17 +640,8 @@ static void header_begin(struct http_side *s)
 		c->stats.headers_over_limit++;
 		return;
 	}
-	for (size_t i = 0; i < sizeof(secret_headers) / sizeof(secret_headers[0]); i++) {
-		if (!long_name && secret_headers[i].len == n && memcmp(s->name, secret_headers[i].name, n) == 0) {
-			h->secrets |= secret_headers[i].bit;
-			s->slot = SLOT_SECRET;
-		}
-	}
-	/* Names are kept lowercased. One too long to read whole may hide a secret word past
-	 * what was kept. */
-	if (s->slot == SLOT_NONE &&
-	    (long_name || contains(s->name, n, "token") || contains(s->name, n, "key") || contains(s->name, n, "secret"))) {
-		h->secrets |= HTTP_SECRET_OTHER;
+	if ((bit = http_header_secret(s->name, n, long_name))) {
+		h->secrets |= bit;
 		s->slot = SLOT_SECRET;
 	}
 	if (s->slot == SLOT_SECRET) {
@@ -1767,8 +1772,11 @@ void http_conn_gap(struct http_conn *c, enum msd_dir dir, uint64_t lost_bytes)
 	} else if (s->in_message) {
 		side_abandon_message(s, HTTP_END_LOST);
 	}
-	if (side_may_respond(s))
+	if (side_may_respond(s)) {
 		s->after_gap = true;
+		for (unsigned i = 0; i < c->npending; i++)
+			c->pending[i]->response_gap = true;
+	}
 	s->resume_sse = resume || (!c->opts.from_start && !c->http_seen);
 	side_resync_begin(s, true);
 	conn_settle(c);
@@ -1843,7 +1851,8 @@ void http_conn_close(struct http_conn *c, uint64_t ts_ns)
 		struct http_ex *x = c->pending[0];
 
 		pending_remove(c, x);
-		ex_settle(c, x, HTTP_END_CANCELLED);
+		/* Closed before its response: the client gave up, unless the capture lost it. */
+		ex_settle(c, x, x->response_gap ? HTTP_END_LOST : HTTP_END_CANCELLED);
 	}
 }
 

@@ -29,6 +29,7 @@
 
 #include "mcpsonde/attrib.h"
 #include "mcpsonde/capture.h"
+#include "mcpsonde/hdrscrub.h"
 #include "mcpsonde/inventory.h"
 #include "mcpsonde/metrics.h"
 #include "mcpsonde/pipeline.h"
@@ -79,6 +80,7 @@ struct live_ctx {
 	struct targets *targets;
 	struct pipeline *pipe;         /* NULL for record */
 	struct capture_writer *writer; /* NULL for attach */
+	struct hdrscrub *scrub;        /* secret header values blanked before anything sees them */
 	struct msd_drop drops[MSD_DROP__MAX];
 	bool write_failed;
 };
@@ -406,6 +408,8 @@ static void live_deliver(void *ctx, const struct msd_rec_hdr *rec)
 {
 	struct live_ctx *c = ctx;
 
+	if (!(rec = hdrscrub_record(c->scrub, rec)))
+		return;
 	if (c->writer && capture_writer_put(c->writer, rec) < 0)
 		c->write_failed = true;
 	if (c->pipe)
@@ -429,6 +433,14 @@ static void live_check_drops(struct live_ctx *c, uint64_t now_ns)
 		c->drops[r] = cur[r];
 		live_deliver(c, &l.hdr);
 	}
+}
+
+
+static void live_conn_ignore(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id)
+{
+	struct live_ctx *c = ctx;
+
+	source_live_conn_ignore(c->src, tgid, dev, ino, conn_id);
 }
 
 static void live_on_inflight(void *ctx, const struct msd_inflight *w)
@@ -461,10 +473,19 @@ static void live_report(struct live_ctx *c)
 			(unsigned long long)st->gap_bytes, (unsigned long long)st->gap_tails,
 			(unsigned long long)st->cut_bytes, (unsigned long long)st->uncaptured_bytes);
 	}
+	if (c->pipe) {
+		const struct pipeline_stats *st = pipeline_stats(c->pipe);
+		fprintf(stderr, "; connections: %llu (%llu MCP, %llu set aside), %llu HTTP exchanges",
+			(unsigned long long)st->conns, (unsigned long long)st->conns_mcp,
+			(unsigned long long)st->conns_set_aside, (unsigned long long)st->http_exchanges);
+	}
 	fprintf(stderr, "; kernel drops: %llu records, %llu bytes", (unsigned long long)lost_records,
 		(unsigned long long)lost_bytes);
 	/* What the kernel did not copy on purpose, and what the copy cost in ring space. */
 	source_live_counters(c->src, cnt);
+	fprintf(stderr, "; kernel connections: %llu followed, %llu ignored at once, %llu syscalls (%llu bytes) ignored",
+		(unsigned long long)cnt[MSD_CNT_CONN_SEEN], (unsigned long long)cnt[MSD_CNT_CONN_SNIFFED],
+		(unsigned long long)cnt[MSD_CNT_CONN_IGNORED_CALLS], (unsigned long long)cnt[MSD_CNT_CONN_IGNORED_BYTES]);
 	fprintf(stderr, "; not channel: %llu syscalls, %llu bytes; ring: %llu records, %llu of %llu bytes reserved unused",
 		(unsigned long long)cnt[MSD_CNT_NONE_CALLS], (unsigned long long)cnt[MSD_CNT_NONE_BYTES],
 		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
@@ -582,6 +603,10 @@ static int run_live(struct cli *cli)
 		to.attrib = attrib;
 	}
 	cli->popts.mono_to_real_ns = clock_mono_to_real_ns();
+	if (!(c.scrub = hdrscrub_new())) {
+		fprintf(stderr, "mcpsonde: out of memory\n");
+		goto cleanup;
+	}
 	/* Capture must be able to start (root, BTF, BPF) before the output file is created. */
 	c.src = source_live_open(&so, msg, sizeof(msg));
 	if (!c.src) {
@@ -610,6 +635,8 @@ static int run_live(struct cli *cli)
 			goto cleanup;
 		pipeline_set_live(c.pipe, true);
 	}
+	if (c.pipe)
+		pipeline_set_conn_ignore(c.pipe, live_conn_ignore, &c);
 	if (!(c.targets = targets_new(&to, c.src, live_deliver, &c)))
 		goto cleanup;
 	targets_set_pipeline(c.targets, c.pipe);
@@ -716,6 +743,7 @@ cleanup:
 	sinks_close(&sinks);
 	inventory_close(inventory);
 	pipeline_free(c.pipe);
+	hdrscrub_free(c.scrub);
 	attrib_free(attrib);
 	return err;
 }

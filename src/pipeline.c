@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "mcpsonde/conns.h"
 #include "mcpsonde/pipeline.h"
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/record.h"
@@ -79,6 +80,9 @@ struct pipeline {
 	uint64_t last_session_tick_ns;
 	struct pipeline_stats reported; /* limit counters already turned into EV_LOSS */
 	bool live;
+	struct conns *conns; /* connections: the HTTP transport */
+	pipeline_conn_ignore_fn conn_ignore;
+	void *conn_ignore_ctx;
 	struct pipeline_hooks hooks;
 	struct news news[NEWS_MAX];
 	unsigned nnews;
@@ -93,6 +97,7 @@ static const char *const drop_reason_names[MSD_DROP__MAX] = {
 	[MSD_DROP_PROC_LIMIT] = "proc_limit",
 	[MSD_DROP_UNCAPTURED] = "uncaptured",
 	[MSD_DROP_BACKLOG] = "backlog",
+	[MSD_DROP_CONN] = "conn_event_lost",
 };
 
 /* The fd each role stands for, in events: stdin, stdout, stderr. */
@@ -113,9 +118,25 @@ void pipeline_opts_default(struct pipeline_opts *o)
 	o->blocked_write_ns = 5ull * 1000000000ull;
 }
 
+static struct session *session_get(struct pipeline *p, uint32_t tgid, uint64_t ts_ns);
+
+static struct session *pipeline_session_of(void *ctx, uint32_t tgid, uint64_t ts_ns)
+{
+	return session_get(ctx, tgid, ts_ns);
+}
+
+static void pipeline_conn_ignored(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id)
+{
+	struct pipeline *p = ctx;
+
+	if (p->conn_ignore)
+		p->conn_ignore(p->conn_ignore_ctx, tgid, dev, ino, conn_id);
+}
+
 struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list *sinks)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
+	struct conns_env ce;
 
 	if (!p)
 		return NULL;
@@ -125,7 +146,19 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 	p->env.opts = &p->opts;
 	p->env.stats = &p->stats;
 	p->budget.limit = opts->memory_budget ? opts->memory_budget : PIPELINE_MEMORY_BUDGET_DEFAULT;
+	ce = (struct conns_env){ .opts = &p->opts, .stats = &p->stats, .session_of = pipeline_session_of,
+				 .ignore = pipeline_conn_ignored, .ctx = p, .ignore_ctx = p };
+	if (!(p->conns = conns_new(&ce))) {
+		free(p);
+		return NULL;
+	}
 	return p;
+}
+
+void pipeline_set_conn_ignore(struct pipeline *p, pipeline_conn_ignore_fn fn, void *ctx)
+{
+	p->conn_ignore = fn;
+	p->conn_ignore_ctx = ctx;
 }
 
 void pipeline_set_live(struct pipeline *p, bool live)
@@ -200,6 +233,7 @@ static void session_end(struct pipeline *p, uint32_t tgid)
 	HASH_ITER(hh, p->streams, st, tmp)
 		if (st->key.tgid == tgid)
 			pstream_free(p, st);
+	conns_end_process(p->conns, tgid);
 	HASH_FIND(hh, p->sessions, &tgid, sizeof(tgid), ps);
 	if (!ps)
 		return;
@@ -301,50 +335,59 @@ static void pipeline_on_frame(void *ctx, const struct frame *f)
 		session_on_invalid(st->sess, role_fd(st->role), f, false);
 }
 
-static void pipeline_report_loss(struct pstream *st, const char *reason, uint64_t bytes, uint64_t records,
-				 uint64_t ts_ns)
+static void pipeline_report_loss(struct session *sess, const char *reason, uint64_t bytes, uint64_t records, int fd,
+				 const struct ev_net *net, uint64_t ts_ns)
 {
-	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns };
+	struct sonde_event ev = { .type = EV_LOSS, .ts_ns = ts_ns, .net = net };
 
 	ev.loss.reason = reason;
 	ev.loss.bytes = bytes;
 	ev.loss.records = records;
-	ev.loss.fd = role_fd(st->role);
-	session_emit(st->sess, &ev);
+	ev.loss.fd = fd;
+	session_emit(sess, &ev);
 }
 
 /* What the stream lost since the last call, by kind: records lost on the way (gap), the
  * middle of syscalls too long to copy (truncated), bytes moved by splice, sendfile...
  * (uncaptured). Each is a loss of this server's stream, never blamed on the server. */
-static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
+bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, const struct stream_stats *now,
+			    struct stream_stats *seen, int fd, const struct ev_net *net, uint64_t ts_ns)
 {
-	const struct stream_stats *now = &st->s.stats;
-	struct stream_stats *seen = &st->reported;
-	const struct framer_stats *fr = &st->s.framer.stats;
-	struct framer_stats *fseen = &st->budget_reported;
+	bool lost = now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes;
 
 	if (now->gap_bytes != seen->gap_bytes) {
-		p->stats.gaps += now->gaps - seen->gaps;
-		p->stats.gap_bytes += now->gap_bytes - seen->gap_bytes;
-		pipeline_report_loss(st, "gap", now->gap_bytes - seen->gap_bytes, 0, ts_ns);
+		stats->gaps += now->gaps - seen->gaps;
+		stats->gap_bytes += now->gap_bytes - seen->gap_bytes;
+		pipeline_report_loss(sess, "gap", now->gap_bytes - seen->gap_bytes, 0, fd, net, ts_ns);
 	}
 	if (now->cut_bytes != seen->cut_bytes) {
-		p->stats.cut_bytes += now->cut_bytes - seen->cut_bytes;
-		pipeline_report_loss(st, "truncated", now->cut_bytes - seen->cut_bytes, 0, ts_ns);
+		stats->cut_bytes += now->cut_bytes - seen->cut_bytes;
+		pipeline_report_loss(sess, "truncated", now->cut_bytes - seen->cut_bytes, 0, fd, net, ts_ns);
 	}
 	if (now->lost_bytes != seen->lost_bytes) {
-		p->stats.uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
-		pipeline_report_loss(st, "uncaptured", now->lost_bytes - seen->lost_bytes, 0, ts_ns);
+		stats->uncaptured_bytes += now->lost_bytes - seen->lost_bytes;
+		pipeline_report_loss(sess, "uncaptured", now->lost_bytes - seen->lost_bytes, 0, fd, net, ts_ns);
 	}
+	*seen = *now;
+	return lost;
+}
+
+static void pipeline_report_gaps(struct pipeline *p, struct pstream *st, uint64_t ts_ns)
+{
+	const struct framer_stats *fr = &st->s.framer.stats;
+	struct framer_stats *fseen = &st->budget_reported;
+	bool budget_dropped = fr->budget_dropped != fseen->budget_dropped;
+	bool lost = pipeline_stream_losses(&p->stats, st->sess, &st->s.stats, &st->reported, role_fd(st->role), NULL,
+					   ts_ns);
+
 	/* Answers may have gone in a gap, uncaptured bytes or a line given up for the memory
 	 * budget (a cut message is still seen). */
-	if (st->role != MSD_ROLE_ERR && (now->gap_bytes != seen->gap_bytes || now->lost_bytes != seen->lost_bytes ||
-					 fr->budget_dropped != fseen->budget_dropped))
+	if (st->role != MSD_ROLE_ERR && (lost || budget_dropped))
 		session_on_gap(st->sess, st->role == MSD_ROLE_IN ? MSD_DIR_READ : MSD_DIR_WRITE);
-	if (fr->budget_dropped != fseen->budget_dropped || fr->budget_cut != fseen->budget_cut)
-		pipeline_report_loss(st, "memory_budget", fr->budget_dropped_bytes - fseen->budget_dropped_bytes,
-				     fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut, ts_ns);
-	*seen = *now;
+	if (budget_dropped || fr->budget_cut != fseen->budget_cut)
+		pipeline_report_loss(st->sess, "memory_budget", fr->budget_dropped_bytes - fseen->budget_dropped_bytes,
+				     fr->budget_dropped - fseen->budget_dropped + fr->budget_cut - fseen->budget_cut,
+				     role_fd(st->role), NULL, ts_ns);
 	*fseen = *fr;
 }
 
@@ -418,6 +461,10 @@ static void pipeline_on_data(struct pipeline *p, const struct msd_data_rec *d)
 {
 	struct pstream *st;
 
+	if (d->role == MSD_ROLE_CONN) {
+		conns_on_data(p->conns, d);
+		return;
+	}
 	if (d->role != MSD_ROLE_IN && d->role != MSD_ROLE_OUT && d->role != MSD_ROLE_ERR) {
 		if (d->flags & MSD_DATA_UNCAPTURED)
 			pipeline_on_uncaptured(p, d);
@@ -581,8 +628,12 @@ int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec)
 		if (!(s = session_get(p, rec->tgid, rec->ts_ns)))
 			break;
 		pipeline_flush_process(p, rec->tgid, rec->ts_ns);
+		conns_flush_process(p->conns, rec->tgid, rec->ts_ns);
 		session_on_exit(s, (const struct msd_exit_rec *)rec);
 		session_end(p, rec->tgid);
+		break;
+	case MSD_REC_CONN:
+		conns_on_record(p->conns, (const struct msd_conn_rec *)rec);
 		break;
 	case MSD_REC_LOSS:
 		pipeline_on_loss(p, (const struct msd_loss_rec *)rec);
@@ -610,6 +661,8 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 		{ "logical_call_limit", offsetof(struct pipeline_stats, logical_dropped) },
 		{ "session_limit", offsetof(struct pipeline_stats, sessions_dropped) },
 		{ "stream_limit", offsetof(struct pipeline_stats, streams_dropped) },
+		{ "conn_limit", offsetof(struct pipeline_stats, conns_dropped) },
+		{ "http_unsettled", offsetof(struct pipeline_stats, http_unsettled) },
 		{ "invalid_record", offsetof(struct pipeline_stats, invalid_records) },
 	};
 
@@ -631,18 +684,18 @@ static void pipeline_report_limits(struct pipeline *p, uint64_t now_ns)
 
 void pipeline_tick(struct pipeline *p, uint64_t now_ns)
 {
+	/* While records wait upstream the missing one may be among them: a held record is given
+	 * up only once records that much newer than it have arrived. */
+	uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
 	struct psession *ps, *ptmp;
 	struct pstream *st, *tmp;
 
 	if (p->nheld) {
-		/* While records wait upstream the missing one may be among them: a held record is
-		 * given up only once records that much newer than it have arrived. */
-		uint64_t ref = p->behind ? p->newest_ts_ns : now_ns;
-
 		HASH_ITER(hh, p->streams, st, tmp)
 			if (st->held_since_ns && ref > st->held_since_ns && ref - st->held_since_ns > HOLD_TIMEOUT_NS)
 				pstream_flush(p, st, now_ns);
 	}
+	conns_tick(p->conns, ref, now_ns);
 	if (now_ns - p->last_session_tick_ns < TICK_SESSIONS_NS) {
 		news_flush(p);
 		return;
@@ -684,6 +737,7 @@ void pipeline_finish(struct pipeline *p, uint64_t now_ns)
 
 	HASH_ITER(hh, p->streams, st, tmp)
 		pstream_flush(p, st, now_ns);
+	conns_finish(p->conns, now_ns);
 	HASH_ITER(hh, p->sessions, ps, ptmp)
 		session_finish(ps->s);
 	pipeline_report_limits(p, now_ns);
@@ -714,6 +768,7 @@ void pipeline_free(struct pipeline *p)
 		return;
 	HASH_ITER(hh, p->streams, st, tmp)
 		pstream_free(p, st);
+	conns_free(p->conns);
 	HASH_ITER(hh, p->sessions, ps, ptmp) {
 		HASH_DEL(p->sessions, ps);
 		session_free(ps->s);

@@ -23,6 +23,7 @@ static const struct {
 	{ MSD_REC_DISCOVER, "discover", sizeof(struct msd_discover_rec) },
 	{ MSD_REC_PROC, "process identity", sizeof(struct msd_proc_rec) },
 	{ MSD_REC_LOSS, "loss", sizeof(struct msd_loss_rec) },
+	{ MSD_REC_CONN, "connection", sizeof(struct msd_conn_rec) },
 };
 
 const char *record_kind_name(unsigned kind)
@@ -67,7 +68,7 @@ static int record_check_data(const struct msd_data_rec *d, char *why, size_t why
 				  d->cap_len, h->size - sizeof(*d));
 	if (d->dir != MSD_DIR_READ && d->dir != MSD_DIR_WRITE)
 		return record_bad(why, whylen, h, "direction %u is neither read nor write", d->dir);
-	if (d->role >= MSD_ROLE__COUNT)
+	if (d->role >= MSD_ROLE__COUNT && d->role != MSD_ROLE_CONN)
 		return record_bad(why, whylen, h, "unknown role %u", d->role);
 	/* Offsets and lengths are added together downstream: bounded, they cannot wrap. A
 	 * syscall moves at most SSIZE_MAX bytes; no stream gets near 2^63. (fd is only
@@ -90,6 +91,15 @@ static int record_check_proc(const struct msd_proc_rec *p, char *why, size_t why
 				  p->cmdline_len, h->size - sizeof(*p));
 	if (CHECK_STRING(p, comm, why, whylen) < 0 || CHECK_STRING(p, exe, why, whylen) < 0)
 		return -1;
+	return 0;
+}
+
+/* conn_id and the event route the record; the unix path is read with its array's length
+ * (it need not end with a NUL, as sun_path need not). */
+static int record_check_conn(const struct msd_conn_rec *c, char *why, size_t whylen)
+{
+	if (c->event < MSD_CONN_ACCEPT || c->event > MSD_CONN_SEEN)
+		return record_bad(why, whylen, &c->hdr, "unknown connection event %u", c->event);
 	return 0;
 }
 
@@ -130,6 +140,8 @@ int record_check(const struct msd_rec_hdr *rec, char *why, size_t whylen)
 		return CHECK_STRING((const struct msd_exec_rec *)rec, filename, why, whylen);
 	case MSD_REC_EXIT:
 		return CHECK_STRING((const struct msd_exit_rec *)rec, comm, why, whylen);
+	case MSD_REC_CONN:
+		return record_check_conn((const struct msd_conn_rec *)rec, why, whylen);
 	case MSD_REC_LOSS:
 		if (((const struct msd_loss_rec *)rec)->reason >= MSD_DROP__MAX)
 			return record_bad(why, whylen, rec, "unknown loss reason %u",

@@ -1,9 +1,11 @@
 /* session.c -- one observed process: MCP identity, pending calls, correlation, silences.
  *
- * Correlation key: (direction, id as JSON text), so 1 and "1" never match and the two id
- * spaces (client->server and server->client requests) never collide. Latency is measured
- * on kernel timestamps: from the read that completed the request frame to the write that
- * started the response frame. Arguments are kept only as their keys unless the user opted
+ * Correlation key: (direction, scope, id as JSON text), so 1 and "1" never match, the two id
+ * spaces (client->server and server->client requests) never collide, and neither do two HTTP
+ * clients of one server (session.h: the scope). Latency is measured on kernel timestamps:
+ * from the read that completed the request frame to the write that started the response
+ * frame; for a process that is the client, from the write that started its request to the
+ * read that completed the answer. Either way it lies within the client's round trip. Arguments are kept only as their keys unless the user opted
  * in to values, so a pending call costs a bounded, small amount of memory.
  *
  * A pending call sits in one of three tables:
@@ -44,11 +46,22 @@
 #define ANNOUNCE_WAIT_NS 1000000000ull          /* a request's identity waits this long for serverInfo */
 #define LOST_AFTER_NS (30ull * 1000000000ull)   /* suspects, when stall detection is off */
 
+#define REMOTES_MAX 32 /* servers a client process talks to whose serverInfo is kept */
+#define KEY_MAX (SESSION_SCOPE_MAX + RPC_ID_MAX + 2)
+
 enum pending_table { PT_ACTIVE, PT_QUIET, PT_SUSPECT, PT__COUNT };
 
+/* What a call keeps of the connection its request came on: its events may come after the
+ * connection is gone (an answer after a reconnect, an orphan, a stall). */
+struct net_copy {
+	struct ev_net net;
+	char local[64], peer[64], server_address[48], session_id[132];
+};
+
 struct pending_call {
-	char key[RPC_ID_MAX + 2];   /* 'C' or 'S' (direction), then the id's JSON text */
-	char token[RPC_ID_MAX + 2]; /* the same for its progress token; "" when none */
+	char key[KEY_MAX];          /* 'C' or 'S' (direction), the scope, 0x1f, the id's JSON text */
+	const char *id;             /* the id's JSON text, in key */
+	char token[KEY_MAX];        /* the same for its progress token; "" when none */
 	enum call_direction dir;
 	enum pending_table table;
 	char *method;
@@ -65,7 +78,16 @@ struct pending_call {
 	bool cpu_sampled;
 	bool stalled;
 	bool secret;                /* its request held a secret-looking value */
+	struct net_copy *net;       /* HTTP: the connection its request came on; NULL: stdio */
+	const char *header_mismatch;
 	UT_hash_handle hh, hh_token;
+};
+
+/* A server a client process talks to over HTTP, by its address: what it said it is. */
+struct remote {
+	char address[48];
+	unsigned port;
+	char *name, *version;
 };
 
 struct latency {
@@ -109,6 +131,11 @@ struct session {
 	bool announced;
 	bool quiet;                /* session_set_quiet */
 	struct invalid_burst invalid[2][2]; /* [client->server, server->client][json] */
+	/* The message being handled: how the process moved it and where it travelled. */
+	enum msd_dir rdir;
+	const struct session_via *via;      /* NULL: stdio */
+	struct remote remotes[REMOTES_MAX];
+	unsigned remote_next;               /* the slot a new remote takes (the oldest) */
 };
 
 /* --- identity ---------------------------------------------------------------------- */
@@ -162,6 +189,7 @@ static void pending_add(struct session *s, struct pending_call *pc, enum pending
 static void pending_call_free(struct pending_call *pc)
 {
 	calls_end(pc->logical);
+	free(pc->net);
 	free(pc->method);
 	free(pc->tool);
 	free(pc->target);
@@ -208,6 +236,10 @@ void session_free(struct session *s)
 	}
 	calls_free(s->calls);
 	tools_free(s->tools);
+	for (int i = 0; i < REMOTES_MAX; i++) {
+		free(s->remotes[i].name);
+		free(s->remotes[i].version);
+	}
 	free(s->id.cmdline);
 	free(s->id.exe);
 	free(s->id.program);
@@ -231,6 +263,18 @@ unsigned session_pending(const struct session *s)
 	return pending_total(s);
 }
 
+static const struct remote *remote_find(const struct session *s, const char *address, unsigned port)
+{
+	for (int i = 0; address && i < REMOTES_MAX; i++) {
+		const struct remote *r = &s->remotes[i];
+		if (r->port == port && r->address[0] && strcmp(r->address, address) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* Events of the message being handled travel where it did; a client's events name the server
+ * it talks to, as far as it said who it is. */
 void session_set_quiet(struct session *s, bool quiet)
 {
 	s->quiet = quiet;
@@ -238,8 +282,20 @@ void session_set_quiet(struct session *s, bool quiet)
 
 void session_emit(struct session *s, struct sonde_event *ev)
 {
+	struct ev_net net;
+	const struct remote *r;
+
 	if (s->quiet)
 		return;
+	if (!ev->net && s->via)
+		ev->net = s->via->net;
+	if (ev->net && ev->net->client && !ev->net->server_name &&
+	    (r = remote_find(s, ev->net->server_address, ev->net->server_port))) {
+		net = *ev->net;
+		net.server_name = r->name;
+		net.server_version = r->version;
+		ev->net = &net;
+	}
 	ev->pid = s->id.pid;
 	ev->session = &s->id;
 	ev->real_ns = ev->ts_ns + (uint64_t)s->env.opts->mono_to_real_ns;
@@ -444,6 +500,34 @@ static void session_maybe_announce(struct session *s, enum call_direction dir, c
 	session_announce(s, ts_ns);
 }
 
+/* Who the server is: the process itself, or, for a client process, the server at the other
+ * end of the connection (the oldest such record makes room). */
+static void session_learn_server(struct session *s, const char *name, const char *version)
+{
+	const struct ev_net *net = s->via ? s->via->net : NULL;
+	struct remote *r;
+
+	if (!net || !net->client) {
+		learn(s, &s->id.server_name, name);
+		learn(s, &s->id.server_version, version);
+		return;
+	}
+	if (!name || !net->server_address)
+		return;
+	r = (struct remote *)remote_find(s, net->server_address, net->server_port);
+	if (!r) {
+		r = &s->remotes[s->remote_next];
+		s->remote_next = (s->remote_next + 1) % REMOTES_MAX;
+		snprintf(r->address, sizeof(r->address), "%s", net->server_address);
+		r->port = net->server_port;
+		free(r->name);
+		free(r->version);
+		r->name = r->version = NULL;
+	}
+	replace_str(&r->name, name);
+	replace_str(&r->version, version);
+}
+
 /* The 2026-07-28 envelope: every request says which protocol and client; results say which
  * server. Skimmed, so learning it costs no parse. */
 static void session_learn_envelope(struct session *s, enum call_direction dir, const struct rpc_msg *m)
@@ -452,9 +536,8 @@ static void session_learn_envelope(struct session *s, enum call_direction dir, c
 		learn(s, &s->id.protocol_version, m->protocol_version);
 		learn(s, &s->id.client_name, m->client_name);
 		learn(s, &s->id.client_version, m->client_version);
-	} else {
-		learn(s, &s->id.server_name, m->server_name);
-		learn(s, &s->id.server_version, m->server_version);
+	} else if (m->server_name) {
+		session_learn_server(s, m->server_name, m->server_version);
 	}
 }
 
@@ -510,9 +593,40 @@ static uint64_t latency_p99_ns(struct session *s, const char *name)
 
 /* --- requests and responses ---------------------------------------------------------- */
 
-static void pending_key(char *key, size_t len, enum call_direction dir, const char *id)
+/* Direction, scope, id: the id comes last, where pending_id finds it. */
+static void pending_key(struct session *s, char *key, size_t len, enum call_direction dir, const char *id)
 {
-	snprintf(key, len, "%c%s", dir == DIR_CLIENT_TO_SERVER ? 'C' : 'S', id);
+	snprintf(key, len, "%c%s\x1f%s", dir == DIR_CLIENT_TO_SERVER ? 'C' : 'S', s->via ? s->via->scope : "", id);
+}
+
+static const char *pending_id(const char *key)
+{
+	return strchr(key, '\x1f') + 1;
+}
+
+/* The kernel time of the message being handled: a read's last byte, a write's first. */
+static uint64_t message_ts(const struct session *s, const struct frame *f)
+{
+	return s->rdir == MSD_DIR_READ ? f->ts_last_ns : f->ts_first_ns;
+}
+
+static struct net_copy *net_copy_new(const struct ev_net *n)
+{
+	struct net_copy *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->net = *n;
+	snprintf(c->local, sizeof(c->local), "%s", n->local ? n->local : "");
+	snprintf(c->peer, sizeof(c->peer), "%s", n->peer ? n->peer : "");
+	snprintf(c->server_address, sizeof(c->server_address), "%s", n->server_address ? n->server_address : "");
+	snprintf(c->session_id, sizeof(c->session_id), "%s", n->session_id ? n->session_id : "");
+	c->net.local = c->local;
+	c->net.peer = c->peer;
+	c->net.server_address = n->server_address ? c->server_address : NULL;
+	c->net.session_id = n->session_id ? c->session_id : NULL;
+	c->net.server_name = c->net.server_version = NULL; /* looked up when told */
+	return c;
 }
 
 /* What a pending tools/call keeps of its arguments: the object itself when the user opted
@@ -569,10 +683,10 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 			       const struct frame *f)
 {
 	struct pending_call *pc;
-	char key[RPC_ID_MAX + 2];
+	char key[KEY_MAX];
 	bool probe = dir == DIR_CLIENT_TO_SERVER && strcmp(m->method, "server/discover") == 0;
 
-	pending_key(key, sizeof(key), dir, m->id);
+	pending_key(s, key, sizeof(key), dir, m->id);
 	if ((pc = pending_find(s, key))) /* the id was reused before its answer: the old call can no longer be matched */
 		pending_free(s, pc), s->env.stats->unmatched_responses++;
 	if (pending_total(s) >= PIPELINE_MAX_PENDING)
@@ -583,8 +697,13 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 		return;
 	}
 	memcpy(pc->key, key, sizeof(key));
+	pc->id = pending_id(pc->key);
 	pc->dir = dir;
-	pc->ts_ns = dir == DIR_CLIENT_TO_SERVER ? f->ts_last_ns : f->ts_first_ns;
+	pc->ts_ns = message_ts(s, f);
+	if (s->via) {
+		pc->net = net_copy_new(s->via->net);
+		pc->header_mismatch = s->via->header_mismatch;
+	}
 	pc->request_bytes = f->wire_len;
 	pc->secret = frame_has_secret(m->method, f);
 	if (m->name || m->uri)
@@ -620,7 +739,7 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 	if (m->progress_token[0]) {
 		struct pending_call *old;
 
-		pending_key(pc->token, sizeof(pc->token), dir, m->progress_token);
+		pending_key(s, pc->token, sizeof(pc->token), dir, m->progress_token);
 		HASH_FIND(hh_token, s->by_token, pc->token, strlen(pc->token), old);
 		if (old) { /* a token reused: the newer call has it */
 			HASH_DELETE(hh_token, s->by_token, old);
@@ -635,8 +754,8 @@ static void session_learn_initialize(struct session *s, const json_t *result, ui
 {
 	const json_t *si = json_object_get(result, "serverInfo");
 
-	learn(s, &s->id.server_name, json_string_value(json_object_get(si, "name")));
-	learn(s, &s->id.server_version, json_string_value(json_object_get(si, "version")));
+	session_learn_server(s, json_string_value(json_object_get(si, "name")),
+			     json_string_value(json_object_get(si, "version")));
 	learn(s, &s->id.protocol_version, json_string_value(json_object_get(result, "protocolVersion")));
 	s->id.initialized_ns = ts_ns;
 	s->identity_gen++; /* initialized: the session event says so even if nothing else changed */
@@ -708,6 +827,7 @@ static const char *call_error_name(const char *method, long long code, const cha
 static void session_complete(struct session *s, struct pending_call *pc, enum call_status status,
 			     const struct rpc_msg *m, uint64_t ts_ns, uint64_t response_bytes)
 {
+	unsigned http_status = s->via ? s->via->http_status : 0;
 	struct sonde_event ev = { .type = EV_CALL, .ts_ns = ts_ns };
 	struct logical_call *lc = pc->logical;
 	char message[SCRUB_OUT_MAX(RPC_NAME_MAX)];
@@ -717,8 +837,12 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	if (m && s->env.opts->capture_values)
 		result = json_object_get(rpc_msg_root(m), m->kind == RPC_ERROR ? "error" : "result");
 	pc->logical = NULL;
+	/* Where the answer came, else where the request did (an orphan, a loss). */
+	ev.net = s->via ? s->via->net : pc->net ? &pc->net->net : NULL;
 	ev.call.method = pc->method;
-	ev.call.id = pc->key + 1;
+	ev.call.id = pc->id;
+	ev.call.http_status = http_status;
+	ev.call.header_mismatch = pc->header_mismatch;
 	ev.call.tool = pc->tool;
 	ev.call.status = status;
 	ev.call.duration_ns = ts_ns > pc->ts_ns ? ts_ns - pc->ts_ns : 0;
@@ -744,7 +868,7 @@ static void session_complete(struct session *s, struct pending_call *pc, enum ca
 	}
 	ev.call.unknown_tool = call_unknown_tool(s, pc, status, m);
 	if (!final && !lc)
-		lc = calls_begin(pc->key + 1, pc->method, pc->tool, pc->arguments, pc->dir, pc->ts_ns);
+		lc = calls_begin(pc->id, pc->method, pc->tool, pc->arguments, pc->dir, pc->ts_ns);
 	if (lc) {
 		lc->rounds++;
 		lc->request_bytes += pc->request_bytes;
@@ -860,22 +984,23 @@ static void session_on_unmatched(struct session *s, enum call_direction req_dir,
 static void session_on_response(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 				const struct frame *f)
 {
-	/* The server writes answers to client requests; it reads answers to its own. */
-	uint64_t ts = dir == DIR_SERVER_TO_CLIENT ? f->ts_first_ns : f->ts_last_ns;
+	uint64_t ts = message_ts(s, f);
 	enum call_direction req_dir = dir == DIR_SERVER_TO_CLIENT ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
+	/* HTTP pairs an answer without id with the one request of its exchange. */
+	const char *id = !m->id[0] && s->via && s->via->id ? s->via->id : m->id;
 	struct pending_call *pc;
-	char key[RPC_ID_MAX + 2];
+	char key[KEY_MAX];
 	enum call_status status;
 	bool task;
 
-	if (!m->id[0]) {
+	if (!id[0]) {
 		if (m->kind == RPC_ERROR)
 			session_on_protocol_error(s, dir, m, f, ts);
 		else
 			s->env.stats->unmatched_responses++;
 		return;
 	}
-	pending_key(key, sizeof(key), req_dir, m->id);
+	pending_key(s, key, sizeof(key), req_dir, id);
 	if (!(pc = pending_find(s, key))) {
 		session_on_unmatched(s, req_dir, m, ts, f->wire_len);
 		return;
@@ -885,7 +1010,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 	if (m->kind == RPC_RESULT && req_dir == DIR_CLIENT_TO_SERVER) {
 		if (strcmp(pc->method, "initialize") == 0)
 			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);
-		else if (strcmp(pc->method, "tools/list") == 0)
+		else if (strcmp(pc->method, "tools/list") == 0 && !(s->via && s->via->client)) /* its own tools */
 			session_learn_tools(s, m, ts);
 	}
 	task = m->kind == RPC_RESULT && m->task_id && !pc->task_id &&
@@ -912,8 +1037,8 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 static void session_on_notification(struct session *s, enum call_direction dir, const struct rpc_msg *m,
 				    const struct frame *f)
 {
-	struct sonde_event ev = { .type = EV_NOTIFICATION, .ts_ns = f->ts_last_ns };
-	char key[RPC_ID_MAX + 2];
+	struct sonde_event ev = { .type = EV_NOTIFICATION, .ts_ns = message_ts(s, f) };
+	char key[KEY_MAX];
 	struct pending_call *pc;
 	/* Notifications about a request travel the other way: the client cancels what the
 	 * server handles, the server reports progress on it. */
@@ -928,34 +1053,48 @@ static void session_on_notification(struct session *s, enum call_direction dir, 
 	if (strcmp(m->method, "notifications/cancelled") == 0) {
 		if (!m->request_id[0])
 			return;
-		pending_key(key, sizeof(key), dir, m->request_id);
+		pending_key(s, key, sizeof(key), dir, m->request_id);
 		if ((pc = pending_find(s, key)))
-			session_complete(s, pc, CALL_CANCELLED, NULL, f->ts_last_ns, 0);
+			session_complete(s, pc, CALL_CANCELLED, NULL, ev.ts_ns, 0);
 	} else if (strcmp(m->method, "notifications/progress") == 0 && m->progress_token[0]) {
 		/* The call is alive: its stall clock restarts. */
-		pending_key(key, sizeof(key), req_dir, m->progress_token);
+		pending_key(s, key, sizeof(key), req_dir, m->progress_token);
 		HASH_FIND(hh_token, s->by_token, key, strlen(key), pc);
 		if (pc) {
-			pc->progress_ns = f->ts_last_ns;
+			pc->progress_ns = ev.ts_ns;
 			pc->stalled = false;
 		}
 	} else if (m->task_id && m->task_status) {
-		session_task_news(s, m->task_id, NEWS_NOTIFICATION, m, f->ts_last_ns, f->wire_len);
+		session_task_news(s, m->task_id, NEWS_NOTIFICATION, m, ev.ts_ns, f->wire_len);
 	}
 }
 
 void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_msg *m, const struct frame *f)
 {
-	enum call_direction dir = rdir == MSD_DIR_READ ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
-	struct sonde_event ev = { .type = EV_MESSAGE, .ts_ns = rdir == MSD_DIR_READ ? f->ts_last_ns : f->ts_first_ns };
+	session_on_message_via(s, NULL, rdir, m, f);
+}
+
+/* The MCP client writes the requests: the process, on stdio, reads them. */
+static enum call_direction message_dir(const struct session_via *via, enum msd_dir rdir)
+{
+	return (rdir == MSD_DIR_READ) != (via && via->client) ? DIR_CLIENT_TO_SERVER : DIR_SERVER_TO_CLIENT;
+}
+
+static void session_on_message_here(struct session *s, enum msd_dir rdir, const struct rpc_msg *m,
+				    const struct frame *f)
+{
+	enum call_direction dir = message_dir(s->via, rdir);
+	struct sonde_event ev = { .type = EV_MESSAGE, .ts_ns = message_ts(s, f) };
 	char uri[SCRUB_OUT_MAX(RPC_NAME_MAX)];
 
 	if (m->kind == RPC_INVALID) {
-		session_on_invalid(s, rdir == MSD_DIR_READ ? 0 : 1, f, true);
+		session_on_invalid(s, s->via ? -1 : rdir == MSD_DIR_READ ? 0 : 1, f, true);
 		return;
 	}
 	s->env.stats->messages++;
 	s->id.speaks_mcp = true;
+	if (s->via)
+		s->id.transport = s->via->net->transport;
 	session_learn_envelope(s, dir, m);
 	ev.message.direction = dir;
 	ev.message.kind = rpc_kind_name(m->kind);
@@ -988,6 +1127,39 @@ void session_on_message(struct session *s, enum msd_dir rdir, const struct rpc_m
 		break;
 	}
 	session_maybe_announce(s, dir, m, ev.ts_ns);
+}
+
+void session_on_message_via(struct session *s, const struct session_via *via, enum msd_dir rdir,
+			    const struct rpc_msg *m, const struct frame *f)
+{
+	s->via = via;
+	s->rdir = rdir;
+	session_on_message_here(s, rdir, m, f);
+	s->via = NULL;
+}
+
+bool session_on_unanswered(struct session *s, const struct session_via *via, const char *id,
+			   enum session_unanswered why, uint64_t ts_ns)
+{
+	char key[KEY_MAX];
+	struct pending_call *pc;
+	bool found = false;
+
+	s->via = via;
+	pending_key(s, key, sizeof(key), DIR_CLIENT_TO_SERVER, id);
+	if ((pc = pending_find(s, key)) && pc->table != PT_SUSPECT) {
+		found = true;
+		if (why == SESSION_HTTP_LOST) {
+			HASH_DEL(s->table[pc->table], pc);
+			s->ntable[pc->table]--;
+			pending_add(s, pc, PT_SUSPECT);
+			pending_publish(s);
+		} else {
+			session_complete(s, pc, why == SESSION_HTTP_FAILED ? CALL_HTTP_ERROR : CALL_CANCELLED, NULL, ts_ns, 0);
+		}
+	}
+	s->via = NULL;
+	return found;
 }
 
 /* --- stdout garbage, stderr ---------------------------------------------------------- */
@@ -1051,6 +1223,13 @@ static void invalid_flush(struct session *s)
 /* Every frame counts (stats, and the frames of the events); the output stays proportional
  * to what there is to tell: at most one immediate event per burst and one summary per
  * stream and interval, whatever the flood. */
+void session_on_invalid_via(struct session *s, const struct session_via *via, const struct frame *f, bool json)
+{
+	s->via = via;
+	session_on_invalid(s, -1, f, json);
+	s->via = NULL;
+}
+
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json)
 {
 	struct invalid_burst *b = &s->invalid[fd != 0][json];
@@ -1217,7 +1396,8 @@ static void session_check_stalls(struct session *s, uint64_t now_ns, struct stal
 		if (!stall_allowed(s, now_ns))
 			continue;
 		ev.stall.method = pc->method;
-		ev.stall.id = pc->key + 1;
+		ev.net = pc->net ? &pc->net->net : NULL;
+		ev.stall.id = pc->id;
 		ev.stall.tool = pc->tool;
 		ev.stall.pending_ns = now_ns - pc->ts_ns;
 		ev.stall.since_progress_ns = pc->progress_ns ? now_ns - pc->progress_ns : 0;
@@ -1342,7 +1522,7 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 	struct sonde_event ev = { .type = EV_EXIT, .ts_ns = rec->hdr.ts_ns };
 	struct ev_exit *x = &ev.exit;
 	unsigned active = s->ntable[PT_ACTIVE];
-	bool terminated;
+	bool terminated, network;
 
 	copy_comm(s->id.comm, rec->comm);
 	invalid_flush(s);
@@ -1356,6 +1536,8 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 	x->stdin_closed = s->stdin_closed_ns != 0;
 	x->on_channel = (rec->flags & MSD_EXIT_ON_CHANNEL) != 0;
 	terminated = (x->signal == 0 && x->exit_code == 0) || x->signal == SIGTERM || x->signal == SIGKILL;
+	/* A network server's shutdown is a signal (SIGTERM from its supervisor, SIGINT). */
+	network = s->id.transport && strcmp(s->id.transport, "pipe") != 0;
 	/* The spec's stdio shutdown: close stdin, wait, SIGTERM, SIGKILL. A client's probe copy of
 	 * the server (the v2 SDK starts one for server/discover and terminates it without
 	 * closing its stdin) handled nothing else. */
@@ -1363,7 +1545,7 @@ void session_on_exit(struct session *s, const struct msd_exit_rec *rec)
 		x->reason = "oom";
 	else if (s->probes && !s->requests && !active && terminated)
 		x->reason = "probe";
-	else if (x->stdin_closed && terminated)
+	else if ((x->stdin_closed || network) && (terminated || x->signal == SIGINT))
 		x->reason = "shutdown";
 	else if (x->signal)
 		x->reason = "signal";

@@ -1,6 +1,7 @@
 /* sink_json.c -- JSONL output: one event per line, rendered straight into a buffer that is
  * written out once per drain (sinks_flush), or when it passes OUTBUF_FLUSH_BYTES.
- * EV_MESSAGE and EV_UNTRACKED are for other sinks. */
+ * EV_MESSAGE and EV_UNTRACKED are for other sinks, and so is EV_HTTP of an exchange that did not
+ * fail. */
 #include <stdlib.h>
 
 #include "mcpsonde/sink.h"
@@ -23,7 +24,7 @@ static void sink_json_on_event(struct sink *s, const struct sonde_event *ev)
 {
 	struct sink_json *j = (struct sink_json *)s;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED)
+	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED || (ev->type == EV_HTTP && !ev->http.failed))
 		return;
 	event_render(&j->buf, ev, &j->opts);
 	outbuf_putc(&j->buf, '\n');

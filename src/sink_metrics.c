@@ -11,7 +11,12 @@
  *   state (pending calls, tool catalogs) are recomputed from per-process state when a
  *   snapshot is rendered.
  * - The HTTP thread only sees rendered snapshots (http_metrics.c), published from
- *   on_tick when something changed: the pipeline never waits for a scrape. */
+ *   on_tick when something changed: the pipeline never waits for a scrape.
+ * - The histogram of a call is the side of the observed process: requests it handles are
+ *   server operations, requests it makes (a server's sampling, every request of a process
+ *   that is an HTTP client) are client operations. The "server" label is the MCP server:
+ *   the process, or the remote server a client process talks to (its serverInfo.name, else
+ *   its address). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,8 @@
 #define ERROR_TYPES_MAX 32       /* distinct error.type values per server */
 #define PROTOCOL_VERSIONS_MAX 16 /* distinct mcp.protocol.version values */
 #define SMALL_LABELS_MAX 16      /* transports, loss reasons, exit reasons: ours, but bounded anyway */
+#define HTTP_STATUSES_MAX 32     /* distinct HTTP status codes per server */
+#define ADDRESSES_MAX 64         /* distinct server.address values */
 #define SESSIONS_MAX 4096        /* processes with pending-call and catalog state */
 #define INFO_LABELS_MAX 256      /* server versions and client names in mcpsonde_server_info */
 #define IDENTITY_WAIT_NS (10ull * 1000000000ull) /* how long traffic waits for serverInfo.name */
@@ -99,7 +106,7 @@ struct mserver {
 	const char *name; /* owned by the servers folder, or METRICS_OTHER */
 	struct mscope where;
 	const char *scope[3]; /* where's values, for metrics_registry_set_scope */
-	struct label_folder *tools, *prompts, *methods, *errors;
+	struct label_folder *tools, *prompts, *methods, *errors, *statuses;
 	unsigned published; /* generation of the last snapshot that described its catalog */
 	unsigned running;   /* processes known by this name, as of the last snapshot */
 	uint64_t last_change_ns; /* of its series: they go series_ttl_ns after, once none runs */
@@ -110,7 +117,7 @@ struct sink_metrics {
 	struct metrics_opts opts;
 	struct metrics_registry *reg;
 	struct metrics_http *http;
-	struct label_folder *servers, *protocols, *small, *infos;
+	struct label_folder *servers, *protocols, *small, *addresses, *infos;
 	struct mserver *by_server;
 	struct mprocess *processes;
 	unsigned nprocesses;
@@ -129,8 +136,9 @@ struct sink_metrics {
 		*schema_violations, *stalls, *blocked_writes, *blocked_seconds, *lost_records, *lost_bytes,
 		*tools_folded, *labels_folded, *dropped, *events, *scrapes, *http_cut, *build_info, *secret_calls, *masked,
 		*input_rounds, *tasks, *probes, *lost_calls, *subscription_notifications, *protocol_errors,
-		*tools_truncated, *servers_gauge, *server_info, *inventory_dropped, *series_expired, *tracked,
-		*sniffed_reads, *sniffed_bytes, *verdicts, *clients, *map_entries, *map_capacity, *discovery_latency;
+		*tools_truncated, *http_exchanges, *http_auth_failures, *header_mismatches, *servers_gauge, *server_info,
+		*inventory_dropped, *series_expired, *tracked, *sniffed_reads, *sniffed_bytes, *verdicts, *clients,
+		*map_entries, *map_capacity, *discovery_latency;
 };
 
 static const char *const verdict_names[METRICS_VERDICT__COUNT] = {
@@ -157,8 +165,11 @@ static void register_families(struct sink_metrics *m)
 		op_labels, op_buckets, NELEMS(op_buckets));
 	m->client_op_duration = metrics_histogram(
 		r, "mcp_client_operation_duration_seconds",
-		"MCP requests sent by the server to its client (sampling, roots, elicitation, ping): write to answer read.",
-		op_labels, op_buckets, NELEMS(op_buckets));
+		"MCP requests the observed process made: a server's to its client (sampling, roots, elicitation, "
+		"ping), a client's to a server over HTTP (server_address, server_port): write to answer read.",
+		L("server", "mcp_method_name", "gen_ai_tool_name", "gen_ai_prompt_name", "error_type",
+		  "mcp_protocol_version", "network_transport", "server_address", "server_port"),
+		op_buckets, NELEMS(op_buckets));
 	m->session_duration = metrics_histogram(r, "mcp_server_session_duration_seconds",
 						"Life of an observed MCP server process, first seen to exit.",
 						L("server", "mcp_protocol_version", "network_transport"),
@@ -191,6 +202,19 @@ static void register_families(struct sink_metrics *m)
 					     "Error responses without id: the peer could not parse a request "
 					     "(direction server_to_client: the server could not).",
 					     L("server", "error_type", "direction"));
+	m->http_exchanges = metrics_counter(
+		r, "mcpsonde_http_exchanges",
+		"HTTP exchanges on MCP connections, by request method, the JSON-RPC method carried, status code "
+		"(\"\" when none came) and how they ended: complete, closed (the response stream closed before its "
+		"end), cancelled (the connection closed before any response), lost (capture loss), abandoned.",
+		L("server", "http_request_method", "mcp_method_name", "http_response_status_code", "end"));
+	m->http_auth_failures = metrics_counter(r, "mcpsonde_http_auth_failures",
+						"HTTP exchanges on MCP connections answered 401 or 403.",
+						L("server", "http_response_status_code"));
+	m->header_mismatches = metrics_counter(r, "mcpsonde_http_header_mismatches",
+					       "Requests whose Mcp-Method or Mcp-Name header disagrees with the body "
+					       "(2026-07-28; the server should answer -32020).",
+					       L("server", "header"));
 	m->pending = metrics_gauge(r, "mcpsonde_pending_calls", "Requests seen and not yet answered.", L("server"));
 	m->pending_age = metrics_gauge(r, "mcpsonde_pending_call_max_age_seconds",
 				       "Age of the oldest unanswered request, 0 when none.", L("server"));
@@ -340,6 +364,7 @@ static void server_free(struct mserver *srv)
 	label_folder_free(srv->prompts);
 	label_folder_free(srv->methods);
 	label_folder_free(srv->errors);
+	label_folder_free(srv->statuses);
 	free(srv->key);
 	free(srv);
 }
@@ -388,7 +413,8 @@ static struct mserver *server_get(struct sink_metrics *m, const char *raw, const
 	srv->prompts = label_folder_new(m->opts.max_tools);
 	srv->methods = label_folder_new(m->opts.max_methods);
 	srv->errors = label_folder_new(ERROR_TYPES_MAX);
-	if (!srv->tools || !srv->prompts || !srv->methods || !srv->errors) {
+	srv->statuses = label_folder_new(HTTP_STATUSES_MAX);
+	if (!srv->tools || !srv->prompts || !srv->methods || !srv->errors || !srv->statuses) {
 		server_free(srv);
 		return NULL;
 	}
@@ -491,11 +517,16 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 	bool is_prompt = c->method && strcmp(c->method, "prompts/get") == 0;
 	const char *tool = is_tool ? server_tool(m, srv, c->tool, true) : "";
 	const char *prompt = is_prompt && c->tool && c->tool[0] ? fold(m, srv->prompts, c->tool, "gen_ai_prompt_name") : "";
-	const char *error_type = "";
-	char code[32];
+	const struct ev_net *net = ev->net;
+	const char *error_type = "", *transport = net ? net->transport : ev->session ? ev->session->transport : NULL;
+	/* The observed process made the request: a server's to its client, a client's to a server. */
+	bool made = (c->direction == DIR_SERVER_TO_CLIENT) != (net && net->client);
+	char code[32], port[16] = "";
 
 	if (c->secret)
 		metrics_counter_add(m->secret_calls, V(srv->name, method, tool), 1);
+	if (c->header_mismatch)
+		metrics_counter_add(m->header_mismatches, V(srv->name, c->header_mismatch), 1);
 	switch (c->status) {
 	case CALL_CANCELLED:
 	case CALL_ORPHANED:
@@ -524,17 +555,33 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 	case CALL_TOOL_ERROR:
 		error_type = "tool_error";
 		break;
+	case CALL_HTTP_ERROR: /* OpenTelemetry: an HTTP failure's error.type is its status code */
+		snprintf(code, sizeof(code), "%u", c->http_status);
+		error_type = fold(m, srv->errors, code, "error_type");
+		break;
 	case CALL_OK:
 		break;
 	}
 	if (c->method && strcmp(c->method, "server/discover") == 0 && c->status == CALL_OK)
 		metrics_counter_add(m->probes, V(srv->name, "supported"), 1);
 	/* A call of several exchanges (multi-round-trip, task) counts once, end to end. */
-	metrics_histogram_observe(c->direction == DIR_CLIENT_TO_SERVER ? m->op_duration : m->client_op_duration,
-				  V(srv->name, method, tool, prompt, error_type, protocol_label(m, ev->session),
-				    ev->session ? small_label(m, ev->session->transport, "network_transport") : ""),
-				  (double)(c->rounds ? c->logical_ns : c->duration_ns) / 1e9);
-	if (!is_tool || c->direction != DIR_CLIENT_TO_SERVER)
+	if (made) {
+		if (net && net->client && net->server_port)
+			snprintf(port, sizeof(port), "%u", net->server_port);
+		metrics_histogram_observe(m->client_op_duration,
+					  V(srv->name, method, tool, prompt, error_type, protocol_label(m, ev->session),
+					    small_label(m, transport, "network_transport"),
+					    net && net->client && net->server_address ?
+						    fold(m, m->addresses, net->server_address, "server_address") : "",
+					    port),
+					  (double)(c->rounds ? c->logical_ns : c->duration_ns) / 1e9);
+	} else {
+		metrics_histogram_observe(m->op_duration,
+					  V(srv->name, method, tool, prompt, error_type, protocol_label(m, ev->session),
+					    small_label(m, transport, "network_transport")),
+					  (double)(c->rounds ? c->logical_ns : c->duration_ns) / 1e9);
+	}
+	if (!is_tool || made)
 		return;
 	metrics_histogram_observe(m->tool_result_bytes, V(srv->name, tool), (double)c->response_bytes);
 	if (c->unknown_tool)
@@ -551,6 +598,24 @@ static void on_call(struct sink_metrics *m, const struct sonde_event *ev, struct
 			metrics_counter_add(m->schema_violations, V(srv->name, tool, label), 1);
 		}
 	}
+}
+
+static void on_http(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv)
+{
+	const struct ev_http *h = &ev->http;
+	const char *status = "";
+	char code[16];
+
+	if (h->status) {
+		snprintf(code, sizeof(code), "%u", h->status);
+		status = fold(m, srv->statuses, code, "http_response_status_code");
+	}
+	metrics_counter_add(m->http_exchanges,
+			    V(srv->name, small_label(m, h->method, "http_request_method"),
+			      server_method(m, srv, h->mcp_method), status, small_label(m, h->end, "end")),
+			    1);
+	if (h->status == 401 || h->status == 403)
+		metrics_counter_add(m->http_auth_failures, V(srv->name, status), 1);
 }
 
 static void on_tools_changed(struct sink_metrics *m, const struct sonde_event *ev, struct mserver *srv)
@@ -687,6 +752,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_metrics *m = (struct sink_metrics *)s;
 	bool traffic = ev->type == EV_MESSAGE || ev->type == EV_STDERR || ev->type == EV_INVALID ||
 		       (ev->type == EV_CALL && ev->call.status == CALL_PROBE_FAILED);
+	char remote[METRICS_LABEL_MAX + 1];
 	struct mserver *srv;
 	struct mprocess *p;
 	struct mscope where;
@@ -722,11 +788,12 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		p->first_seen_ns = ev->session->first_seen_ns;
 		p->npending = ev->session->pending_calls;
 		p->oldest_pending_ns = ev->session->oldest_pending_ns;
-		if (traffic && identity_pending(ev) && defer(p, ev))
+		/* A client's traffic is the remote server's: nothing to wait for. */
+		if (traffic && !(ev->net && ev->net->client) && identity_pending(ev) && defer(p, ev))
 			return;
 		flush_deferred(m, p);
 	}
-	if (!(srv = server_get(m, session_identity_name(ev->session), &where)))
+	if (!(srv = server_get(m, event_server_name(ev, remote, sizeof(remote)), &where)))
 		return;
 
 	switch (ev->type) {
@@ -755,6 +822,9 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 	}
 	case EV_MESSAGE:
 		count_message(m, srv, ev->message.kind, ev->message.direction, 1, (double)ev->message.bytes);
+		break;
+	case EV_HTTP:
+		on_http(m, ev, srv);
 		break;
 	case EV_INVALID:
 		count_invalid(m, srv, ev->invalid.json, (double)ev->invalid.frames, (double)ev->invalid.bytes);
@@ -1033,6 +1103,7 @@ static void sink_metrics_close(struct sink *s)
 		server_free(srv);
 	}
 	label_folder_free(m->servers);
+	label_folder_free(m->addresses);
 	label_folder_free(m->protocols);
 	label_folder_free(m->small);
 	label_folder_free(m->infos);
@@ -1072,8 +1143,9 @@ struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t
 	m->servers = label_folder_new(m->opts.max_servers);
 	m->protocols = label_folder_new(PROTOCOL_VERSIONS_MAX);
 	m->small = label_folder_new(SMALL_LABELS_MAX * 4);
+	m->addresses = label_folder_new(ADDRESSES_MAX);
 	m->infos = label_folder_new(INFO_LABELS_MAX);
-	if (!m->reg || !m->servers || !m->protocols || !m->small || !m->infos) {
+	if (!m->reg || !m->servers || !m->protocols || !m->small || !m->addresses || !m->infos) {
 		snprintf(err, errlen, "out of memory");
 		sink_metrics_close(&m->sink);
 		return NULL;

@@ -87,7 +87,47 @@ static void text_json(struct outbuf *b, const json_t *v)
 	jsonw_value(&w, v);
 }
 
-static void text_call(struct outbuf *b, const struct ev_call *c)
+/* The connection of an HTTP call: the peer, the remote server of a client. */
+static void text_net(struct outbuf *b, const struct ev_net *n, unsigned status)
+{
+	outbuf_puts(b, "  [http");
+	if (status)
+		outbuf_printf(b, " %u", status);
+	if (n->client) {
+		outbuf_puts(b, " to ");
+		if (n->server_name) {
+			outbuf_put_safe(b, n->server_name);
+			outbuf_putc(b, ' ');
+		}
+		outbuf_put_safe(b, n->peer && n->peer[0] ? n->peer : "?");
+	} else if (n->peer && n->peer[0]) {
+		outbuf_puts(b, " from ");
+		outbuf_put_safe(b, n->peer);
+	}
+	outbuf_putc(b, ']');
+}
+
+static void text_http(struct outbuf *b, const struct ev_http *h)
+{
+	outbuf_puts(b, "HTTP ");
+	outbuf_put_safe(b, h->method);
+	outbuf_putc(b, ' ');
+	outbuf_put_safe(b, h->target);
+	if (h->status)
+		outbuf_printf(b, " %u%s", h->status, h->status == 401 || h->status == 403 ? " (auth failure)" : "");
+	else
+		outbuf_puts(b, " no response");
+	outbuf_putc(b, ' ');
+	outbuf_puts(b, h->end);
+	if (h->mcp_method) {
+		outbuf_putc(b, ' ');
+		outbuf_put_safe(b, h->mcp_method);
+	}
+	if (h->unanswered)
+		outbuf_printf(b, ", %u request(s) unanswered", h->unanswered);
+}
+
+static void text_call(struct outbuf *b, const struct ev_call *c, const struct ev_net *net)
 {
 	if (c->direction == DIR_SERVER_TO_CLIENT)
 		outbuf_puts(b, "(to client) ");
@@ -128,6 +168,11 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 		outbuf_puts(b, " (secret-looking value)");
 	if (c->unknown_tool)
 		outbuf_puts(b, " (unknown tool)");
+	if (c->header_mismatch) {
+		outbuf_puts(b, " (");
+		outbuf_puts(b, c->header_mismatch);
+		outbuf_puts(b, " header disagrees with the body)");
+	}
 	if (c->rounds && c->task_id) {
 		outbuf_printf(b, "  [task of %u exchanges]", c->rounds);
 	} else if (c->rounds) {
@@ -137,6 +182,8 @@ static void text_call(struct outbuf *b, const struct ev_call *c)
 		put_ms3(b, c->input_wait_ns);
 		outbuf_puts(b, " ms waiting for input]");
 	}
+	if (net)
+		text_net(b, net, c->http_status);
 	outbuf_putc(b, '\n');
 	if (c->schema_violations && json_array_size(c->schema_violations)) {
 		outbuf_puts(b, "    schema violations: ");
@@ -183,7 +230,10 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 	outbuf_putc(b, ' ');
 	outbuf_put_safe(b, id->cmdline ? id->cmdline : id->comm);
 	outbuf_puts(b, " over ");
-	outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
+	if (id->transport && strcmp(id->transport, "pipe") != 0)
+		outbuf_puts(b, id->transport);
+	else
+		outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
 	text_proc_ref(b, ", client ", &id->client_process);
 	text_proc_ref(b, ", via ", &id->relay);
 	if (id->where && id->where->pod_name[0]) {
@@ -240,12 +290,13 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	struct sink_text *t = (struct sink_text *)s;
 	struct outbuf *b = &t->buf;
 
-	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated))
+	if (ev->type == EV_MESSAGE || ev->type == EV_UNTRACKED || (ev->type == EV_TOOLS_LIST && !ev->tools.truncated) ||
+	    (ev->type == EV_HTTP && !ev->http.failed))
 		return;
 	text_prefix(t, ev);
 	switch (ev->type) {
 	case EV_CALL:
-		text_call(b, &ev->call);
+		text_call(b, &ev->call, ev->net);
 		break;
 	case EV_NOTIFICATION:
 		outbuf_puts(b, ev->notification.direction == DIR_CLIENT_TO_SERVER ? "<- " : "-> ");
@@ -322,6 +373,12 @@ static void sink_text_on_event(struct sink *s, const struct sonde_event *ev)
 	case EV_TOOLS_LIST:
 		outbuf_printf(b, "tools/list: %u tools, %u in the catalog: drift and argument checks cover those only\n",
 			      ev->tools.count, ev->tools.kept);
+		break;
+	case EV_HTTP:
+		text_http(b, &ev->http);
+		if (ev->net)
+			text_net(b, ev->net, 0);
+		outbuf_putc(b, '\n');
 		break;
 	case EV_MESSAGE:
 	case EV_UNTRACKED:

@@ -410,6 +410,22 @@ int source_live_inflight(struct source_live *src, void (*fn)(void *ctx, const st
 	return n;
 }
 
+int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id)
+{
+	struct msd_conn_key key = { .ino = ino, .dev = dev, .tgid = tgid };
+	int fd = bpf_map__fd(src->skel->maps.conns);
+	struct msd_conn_state st;
+
+	/* The entry may be gone (closed, evicted) or be another connection on the same socket
+	 * identity by now: only this one is ignored. */
+	if (bpf_map_lookup_elem(fd, &key, &st))
+		return -errno;
+	if (st.conn_id != conn_id)
+		return -ESTALE;
+	st.verdict = MSD_CONN_IGNORED;
+	return bpf_map_update_elem(fd, &key, &st, BPF_EXIST) ? -errno : 0;
+}
+
 int source_live_fd(const struct source_live *src)
 {
 	return ring_buffer__epoll_fd(src->rb);

@@ -10,7 +10,10 @@
  *   delay and bounded memory, never a stall.
  * - An entry without data is an announced hole (stream_hole), taken by its kind when reached:
  *   a cut goes to the framer as a cut (the line goes on), a lost range as a gap.
- * - Held bytes are charged to the framer's memory budget (frame.h) while they are held. */
+ * - The bytes go to the framer, or, for a stream set up with stream_init_ops, to its ops:
+ *   the same calls in the same order (feed, gap, cut).
+ * - Held bytes are charged to the framer's memory budget (frame.h) while they are held (a
+ *   stream with ops has no budget: its owner bounds it). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +23,37 @@ void stream_init(struct stream *s, size_t max_frame)
 {
 	memset(s, 0, sizeof(*s));
 	framer_init(&s->framer, max_frame);
+}
+
+void stream_init_ops(struct stream *s, const struct stream_ops *ops, void *ctx)
+{
+	memset(s, 0, sizeof(*s));
+	s->ops = ops;
+	s->ops_ctx = ctx;
+}
+
+static void out_feed(struct stream *s, const char *p, size_t n, uint64_t ts_ns, frame_fn fn, void *ctx)
+{
+	if (s->ops)
+		s->ops->feed(s->ops_ctx, p, n, ts_ns);
+	else
+		framer_feed(&s->framer, p, n, ts_ns, fn, ctx);
+}
+
+static void out_gap(struct stream *s, uint64_t lost)
+{
+	if (s->ops)
+		s->ops->gap(s->ops_ctx, lost);
+	else
+		framer_gap(&s->framer);
+}
+
+static void out_cut(struct stream *s, uint64_t len, uint64_t ts_ns)
+{
+	if (s->ops)
+		s->ops->cut(s->ops_ctx, len, ts_ns);
+	else
+		framer_cut(&s->framer, len, ts_ns);
 }
 
 void stream_free(struct stream *s)
@@ -32,10 +66,12 @@ void stream_free(struct stream *s)
 
 static void stream_declare_gap(struct stream *s, uint64_t to)
 {
+	uint64_t lost = to - s->next_off;
+
 	s->stats.gaps++;
-	s->stats.gap_bytes += to - s->next_off;
+	s->stats.gap_bytes += lost;
 	s->next_off = to;
-	framer_gap(&s->framer);
+	out_gap(s, lost);
 }
 
 /* Takes a held entry that starts at or before next_off; what precedes next_off was already
@@ -53,10 +89,10 @@ static void stream_take(struct stream *s, const struct stream_held *h, frame_fn 
 	if (!h->data) {
 		if (h->hole == STREAM_HOLE_CUT) {
 			s->stats.cut_bytes += h->len - skip;
-			framer_cut(&s->framer, h->len - skip, h->ts_ns);
+			out_cut(s, h->len - skip, h->ts_ns);
 		} else {
 			s->stats.lost_bytes += h->len - skip;
-			framer_gap(&s->framer);
+			out_gap(s, h->len - skip);
 		}
 		s->next_off = end;
 		return;
@@ -64,7 +100,7 @@ static void stream_take(struct stream *s, const struct stream_held *h, frame_fn 
 	s->stats.duplicates += skip;
 	s->stats.bytes += h->len - skip;
 	s->next_off = end;
-	framer_feed(&s->framer, h->data + skip, (size_t)(h->len - skip), h->ts_ns, fn, ctx);
+	out_feed(s, h->data + skip, (size_t)(h->len - skip), h->ts_ns, fn, ctx);
 }
 
 /* Delivers the held entries the stream has reached. */

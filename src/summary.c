@@ -194,7 +194,8 @@ static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 {
 	struct sink_summary *s = (struct sink_summary *)sk;
 	const struct ev_call *c = &ev->call;
-	const char *server = ev->session ? session_identity_name(ev->session) : NULL;
+	char remote[128];
+	const char *server = event_server_name(ev, remote, sizeof(remote));
 	char code[48];
 	struct row *r;
 	bool named;
@@ -246,6 +247,10 @@ static void sink_summary_on_event(struct sink *sk, const struct sonde_event *ev)
 		break;
 	case CALL_TOOL_ERROR:
 		row_error(r, "tool_error");
+		break;
+	case CALL_HTTP_ERROR:
+		snprintf(code, sizeof(code), "http_%u", c->http_status);
+		row_error(r, code);
 		break;
 	case CALL_OK:
 	case CALL_INPUT_REQUIRED:

@@ -30,6 +30,7 @@ enum ev_type {
 	EV_STDIN_CLOSED,  /* the client closed the server's stdin (read returned 0) */
 	EV_REPORT,        /* a post-mortem report was written */
 	EV_PROTOCOL_ERROR,/* an error response without id: the peer could not parse a request */
+	EV_HTTP,          /* an HTTP exchange on an MCP connection ended (sinks print the failed ones) */
 	EV_UNTRACKED,     /* a process is no longer watched, without an exit (a relay, JSON-RPC that
 			   * is not MCP, or gone unseen): sinks let go of it; not printed */
 	EV__COUNT,
@@ -46,6 +47,7 @@ enum call_status {
 	CALL_PROBE_FAILED, /* server/discover answered with an error, or never: a legacy server */
 	CALL_LOST,       /* its request or its answer was lost in a capture gap */
 	CALL_CLOSED,     /* a long-lived request (subscriptions/listen) open at a normal shutdown */
+	CALL_HTTP_ERROR, /* its HTTP request failed (status >= 400) without a JSON-RPC answer */
 };
 
 enum call_direction {
@@ -75,7 +77,8 @@ struct session_identity {
 	char *client_name;         /* clientInfo.name */
 	char *client_version;
 	char *protocol_version;    /* from initialize, or _meta (2026-07-28) */
-	const char *transport;     /* network.transport: "pipe" for stdio, whatever the fd kind */
+	const char *transport;     /* network.transport: "pipe" for stdio, whatever the fd kind;
+				    * "tcp" or "unix" once it spoke MCP over HTTP */
 	const char *stdio;         /* the kind of fd 0: "pipe", "socket" (Node clients: socketpair), "tty" */
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
@@ -97,6 +100,17 @@ const char *session_identity_name(const struct session_identity *id);
 /* Its OpenTelemetry resource attributes (k8s.*, container.*), as the "resource" member of
  * the session event and the inventory; nothing when it runs on the host or is not known. */
 void event_render_resource(struct jsonw *w, const struct attrib_record *where);
+
+/* The HTTP connection an event's message travelled on: NULL for the process's stdio. */
+struct ev_net {
+	const char *transport;      /* network.transport: "tcp" or "unix" */
+	const char *local, *peer;   /* "127.0.0.1:3001", "[::1]:4242", a unix path; "" unknown */
+	const char *server_address; /* server.address: the MCP server's end of the connection */
+	unsigned server_port;       /* server.port (0 for unix) */
+	const char *session_id;     /* Mcp-Session-Id, or the legacy transport's sessionId; NULL */
+	bool client;                /* the observed process is the MCP client on it */
+	const char *server_name, *server_version; /* client: the remote serverInfo, when seen */
+};
 
 struct ev_call {
 	const char *method;
@@ -122,6 +136,10 @@ struct ev_call {
 	uint64_t input_wait_ns;/* time between rounds, the client getting input */
 	const char *task_id;   /* CALL_TASK, task polls, and the call a task completes */
 	const char *task_status;
+	/* HTTP */
+	unsigned http_status;  /* of the response that carried the answer, or that failed it */
+	const char *header_mismatch; /* "Mcp-Method" or "Mcp-Name" (2026-07-28): the request's
+				      * header disagreed with its body */
 };
 
 struct ev_notification {
@@ -216,6 +234,21 @@ struct ev_protocol_error {
 	uint64_t bytes;
 };
 
+/* EV_HTTP: one HTTP exchange on a connection that carries MCP. */
+struct ev_http {
+	const char *method;     /* the request method: POST, GET, DELETE... */
+	const char *target;     /* path and query, secret parameters redacted */
+	unsigned status;        /* the final status, 0 when none came */
+	const char *end;        /* complete, closed, cancelled, lost, abandoned */
+	const char *mcp_method; /* the JSON-RPC method its request carried (or its Mcp-Method) */
+	unsigned requests;      /* JSON-RPC requests in its body */
+	unsigned unanswered;    /* of which the exchange ended without their answer */
+	uint64_t duration_ns;   /* request's first byte -> response's last (0: no response) */
+	bool sse;               /* the response was an event stream */
+	bool failed;            /* status >= 400, or a request left without its answer: the
+				 * output sinks print only these */
+};
+
 struct ev_untracked {
 	const char *reason;    /* "relay", "not_mcp", "excluded", "gone" */
 };
@@ -231,6 +264,7 @@ struct sonde_event {
 	uint64_t real_ns;      /* the same instant, CLOCK_REALTIME of the observed machine */
 	uint32_t pid;
 	const struct session_identity *session; /* NULL for events not tied to a process */
+	const struct ev_net *net; /* the connection its message travelled on; NULL: stdio */
 	union {
 		struct ev_call call;
 		struct ev_notification notification;
@@ -245,6 +279,7 @@ struct sonde_event {
 		struct ev_report report;
 		struct ev_stdin_closed stdin_closed;
 		struct ev_protocol_error protocol_error;
+		struct ev_http http;
 		struct ev_untracked untracked;
 	};
 };
@@ -258,6 +293,10 @@ struct event_format_opts {
  * (jansson's default 17 prints 0.493 as 0.49299999999999999). */
 #define EVENT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
+/* The MCP server an event is about: the observed process, or, when the process is the
+ * client of the event's connection, the server it talks to (its serverInfo.name, else its
+ * address, formatted into buf). NULL for an event tied to no process. */
+const char *event_server_name(const struct sonde_event *ev, char *buf, size_t len);
 const char *ev_type_name(enum ev_type t);
 const char *call_status_name(enum call_status s);
 const char *call_direction_name(enum call_direction d);

@@ -15,6 +15,15 @@
  * MSD_ROLE_NONE, counted by bytes and never copied. A dup of fd 1 is the same channel, and a
  * helper that the server spawns with pipes of its own moves no channel bytes at all.
  *
+ * Connections. A socket of a tracked process that is not its channel and is a TCP (IPv4,
+ * IPv6) or AF_UNIX stream connection has the role MSD_ROLE_CONN: one byte stream per
+ * direction, numbered like a channel's, identified by (tgid, socket inode, conn_id). conn_id
+ * is given by the kernel when it first sees the connection (accept, connect, or its first
+ * transfer), so a closed connection's inode or fd reused later is another connection. The
+ * kernel copies a connection until it is ignored: at once when its first bytes cannot be
+ * HTTP/1.x, or when user space says so (the "conns" map) after decoding it. Accept, connect,
+ * shutdown and close of a connection are MSD_REC_CONN records.
+ *
  * Discovery (watch --all). Loaded with discovery on, the kernel also looks at what untracked
  * processes read on their stdin, and tracks by itself one whose stdin carries JSON-RPC: it
  * sets its channel (its fd 0, 1 and 2 then), emits MSD_REC_DISCOVER, and captures the very
@@ -28,7 +37,7 @@
 #include <linux/types.h>
 #endif
 
-#define MSD_ABI_VERSION 4
+#define MSD_ABI_VERSION 5
 
 #define MSD_CHUNK_MAX  (32 * 1024) /* payload bytes in one data record; a power of two */
 #define MSD_CHUNKS_MAX 64          /* 2 MiB of one syscall captured whole */
@@ -38,6 +47,7 @@
 #define MSD_IOV_MAX    1024        /* iovecs walked per vectored syscall: UIO_MAXIOV, all of them */
 #define MSD_COMM_LEN   16
 #define MSD_PATH_LEN   256
+#define MSD_UNIX_PATH_LEN 108      /* sun_path */
 
 enum msd_rec_kind {
 	MSD_REC_DATA = 1, /* struct msd_data_rec: bytes a tracked process moved on its channel */
@@ -45,8 +55,7 @@ enum msd_rec_kind {
 	MSD_REC_EXEC = 3, /* struct msd_exec_rec: a tracked process called execve */
 	MSD_REC_EXIT = 4, /* struct msd_exit_rec: the last thread of a tracked process exited */
 	MSD_REC_OOM = 5,  /* struct msd_oom_rec: the OOM killer chose a tracked process */
-	/* Reserved: 6 for connection lifecycle records (accept/connect/close with addresses,
-	 * issue 12). */
+	MSD_REC_CONN = 6, /* struct msd_conn_rec: a connection accepted, connected, shut down, closed */
 	MSD_REC_DISCOVER = 7, /* struct msd_discover_rec: the kernel found a process reading JSON-RPC
 			       * on its stdin and tracks it from this record on */
 	MSD_REC_USER = 64,
@@ -66,9 +75,9 @@ enum msd_role {
 	MSD_ROLE_OUT = 2,  /* written to its out-file: its messages to the client */
 	MSD_ROLE_ERR = 3,  /* written to its err-file: its log, whatever kind of file that is. When
 			    * the out- and err-file are one file (a tty, 2>&1), fd 2 writes are ERR */
-	/* Reserved: 4 for connection sockets that are not stdio (issue 12): copied only once
-	 * classified as HTTP MCP. */
-	MSD_ROLE__COUNT = 4,
+	MSD_ROLE__COUNT = 4, /* the roles of a channel: arrays indexed by role have this many */
+	MSD_ROLE_CONN = 4,   /* a connection socket that is not the channel (see above); its
+			      * stream is (tgid, file, conn_id, dir) */
 };
 
 /* Which syscall moved the bytes. */
@@ -131,7 +140,8 @@ enum msd_drop_reason {
 	MSD_DROP_UNCAPTURED = 6, /* bytes moved on a channel file by splice, sendfile, io_uring... */
 	MSD_DROP_BACKLOG = 7,    /* user space: records left in the ring buffer and never analysed,
 				  * because mcpsonde stopped before it got to them */
-	MSD_DROP__MAX = 8,
+	MSD_DROP_CONN = 8,       /* a connection record lost to a full ring buffer */
+	MSD_DROP__MAX = 9,
 };
 
 struct msd_drop {
@@ -147,6 +157,11 @@ enum msd_counter {
 	MSD_CNT_RING_RESERVED,  /* ring buffer bytes reserved for data records */
 	MSD_CNT_RING_USED,      /* of which record headers and payload: the rest is size-class waste */
 	MSD_CNT_DATA_RECORDS,   /* data records submitted */
+	MSD_CNT_CONN_SEEN,      /* connections the kernel started following */
+	MSD_CNT_CONN_SNIFFED,   /* of which ignored at once: their first bytes are not HTTP/1.x */
+	MSD_CNT_CONN_IGNORED_CALLS, /* transfers on ignored connections: counted, never copied */
+	MSD_CNT_CONN_IGNORED_BYTES,
+	MSD_CNT_PEEKS,          /* MSG_PEEK receives: the bytes come again, by the read that takes them */
 	/* Discovery (zero unless loaded with it): */
 	MSD_CNT_SNIFF_READS,    /* reads of an untracked process's stdin looked at */
 	MSD_CNT_SNIFF_BYTES,    /* and the bytes examined in them */
@@ -187,11 +202,13 @@ struct msd_data_rec {
 			    * syscall_len < requested is short, the reader is behind */
 	__u8 role;         /* enum msd_role */
 	__u8 syscall;      /* enum msd_syscall */
-	__u16 pad;
-	__u32 file_dev;    /* the channel file: the kernel's dev_t of its filesystem (MAJOR << 20 | MINOR) */
+	__u16 family;      /* MSD_ROLE_CONN: AF_INET, AF_INET6 or AF_UNIX (0 otherwise) */
+	__u32 file_dev;    /* the channel file or connection socket: the kernel's dev_t of its
+			    * filesystem (MAJOR << 20 | MINOR) */
 	__u64 file_ino;    /* and its inode number */
 	__u64 hole_off;    /* TRUNCATED: stream offset of the first byte not copied */
 	__u64 hole_len;    /* TRUNCATED: how many */
+	__u64 conn_id;     /* MSD_ROLE_CONN: the connection (0 otherwise) */
 	__u8 data[];
 };
 
@@ -232,6 +249,38 @@ struct msd_oom_rec {
 	struct msd_rec_hdr hdr; /* tgid: the victim */
 	__u64 total_vm_kb;
 	__u64 anon_rss_kb;
+};
+
+enum msd_conn_event {
+	MSD_CONN_ACCEPT = 1,   /* accept/accept4 returned it: seen from its first byte */
+	MSD_CONN_CONNECT = 2,  /* connect returned 0 or EINPROGRESS: seen from its first byte */
+	MSD_CONN_SHUTDOWN = 3, /* shutdown(how) */
+	MSD_CONN_CLOSE = 4,    /* the process closed an fd of it: its view of it ends */
+	MSD_CONN_SEEN = 5,     /* its first transfer since tracking began: it was open before,
+				* seen mid-stream */
+};
+
+/* A connection's lifecycle. Addresses are in network order, an IPv4 one in the first 4 bytes
+ * of its array; ports in host order. AF_UNIX has the path either end is bound to ("" when
+ * none, or abstract: a leading NUL). close and shutdown carry only the identity. Every
+ * connection starts with an ACCEPT, CONNECT or SEEN record, before its first data record. */
+struct msd_conn_rec {
+	struct msd_rec_hdr hdr;
+	__u64 conn_id;
+	__u64 file_ino;
+	__u32 file_dev;
+	__s32 fd;
+	__u8 event;      /* enum msd_conn_event */
+	__u8 family;     /* AF_INET, AF_INET6, AF_UNIX */
+	__u8 how;        /* shutdown: SHUT_RD, SHUT_WR, SHUT_RDWR */
+	__u8 pad;
+	__s32 ret;       /* connect: 0 or -EINPROGRESS */
+	__u16 local_port;
+	__u16 peer_port;
+	__u32 pad2;
+	__u8 local_addr[16];
+	__u8 peer_addr[16];
+	char path[MSD_UNIX_PATH_LEN];
 };
 
 struct msd_proc_rec {
@@ -296,6 +345,36 @@ struct msd_proc_state {
 
 enum msd_proc_state_flags {
 	MSD_PROC_URING_SEEN = 1 << 0, /* io_uring use already reported once */
+};
+
+/* What the kernel does with a connection's bytes: user space moves it to IGNORED when it has
+ * decoded enough of it (not HTTP, HTTP without JSON-RPC, an upgrade, a peer it cannot follow). */
+enum msd_conn_verdict {
+	MSD_CONN_COPY = 0,    /* copy (not decided yet, or MCP) */
+	MSD_CONN_IGNORED = 1, /* count its bytes, copy nothing */
+};
+
+enum msd_conn_flags {
+	MSD_CONN_FROM_START = 1 << 0, /* accept/connect seen: offsets count from its first byte */
+	MSD_CONN_SNIFFED = 1 << 1,    /* its first bytes were looked at (and looked like HTTP) */
+};
+
+/* Key of the "conns" map: a connection of a process, by its socket's identity. */
+struct msd_conn_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 tgid;
+};
+
+/* Value of the "conns" map (LRU): kernel-owned but the verdict, which user space may set
+ * to IGNORED (a read-modify-write: a race only loses offsets of a connection it stops). */
+struct msd_conn_state {
+	__u64 stream_off[2]; /* next offset, by enum msd_dir */
+	__u64 conn_id;
+	__u8 verdict;        /* enum msd_conn_verdict */
+	__u8 flags;          /* enum msd_conn_flags */
+	__u16 family;
+	__u8 pad[4];
 };
 
 /* What is known of an untracked process's stdin (discovery): the value of the "verdicts"

@@ -51,6 +51,7 @@
 #include "frame.h"
 
 #define HTTP_MAX_PENDING 32           /* requests awaiting their response (pipelining); more: given up */
+#define HTTP_NAME_MAX 64              /* header names matched; longer ones can only be "other" */
 #define HTTP_MAX_HEADERS 128          /* header lines per message looked at; more are counted */
 #define HTTP_TARGET_MAX 256           /* request target kept (path and query); longer is cut */
 #define HTTP_INFLATE_MAX_DEFAULT (64u << 20)
@@ -266,6 +267,10 @@ void http_conn_stats(const struct http_conn *c, struct http_stats *out);
 /* Bytes held by the connection now (buffers, inflaters, exchanges). */
 size_t http_conn_memory(const struct http_conn *c);
 
+/* Whether a header's value is secret (never kept, never stored), by its lowercased name of n
+ * bytes; cut: the name was longer than what was kept of it (HTTP_NAME_MAX), which may hide a
+ * secret word. Returns the enum http_secret bit, 0 when not secret. */
+enum http_secret http_header_secret(const char *name, size_t n, bool cut);
 const char *http_verdict_name(enum http_verdict v);
 const char *http_end_name(enum http_end e);
 

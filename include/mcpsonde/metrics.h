@@ -16,8 +16,8 @@
 
 #include "sink.h"
 
-#define METRICS_LABELS_MAX 12
 #define METRICS_SCOPE_MAX 4           /* scope labels appended to a family (below) */
+#define METRICS_LABELS_MAX 13         /* the widest family, mcp_client_operation_duration_seconds, has 9, and the scope's 4 */
 #define METRICS_LABEL_MAX 256          /* bytes of a label value kept */
 #define METRICS_SERIES_MAX 65536       /* series per family; the rest are counted and dropped */
 

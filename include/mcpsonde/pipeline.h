@@ -1,4 +1,5 @@
-/* pipeline.h -- records in, events out: stream -> frame -> rpc -> session -> sinks.
+/* pipeline.h -- records in, events out: stream -> frame (stdio) or http (connections, conns.h)
+ * -> rpc -> session -> sinks.
  *
  * The pipeline is fed records in order (from source_live or a capture reader) and a clock
  * (pipeline_tick) so that time-based detection runs the same live and in replay, where the
@@ -58,7 +59,22 @@ struct pipeline_stats {
 	uint64_t unconfirmed_frames; /* of discovered processes before an MCP method: never told */
 	uint64_t sessions_replaced;  /* a discovered process took the PID of a session whose exit was lost */
 	uint64_t loss_records[MSD_DROP__MAX], loss_bytes[MSD_DROP__MAX];
+	/* connections (conns.h) */
+	uint64_t conns;             /* followed */
+	uint64_t conns_mcp;         /* found to carry JSON-RPC */
+	uint64_t conns_set_aside;   /* not HTTP, HTTP without JSON-RPC, upgraded, lost, broken */
+	uint64_t conns_dropped;     /* given up for room (CONNS_MAX) */
+	uint64_t conn_ignored_bytes;/* copied before the kernel heard they were set aside */
+	uint64_t http_exchanges;
+	uint64_t http_unsettled;    /* requests of an exchange past CONNS_EXCHANGE_IDS: not settled */
 };
+
+struct session;
+struct stream_stats;
+struct ev_net;
+
+/* Tells the kernel a connection can be ignored (source_live_conn_ignore). */
+typedef void (*pipeline_conn_ignore_fn)(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
 
 struct pipeline;
 
@@ -91,6 +107,12 @@ void pipeline_release(struct pipeline *p, uint32_t tgid, const char *reason, uin
 int pipeline_feed(void *pipeline, const struct msd_rec_hdr *rec);
 /* Live capture: stall events sample /proc (meaningless when replaying a capture). */
 void pipeline_set_live(struct pipeline *p, bool live);
+void pipeline_set_conn_ignore(struct pipeline *p, pipeline_conn_ignore_fn fn, void *ctx);
+/* What a stream lost since *seen (gaps, cuts, uncaptured bytes), told as EV_LOSS events of
+ * sess (fd, or net for a connection) and added to stats; *seen catches up. Returns whether
+ * bytes were lost (a cut message is still seen whole). */
+bool pipeline_stream_losses(struct pipeline_stats *stats, struct session *sess, const struct stream_stats *now,
+			    struct stream_stats *seen, int fd, const struct ev_net *net, uint64_t ts_ns);
 /* Records are waiting upstream (live: read from the ring buffer, not yet fed): a record held
  * for a missing one ahead of it is judged against the newest record fed, not the clock. */
 void pipeline_set_behind(struct pipeline *p, bool behind);

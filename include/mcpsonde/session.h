@@ -1,10 +1,17 @@
 /* session.h -- one observed process: MCP identity, pending calls, correlation, silences.
  *
- * Requests are pending, keyed by (direction, id as JSON text), until their response, a
+ * Requests are pending, keyed by (direction, scope, id as JSON text), until their response, a
  * notifications/cancelled, or the process's exit (orphaned). There is no time-to-live:
  * a slow call is a stall, reported once, never dropped; a call whose answer may have been
  * lost in a capture gap is reported lost. The table is bounded (PIPELINE_MAX_PENDING): a new
- * request evicts the oldest pending one, counted in stats.pending_dropped. */
+ * request evicts the oldest pending one, counted in stats.pending_dropped.
+ *
+ * The scope is "" on stdio, where one client talks to the process. Over HTTP many clients
+ * do, each counting ids from 0: the scope is the MCP session (Mcp-Session-Id, or the legacy
+ * transport's sessionId), or without one the HTTP exchange, whose response carries the
+ * answers. An observed process can be the MCP client of an HTTP connection (an agent): its
+ * writes are then the requests, and what it learns of the server goes with the server's
+ * address, not into its own identity. */
 #ifndef MCPSONDE_SESSION_H
 #define MCPSONDE_SESSION_H
 
@@ -27,6 +34,28 @@ struct session_env {
 	bool live; /* the processes run on this machine: /proc and their files can be read */
 };
 
+/* Where a message travelled when it was not on the process's stdio: an HTTP connection. */
+#define SESSION_SCOPE_MAX 160
+struct session_via {
+	const char *scope;           /* correlation scope (at most SESSION_SCOPE_MAX - 1 bytes) */
+	bool client;                 /* the observed process is the MCP client here */
+	const struct ev_net *net;    /* told in the events; copied by what outlives the call */
+	unsigned http_status;        /* of the HTTP response the message rode in, 0: a request */
+	const char *header_mismatch; /* a request whose Mcp-Method or Mcp-Name header disagrees
+				      * with its body: the header's name */
+	const char *id;              /* an error answer without id that HTTP pairs with the one
+				      * request of its exchange: that request's id */
+};
+
+/* Why the HTTP exchange that carried a request ended without its answer. */
+enum session_unanswered {
+	SESSION_HTTP_FAILED,    /* status >= 400 and no JSON-RPC answer: CALL_HTTP_ERROR */
+	SESSION_HTTP_CANCELLED, /* the connection closed before the response, or (2026-07-28) the
+				 * client closed the response stream: CALL_CANCELLED */
+	SESSION_HTTP_LOST,      /* capture loss: the answer may have gone with it (lost, unless
+				 * it still comes) */
+};
+
 struct session *session_new(uint32_t pid, uint64_t ts_ns, const struct session_env *env);
 void session_free(struct session *s);
 const struct session_identity *session_identity(const struct session *s);
@@ -47,10 +76,19 @@ void session_on_peers(struct session *s, const struct proc_ref *client, const st
 		      uint64_t ts_ns);
 /* A message read (MSD_DIR_READ) or written by the process on its MCP stdio. */
 void session_on_message(struct session *s, enum msd_dir dir, const struct rpc_msg *m, const struct frame *f);
+/* The same, over HTTP: via says where (NULL: stdio). */
+void session_on_message_via(struct session *s, const struct session_via *via, enum msd_dir dir,
+			    const struct rpc_msg *m, const struct frame *f);
+/* The request id of scope via->scope, if still pending, got no answer from the exchange that
+ * carried it, for the reason given. Returns whether it was pending. */
+bool session_on_unanswered(struct session *s, const struct session_via *via, const char *id,
+			   enum session_unanswered why, uint64_t ts_ns);
 /* A frame on an MCP stream that is not JSON-RPC. Bursts are coalesced: the first frame is
  * told at once, the next ones as one EV_INVALID per stream and second (frames, bytes, the
  * first one's preview), by session_tick, or session_finish, or the exit. */
 void session_on_invalid(struct session *s, int fd, const struct frame *f, bool json);
+/* A body or event of an HTTP connection that is not JSON-RPC (fd -1 in the event). */
+void session_on_invalid_via(struct session *s, const struct session_via *via, const struct frame *f, bool json);
 void session_on_stderr(struct session *s, const struct frame *f);
 /* The pipeline lost bytes of what the process read or wrote (ring buffer overflow,
  * truncation): requests and answers may have gone with them. */

@@ -46,6 +46,10 @@ int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
 /* Stops tracking pid: for a process found gone without its exit having been seen (it died
  * before its tracking took effect). The kernel forgets the others itself when they exit. */
 void source_live_untrack(struct source_live *src, pid_t pid);
+/* The kernel stops copying connection conn_id of tgid (socket dev, ino): its bytes are
+ * counted from now on. Returns 0, or -errno (-ENOENT: closed already, -ESTALE: another
+ * connection has the socket's identity now). */
+int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id);
 /* Writes a verdict about pid's stdin (events.h: EXCLUDED, NOT_MCP, RELAY) where discovery
  * reads it, so that the kernel no longer looks at its reads; in names that file (NULL: any).
  * The process is named by a pidfd and checked to be the one started at start_ticks (field 22

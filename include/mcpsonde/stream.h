@@ -7,7 +7,8 @@
  * kernel announces are placed like records: a cut (the middle of a syscall too long to copy
  * whole) keeps the line it falls in, which comes out as one oversized frame; a lost range
  * (bytes moved by splice, sendfile...) is a gap with its own count. An offset behind the
- * expected one is a duplicate (counted). */
+ * expected one is a duplicate (counted). A stream that is not newline-framed (a direction of
+ * an HTTP connection) hands its ordered bytes, gaps and cuts to ops instead of a framer. */
 #ifndef MCPSONDE_STREAM_H
 #define MCPSONDE_STREAM_H
 
@@ -44,15 +45,28 @@ struct stream_held {
 	enum stream_hole hole; /* data == NULL only */
 };
 
+/* Where a stream's ordered bytes go instead of a framer. gap: lost_bytes never came; cut: len
+ * bytes were deliberately not copied (see STREAM_HOLE_CUT). */
+struct stream_ops {
+	void (*feed)(void *ctx, const char *p, size_t n, uint64_t ts_ns);
+	void (*gap)(void *ctx, uint64_t lost_bytes);
+	void (*cut)(void *ctx, uint64_t len, uint64_t ts_ns);
+};
+
 struct stream {
 	uint64_t next_off; /* offset of the next byte the framer expects */
 	struct stream_held held[STREAM_HOLD_MAX]; /* sorted by off */
 	int nheld;
-	struct framer framer;
+	struct framer framer; /* unused with ops */
+	const struct stream_ops *ops;
+	void *ops_ctx;
 	struct stream_stats stats;
 };
 
 void stream_init(struct stream *s, size_t max_frame);
+/* A stream whose bytes go to ops (with ctx) rather than to lines: the frame_fn arguments of
+ * the calls below are not used. */
+void stream_init_ops(struct stream *s, const struct stream_ops *ops, void *ctx);
 /* Places len bytes that start at stream offset off. Complete frames go to fn. */
 void stream_feed(struct stream *s, uint64_t off, const void *data, size_t len, uint64_t ts_ns, frame_fn fn, void *ctx);
 /* The kernel says [off, off + len) will never come, and why. Announcing the same hole twice

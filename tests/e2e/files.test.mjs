@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
-import { runSonde, spawnSonde, stopSonde, killSonde, killPid, readCapture, deadline } from './lib.mjs';
+import { REPO, runSonde, spawnSonde, stopSonde, killSonde, killPid, readCapture, deadline } from './lib.mjs';
 
 const TIMEOUT = 60000;
 const NOBODY = 65534;
@@ -93,7 +93,8 @@ test('record over an existing 0644 file of ours leaves a 0600 capture', { timeou
 	}
 });
 
-const ABI = 4; // MSD_ABI_VERSION (include/mcpsonde/events.h)
+// MSD_ABI_VERSION, as this build has it.
+const ABI = Number(/#define MSD_ABI_VERSION (\d+)/.exec(fs.readFileSync(path.join(REPO, 'include/mcpsonde/events.h'), 'utf8'))[1]);
 
 // struct msd_proc_rec: header, start_ticks, ppid, cmdline_len, comm[16], exe[256], then the
 // command line.

@@ -623,16 +623,17 @@ export function parseSummary(text) {
 
 const CAPTURE_HEADER_SIZE = 32; // struct capture_header: magic[8] u32 u32 i64 u64
 const MSD_REC_DATA = 1;
-const DATA_HEADER_SIZE = 96; // sizeof(struct msd_data_rec)
-export const ROLE_NAMES = ['none', 'in', 'out', 'err'];
+const DATA_HEADER_SIZE = 104; // sizeof(struct msd_data_rec)
+export const ROLE_NAMES = ['none', 'in', 'out', 'err', 'conn'];
 
 // Parses a capture file (include/mcpsonde/capture.h): a 32-byte header in clear, then a gzip
 // stream of records, each starting with struct msd_rec_hdr {u16 kind, u16 abi, u32 size,
 // u64 ts_ns, u32 tgid, u32 tid}. Data records (struct msd_data_rec, events.h) continue with
 // {s32 fd, u8 dir, u8 fd_kind, u16 flags, u64 syscall_len, u64 stream_off, u32 cap_len,
-// u32 chunk, u64 requested, u8 role, u8 syscall, u16 pad, u32 file_dev, u64 file_ino,
-// u64 hole_off, u64 hole_len} and the bytes at offset 96. Returns the header, every record,
-// and the bytes of each (tgid, role) stream laid out by stream offset ("4242/out").
+// u32 chunk, u64 requested, u8 role, u8 syscall, u16 family, u32 file_dev, u64 file_ino,
+// u64 hole_off, u64 hole_len, u64 conn_id} and the bytes at offset 104. Returns the header,
+// every record, and the bytes of each stream laid out by stream offset: "4242/out" for a
+// channel role, "4242/conn/7/0" for direction 0 (read) of connection 7.
 export async function readCapture(file) {
 	const zlib = await import('node:zlib');
 	const raw = fs.readFileSync(file);
@@ -656,8 +657,9 @@ export async function readCapture(file) {
 			rec.cap_len = body.readUInt32LE(off + 48);
 			rec.role = ROLE_NAMES[body.readUInt8(off + 64)];
 			rec.syscall = body.readUInt8(off + 65);
+			rec.conn_id = Number(body.readBigUInt64LE(off + 96));
 			rec.data = body.subarray(off + DATA_HEADER_SIZE, off + DATA_HEADER_SIZE + rec.cap_len);
-			const k = `${rec.tgid}/${rec.role}`;
+			const k = rec.role === 'conn' ? `${rec.tgid}/conn/${rec.conn_id}/${rec.dir}` : `${rec.tgid}/${rec.role}`;
 			if (!streams.has(k)) streams.set(k, []);
 			streams.get(k).push(rec);
 		}

@@ -10,7 +10,8 @@
  * keeps two).
  *
  * Seeds (tests/fuzz/corpus/capture): a server's identity, a call and its answer, fork/exec/
- * oom/loss records and an exit, as record streams and as one whole file.
+ * oom/loss records and an exit, as record streams and as one whole file; an HTTP connection
+ * of a server (accepted, a POST of a call answered over SSE, closed).
  *
  *   make fuzz FUZZ_SECONDS=60            (all targets)
  *   build/fuzz/fuzz_capture -max_len=65536 build/fuzz/corpus/fuzz_capture tests/fuzz/corpus/capture

@@ -347,6 +347,7 @@ static void test_corrupt_records(void **state)
 	struct msd_fork_rec fork = { .hdr = HDR(MSD_REC_FORK, sizeof(fork)) };
 	struct msd_exit_rec exit = { .hdr = HDR(MSD_REC_EXIT, sizeof(exit)) };
 	struct msd_loss_rec loss = { .hdr = HDR(MSD_REC_LOSS, sizeof(loss)), .reason = MSD_DROP__MAX };
+	struct msd_conn_rec conn = { .hdr = HDR(MSD_REC_CONN, sizeof(conn)), .event = MSD_CONN_SEEN + 1 };
 	struct msd_rec_hdr unknown[4] = { HDR(77, sizeof(unknown)) };
 
 	memcpy(proc.cmdline, "node\0index.js\0xx", 16);
@@ -369,8 +370,8 @@ static void test_corrupt_records(void **state)
 	data.d.dir = 2;
 	expect_corrupt(fx, &data, sizeof(data), "direction 2");
 	data.d.dir = MSD_DIR_WRITE;
-	data.d.role = MSD_ROLE__COUNT;
-	expect_corrupt(fx, &data, sizeof(data), "unknown role 4");
+	data.d.role = MSD_ROLE_CONN + 1;
+	expect_corrupt(fx, &data, sizeof(data), "unknown role 5");
 	data.d.role = MSD_ROLE_OUT;
 	data.d.stream_off = UINT64_MAX - 3;
 	expect_corrupt(fx, &data, sizeof(data), "out of range");
@@ -388,6 +389,10 @@ static void test_corrupt_records(void **state)
 	exit.hdr.abi = MSD_ABI_VERSION + 1;
 	expect_corrupt(fx, &exit, sizeof(exit), "record ABI");
 	expect_corrupt(fx, &loss, sizeof(loss), "unknown loss reason");
+	expect_corrupt(fx, &conn, sizeof(conn), "unknown connection event 6");
+	conn.event = MSD_CONN_CLOSE;
+	conn.hdr.size = sizeof(conn) - 1;
+	expect_corrupt(fx, &conn, sizeof(conn) - 1, "shorter than the");
 	expect_corrupt(fx, unknown, sizeof(unknown), "unknown record (kind 77)");
 }
 
