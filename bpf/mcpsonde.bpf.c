@@ -1023,7 +1023,19 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
  * What was concluded is kept per process in "verdicts": a stdin found to carry something else
  * (SNIFF_MISSES whole lines that are not JSON-RPC, or SNIFF_READS reads without one), a file
  * for stdin, or user space's word (excluded, not MCP, a relay) costs one lookup per read from
- * then on. Loaded without discovery, the verifier removes all of this: attach pays nothing. */
+ * then on.
+ *
+ * HTTP servers are found the same way by what they read from a TCP or AF_UNIX stream socket:
+ * a read that starts an HTTP request (POST, or GET for an event stream) and shows MCP in its
+ * first SNIFF_BYTES (the key "jsonrpc" in a JSON-RPC body, an Mcp-* header, or an Accept of
+ * text/event-stream, which Streamable HTTP's POST and the legacy transport's GET carry). The
+ * read is captured whole, from the request's first byte, on a connection user space joins
+ * there. The verdict about a process's sockets lives beside its stdin's (msd_http_verdict):
+ * a process whose socket reads start no request (a database client, TLS) is let go after
+ * MSD_HTTP_SOCK_READS of them, one that serves HTTP without MCP once its requests spent
+ * MSD_HTTP_MISSES. Before that, a socket read costs the file's mode, the verdict lookup and a
+ * 4-byte look; other reads cost the file's mode. Loaded without discovery, the verifier
+ * removes all of this: attach pays nothing. */
 
 #define S_IFMT   00170000
 #define S_IFSOCK 0140000
@@ -1048,9 +1060,20 @@ struct {
 	__type(value, struct msd_verdict);
 } verdicts SEC(".maps");
 
+/* The scan of one HTTP request read. Each sign's first byte occurs in it only there (or,
+ * for the key's closing quote, restarts it), so a mismatch restarts the match at 0 or 1. In
+ * the scratch map, not on the stack: the verifier would follow every value of the three
+ * matches through the loop. */
+struct http_sniff {
+	__u32 len;   /* bytes in the scratch buffer */
+	__u8 found;
+	__u8 rpc, mcp, sse; /* bytes of each sign matched so far */
+};
+
 struct sniff_buf {
 	char b[SNIFF_BYTES];
 	struct msd_proc_state state; /* of a process being discovered: too big for the stack */
+	struct http_sniff hs;
 };
 
 struct {
@@ -1202,16 +1225,21 @@ static __always_inline void fd_identify(struct task_struct *task, int fd, struct
 }
 
 /* Tracks the current process from now on, with the channel it has now, and says so. */
-static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u32 tid, __u32 line_off,
+static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u32 line_off, bool http,
 					   struct msd_proc_state *state)
 {
-	struct msd_discover_rec *rec;
 	__u64 in_peer = 0, out_peer = 0, arg_start, arg_end, n;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct msd_discover_rec *rec;
 	struct mm_struct *mm;
 
 	__builtin_memset(state, 0, sizeof(*state));
-	fd_identify(task, 0, &state->chan[MSD_ROLE_IN], &in_peer);
-	fd_identify(task, 1, &state->chan[MSD_ROLE_OUT], &out_peer);
+	/* An HTTP server talks on its connections: its stdin and stdout are no channel (a
+	 * terminal, a log), its stderr is its log as for any server. */
+	if (!http) {
+		fd_identify(task, 0, &state->chan[MSD_ROLE_IN], &in_peer);
+		fd_identify(task, 1, &state->chan[MSD_ROLE_OUT], &out_peer);
+	}
 	fd_identify(task, 2, &state->chan[MSD_ROLE_ERR], NULL);
 	state->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	if (bpf_map_update_elem(&procs, &tgid, state, BPF_ANY)) {
@@ -1234,7 +1262,7 @@ static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u3
 	rec->in_peer_ino = in_peer;
 	rec->out_peer_ino = out_peer;
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
-	rec->pad = 0;
+	rec->flags = http ? MSD_DISCOVER_HTTP : 0;
 	/* Its arguments, from its own memory: it may be gone before user space reads /proc. */
 	mm = BPF_CORE_READ(task, mm);
 	arg_start = mm ? BPF_CORE_READ(mm, arg_start) : 0;
@@ -1250,11 +1278,169 @@ static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u3
 	return true;
 }
 
-/* A read of ret bytes by tgid, untracked: whether it was on its stdin and carried JSON-RPC.
- * Then tgid is tracked from now on and the caller captures this very read. */
-static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, enum shape shape)
+/* The verdict of the process task belongs to (one per process: its threads read the same
+ * stdin and serve the same sockets), created empty when it has none. */
+static __always_inline struct msd_verdict *verdict_of(struct task_struct *task, struct counters *cnt)
 {
-	struct task_struct *task, *leader;
+	struct task_struct *leader = task->group_leader;
+	struct msd_verdict *v = bpf_task_storage_get(&verdicts, leader, 0, 0);
+
+	if (v)
+		return v;
+	v = bpf_task_storage_get(&verdicts, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (cnt)
+		cnt->n[v ? MSD_CNT_VERDICTS_MADE : MSD_CNT_VERDICT_FAILED]++;
+	return v;
+}
+
+/* A user space verdict (excluded, not MCP, a relay) holds for stdin and sockets alike. */
+static __always_inline bool verdict_of_user(const struct msd_verdict *v)
+{
+	return !v->ino && v->verdict != MSD_VERDICT_EXAMINING;
+}
+
+/* --- HTTP requests */
+
+#define HTTP_SIGN_RPC_LEN 9  /* "jsonrpc" with its quotes */
+#define HTTP_SIGN_MCP_LEN 5  /* "\nmcp-": a header line Mcp-Session-Id, MCP-Protocol-Version... */
+#define HTTP_SIGN_SSE_LEN 13 /* "/event-stream" */
+
+/* A sign's bytes as two immediates: no data section, no index into memory. */
+#define SIGN8(s, o)                                                                                  \
+	((__u64)(__u8)(s)[(o) + 0] | (__u64)(__u8)(s)[(o) + 1] << 8 | (__u64)(__u8)(s)[(o) + 2] << 16 | \
+	 (__u64)(__u8)(s)[(o) + 3] << 24 | (__u64)(__u8)(s)[(o) + 4] << 32 |                            \
+	 (__u64)(__u8)(s)[(o) + 5] << 40 | (__u64)(__u8)(s)[(o) + 6] << 48 | (__u64)(__u8)(s)[(o) + 7] << 56)
+#define SIGN_LO(s) SIGN8(s "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 0)
+#define SIGN_HI(s) SIGN8(s "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 8)
+#define HTTP_SIGN_RPC "\"jsonrpc\""
+#define HTTP_SIGN_MCP "\nmcp-"
+#define HTTP_SIGN_SSE "/event-stream"
+
+
+static __always_inline __u8 sign_step(__u64 lo, __u64 hi, __u8 matched, char c, bool fold)
+{
+	__u8 want = (matched < 8 ? lo >> (8 * (matched & 7)) : hi >> (8 * (matched & 7))) & 0xff;
+
+	if (fold && c >= 'A' && c <= 'Z')
+		c |= 0x20;
+	if ((__u8)c == want)
+		return matched + 1;
+	return (__u8)c == (lo & 0xff) ? 1 : 0;
+}
+
+#define SIGN_STEP(sign, matched, c, fold) sign_step(SIGN_LO(sign), SIGN_HI(sign), matched, c, fold)
+
+static long http_step(__u32 i, void *ctx)
+{
+	struct sniff_buf *buf;
+	struct http_sniff *s;
+	__u32 zero = 0;
+
+	buf = bpf_map_lookup_elem(&sniff_scratch, &zero);
+	if (!buf)
+		return 1;
+	s = &buf->hs;
+	for (int j = 0; j < SNIFF_BLOCK; j++) {
+		__u32 off = i * SNIFF_BLOCK + j;
+		char c;
+
+		if (off >= s->len)
+			return 1;
+		c = buf->b[off & (SNIFF_BYTES - 1)];
+		s->rpc = SIGN_STEP(HTTP_SIGN_RPC, s->rpc, c, false);
+		s->mcp = SIGN_STEP(HTTP_SIGN_MCP, s->mcp, c, true);
+		s->sse = SIGN_STEP(HTTP_SIGN_SSE, s->sse, c, false);
+		if (s->rpc == HTTP_SIGN_RPC_LEN || s->mcp == HTTP_SIGN_MCP_LEN || s->sse == HTTP_SIGN_SSE_LEN) {
+			s->found = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A read of ret bytes from fd (not stdin) by an untracked process: whether it started an
+ * HTTP request showing MCP on a stream socket. Then the process is tracked from now on and
+ * the caller captures this very read. */
+static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys, enum shape shape)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sniff_buf *buf;
+	struct msd_verdict *v;
+	struct counters *cnt;
+	struct pt_regs *regs;
+	struct file *file;
+	__u32 head, zero = 0;
+	__u64 first, len;
+	__u16 family;
+	bool post;
+
+	file = fd_file(task, fd);
+	if (!file || !inode_is_socket(BPF_CORE_READ(file, f_inode)) || !conn_sock(file, &family))
+		return false;
+	cnt = counters_get();
+	v = verdict_of(task, cnt);
+	if (!v || verdict_of_user(v) || v->http != MSD_HTTP_EXAMINING)
+		return false;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (is_peek(regs, sys))
+		return false;
+	first = first_buffer(shape, syscall_arg(regs, 1), syscall_arg(regs, 2), ret, &len);
+	if (!first || len < sizeof(head) || bpf_probe_read_user(&head, sizeof(head), (const void *)first))
+		return false;
+	post = head == FOUR("POST");
+	if (!post && head != FOUR("GET ")) {
+		/* A body read on, a response, a database's or TLS's bytes: only a process that
+		 * never read a request runs out of these. */
+		if (!v->http_seen && ++v->sock_reads >= MSD_HTTP_SOCK_READS) {
+			v->http = MSD_HTTP_NOT_HTTP;
+			if (cnt)
+				cnt->n[MSD_CNT_NOT_HTTP]++;
+		}
+		return false;
+	}
+	v->http_seen = 1;
+	if (len > SNIFF_BYTES)
+		len = SNIFF_BYTES;
+	buf = bpf_map_lookup_elem(&sniff_scratch, &zero);
+	if (!buf || bpf_probe_read_user(buf->b, len, (const void *)first))
+		return false;
+	buf->hs = (struct http_sniff){ .len = len };
+	bpf_loop((len + SNIFF_BLOCK - 1) / SNIFF_BLOCK, http_step, NULL, 0);
+	if (cnt) {
+		cnt->n[MSD_CNT_SNIFF_READS]++;
+		cnt->n[MSD_CNT_SNIFF_BYTES] += len;
+		cnt->n[MSD_CNT_HTTP_SNIFFS]++;
+	}
+	if (buf->hs.found) {
+		v->http = MSD_HTTP_TRACKED;
+		if (!discover_track(task, pid_tgid >> 32, 0, true, &buf->state))
+			return false;
+		if (cnt) {
+			cnt->n[MSD_CNT_DISCOVERED]++;
+			cnt->n[MSD_CNT_HTTP_DISCOVERED]++;
+		}
+		return true;
+	}
+	/* Health checks and other GETs spend little: a server already running is found at its
+	 * next MCP request however often it is probed meanwhile, within the budget. */
+	v->http_misses = v->http_misses + (post ? 4 : 1) >= MSD_HTTP_MISSES ? MSD_HTTP_MISSES
+									 : v->http_misses + (post ? 4 : 1);
+	if (v->http_misses >= MSD_HTTP_MISSES) {
+		v->http = MSD_HTTP_NOT_MCP;
+		if (cnt)
+			cnt->n[MSD_CNT_HTTP_NOT_MCP]++;
+	}
+	return false;
+}
+
+/* --- stdin */
+
+/* A read of ret bytes by tgid, untracked: whether it was on its stdin and carried JSON-RPC,
+ * or on a socket and started an HTTP request showing MCP (discover_http). Then tgid is
+ * tracked from now on and the caller captures this very read. */
+static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, enum shape shape)
+{
+	struct task_struct *task;
 	struct sniff s = {};
 	struct sniff_buf *buf;
 	struct msd_verdict *v;
@@ -1265,22 +1451,21 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, enum shape
 	__u64 ptr, len, ino;
 	__u32 dev, zero = 0;
 	char last = 0;
+	int fd;
 
 	if (ret <= 0 || tgid == self_tgid)
 		return false;
 	task = bpf_get_current_task_btf();
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	if (syscall_arg(regs, 0) != 0)
+	fd = syscall_arg(regs, 0);
+	if (fd != 0)
+		return fd > 0 && discover_http(ret, fd, (__u64)tgid << 32 | tid, sys, shape);
+	if (sys != MSD_SYS_READ && sys != MSD_SYS_READV)
 		return false;
-	/* One verdict per process: its threads read the same stdin. */
-	leader = task->group_leader;
-	v = bpf_task_storage_get(&verdicts, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	cnt = counters_get();
-	if (!v) {
-		if (cnt)
-			cnt->n[MSD_CNT_VERDICT_FAILED]++;
+	v = verdict_of(task, cnt);
+	if (!v)
 		return false;
-	}
 	file = fd_file(task, 0);
 	if (!file)
 		return false;
@@ -1288,11 +1473,8 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, enum shape
 	ino = BPF_CORE_READ(inode, i_ino);
 	dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	if (v->ino != ino || v->dev != dev) {
-		/* A verdict of user space holds whatever the file. */
-		if (!v->ino && v->verdict != MSD_VERDICT_EXAMINING)
+		if (verdict_of_user(v))
 			return false;
-		if (!v->ino && cnt)
-			cnt->n[MSD_CNT_VERDICTS_MADE]++;
 		/* New, or its stdin is another file now: looked at afresh. */
 		v->ino = ino;
 		v->dev = dev;
@@ -1334,7 +1516,7 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, enum shape
 	}
 	if (s.found) {
 		v->verdict = MSD_VERDICT_TRACKED;
-		if (!discover_track(task, tgid, tid, s.found - 1, &buf->state))
+		if (!discover_track(task, tgid, s.found - 1, false, &buf->state))
 			return false;
 		if (cnt)
 			cnt->n[MSD_CNT_DISCOVERED]++;
@@ -1373,8 +1555,8 @@ static __always_inline int data_exit(struct trace_event_raw_sys_exit *ctx, __u8 
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
 	if (!is_tracked(pid_tgid >> 32) &&
-	    !(discover && (sys == MSD_SYS_READ || sys == MSD_SYS_READV) &&
-	      discover_read(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, shape)))
+	    !(discover && dir == MSD_DIR_READ && sys != MSD_SYS_PREAD64 && sys != MSD_SYS_PREADV &&
+	      sys != MSD_SYS_PREADV2 && discover_read(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, sys, shape)))
 		return 0;
 	return data_exit_tracked(ctx->ret, pid_tgid >> 32, (__u32)pid_tgid, sys, dir, shape);
 }

@@ -171,6 +171,10 @@ enum msd_counter {
 	MSD_CNT_VERDICTS_MADE,  /* verdict entries created (one per process reading its stdin) */
 	MSD_CNT_VERDICTS_FREED, /* and deleted at exec or exit: made - freed are alive */
 	MSD_CNT_VERDICT_FAILED, /* a verdict entry could not be created: the read was not looked at */
+	MSD_CNT_HTTP_SNIFFS,    /* HTTP requests (POST, GET) an untracked process read, looked at */
+	MSD_CNT_HTTP_DISCOVERED, /* of MSD_CNT_DISCOVERED: found by an HTTP request showing MCP */
+	MSD_CNT_NOT_HTTP,       /* processes whose socket reads carried no HTTP request: let go */
+	MSD_CNT_HTTP_NOT_MCP,   /* processes serving HTTP without a sign of MCP: let go */
 	MSD_CNT__MAX,
 };
 
@@ -327,8 +331,15 @@ struct msd_discover_rec {
 	char comm[MSD_COMM_LEN];
 	__u32 cmdline_len;       /* bytes in cmdline[], arguments separated by NUL; cut at
 				  * MSD_DISCOVER_CMDLINE */
-	__u32 pad;
+	__u32 flags;             /* enum msd_discover_flags */
 	char cmdline[MSD_DISCOVER_CMDLINE];
+};
+
+enum msd_discover_flags {
+	/* Found by an HTTP request read from a stream socket, not by its stdin: its channel
+	 * holds only its stderr (chan[IN] and chan[OUT] are empty), and the read that found it
+	 * is on a connection, seen from the request's first byte. */
+	MSD_DISCOVER_HTTP = 1 << 0,
 };
 
 /* Value of the "procs" map, keyed by tgid: one per tracked process. Written by user space
@@ -396,6 +407,20 @@ enum msd_verdict_flags {
 	MSD_VERDICT_AT_LINE_START = 1 << 0, /* the last read looked at ended with a newline */
 };
 
+/* Its sockets, judged apart from its stdin (a daemon's stdin is often /dev/null): while
+ * EXAMINING, a read from a TCP or AF_UNIX stream socket that starts an HTTP request (POST,
+ * GET) is looked at for a sign of MCP. Kernel-owned; a user space verdict (ino == 0,
+ * verdict != EXAMINING) ends both looks. */
+enum msd_http_verdict {
+	MSD_HTTP_EXAMINING = 0,
+	MSD_HTTP_TRACKED,  /* found by a request showing MCP */
+	MSD_HTTP_NOT_HTTP, /* MSD_HTTP_SOCK_READS socket reads and never an HTTP request */
+	MSD_HTTP_NOT_MCP,  /* HTTP requests without a sign of MCP: MSD_HTTP_MISSES spent */
+};
+
+#define MSD_HTTP_SOCK_READS 256 /* socket reads without any request before a process is let go */
+#define MSD_HTTP_MISSES 64      /* a POST without MCP spends 4, any other request 1 */
+
 struct msd_verdict {
 	__u64 ino;     /* the stdin the verdict is about; another file resets it. 0 with a user
 			* space verdict: whatever its stdin */
@@ -404,6 +429,11 @@ struct msd_verdict {
 	__u8 misses;   /* lines seen whole at their start that were not JSON-RPC */
 	__u8 reads;    /* reads looked at without finding JSON-RPC */
 	__u8 flags;    /* enum msd_verdict_flags */
+	__u16 sock_reads;  /* socket reads that started no HTTP request, before the first one */
+	__u8 http;         /* enum msd_http_verdict */
+	__u8 http_misses;  /* spent of MSD_HTTP_MISSES */
+	__u8 http_seen;    /* an HTTP request was read: sock_reads no longer counts */
+	__u8 pad[3];
 };
 
 /* What the blocked-write scan (an iterator over tasks) yields: a write to a tracked
