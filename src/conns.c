@@ -461,6 +461,8 @@ static void conn_on_message(void *ctx, const struct rpc_msg *m)
 	d->via.id = NULL;
 	if (m->kind == RPC_ERROR && !m->id[0] && p->source != HTTP_SRC_REQUEST_BODY && x && x->requests == 1)
 		d->via.id = x->ids[0];
+	if (d->c->t->env.admit && !d->c->t->env.admit(d->c->t->env.ctx, d->c->key.tgid, m, p->dir))
+		return;
 	session_on_message_via(d->c->sess, &d->via, p->dir, m, &p->frame);
 }
 

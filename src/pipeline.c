@@ -119,10 +119,21 @@ void pipeline_opts_default(struct pipeline_opts *o)
 }
 
 static struct session *session_get(struct pipeline *p, uint32_t tgid, uint64_t ts_ns);
+static struct psession *psession_find(struct pipeline *p, uint32_t tgid);
 
 static struct session *pipeline_session_of(void *ctx, uint32_t tgid, uint64_t ts_ns)
 {
 	return session_get(ctx, tgid, ts_ns);
+}
+
+static bool psession_admit(struct pipeline *p, struct psession *ps, const struct rpc_msg *m, enum msd_dir dir);
+
+static bool pipeline_conn_admit(void *ctx, uint32_t tgid, const struct rpc_msg *m, enum msd_dir dir)
+{
+	struct pipeline *p = ctx;
+	struct psession *ps = psession_find(p, tgid);
+
+	return !ps || psession_admit(p, ps, m, dir);
 }
 
 static void pipeline_conn_ignored(void *ctx, uint32_t tgid, uint32_t dev, uint64_t ino, uint64_t conn_id)
@@ -147,7 +158,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts, struct sink_list
 	p->env.stats = &p->stats;
 	p->budget.limit = opts->memory_budget ? opts->memory_budget : PIPELINE_MEMORY_BUDGET_DEFAULT;
 	ce = (struct conns_env){ .opts = &p->opts, .stats = &p->stats, .session_of = pipeline_session_of,
-				 .ignore = pipeline_conn_ignored, .ctx = p, .ignore_ctx = p };
+				 .admit = pipeline_conn_admit, .ignore = pipeline_conn_ignored, .ctx = p, .ignore_ctx = p };
 	if (!(p->conns = conns_new(&ce))) {
 		free(p);
 		return NULL;

@@ -25,6 +25,7 @@
 
 #include "events.h"
 #include "pipeline.h"
+#include "rpc.h"
 
 #define CONNS_MAX 4096
 #define CONNS_EXCHANGE_IDS 8 /* request ids of one exchange settled at its end; more: counted */
@@ -37,6 +38,9 @@ struct conns_env {
 	struct pipeline_stats *stats;
 	/* The session of process tgid, created if needed; NULL when none can be. */
 	struct session *(*session_of)(void *ctx, uint32_t tgid, uint64_t ts_ns);
+	/* Whether a message of process tgid is told: a process discovered by its HTTP traffic
+	 * is an MCP server only from its first MCP method on (NULL: every message is). */
+	bool (*admit)(void *ctx, uint32_t tgid, const struct rpc_msg *m, enum msd_dir dir);
 	/* The kernel may stop copying this connection (NULL: nobody to tell, as in replay). */
 	pipeline_conn_ignore_fn ignore;
 	void *ctx, *ignore_ctx;
