@@ -40,6 +40,8 @@ struct target {
 	uint32_t parent;       /* the tracked process that forked it; 0: a root (given, discovered) */
 	bool given;            /* attach: never let go */
 	bool discovered;       /* a root the kernel found */
+	bool http;             /* found by an HTTP request: it serves MCP on its connections */
+	uint64_t found_ns;     /* when it was found (targets_on_discover) */
 	bool server;           /* it spoke MCP */
 	const char *released;  /* why it was let go; NULL while watched */
 	uint64_t released_ns;
@@ -427,6 +429,12 @@ static void targets_find_client(struct targets *t, struct target *tg, pid_t ppid
 
 	if (tg->search != SEARCH_NOT_YET)
 		return;
+	if (tg->http) {
+		/* Its clients are its connections' peers, maybe on other machines: the events
+		 * name them (net.peer), one process cannot. */
+		tg->search = SEARCH_DONE;
+		return;
+	}
 	if (!client_want(tg, &w)) {
 		tg->search = SEARCH_DONE;
 		t->stats.clients_unknown++;
@@ -564,6 +572,8 @@ static void targets_on_discover(struct targets *t, const struct msd_discover_rec
 	t->stats.discovered++;
 	targets_note_latency(t, d->hdr.ts_ns, now);
 	tg->discovered = true;
+	tg->http = d->flags & MSD_DISCOVER_HTTP;
+	tg->found_ns = now;
 	tg->in = d->chan[MSD_ROLE_IN];
 	tg->out = d->chan[MSD_ROLE_OUT];
 	tg->in_peer = d->in_peer_ino;
@@ -814,6 +824,14 @@ int targets_start(struct targets *t, char *err, size_t errlen)
 	return 0;
 }
 
+/* A process found by an HTTP request that has not spoken MCP since: the request showed a
+ * sign of it (an event stream's Accept, an Mcp-* header) but no MCP method followed, as
+ * from a server of event streams that are not MCP. */
+bool targets_http_idle(bool http, bool server, uint64_t found_ns, uint64_t now_ns)
+{
+	return http && !server && now_ns > found_ns && now_ns - found_ns > TARGETS_HTTP_PROBATION_NS;
+}
+
 /* Processes gone without an exit record (they died before their tracking took effect, or
  * the record was lost) go after a grace, in case the record is still on its way; let-go
  * entries go after theirs. */
@@ -828,6 +846,10 @@ static void targets_prune(struct targets *t, uint64_t now_ns)
 		if (tg->released) {
 			if (now_ns - tg->released_ns > TARGETS_GRACE_NS)
 				target_remove(t, tg);
+			continue;
+		}
+		if (targets_http_idle(tg->http, tg->server, tg->found_ns, now_ns)) {
+			targets_let_go(t, tg, MSD_VERDICT_NOT_MCP, "not_mcp", now_ns);
 			continue;
 		}
 		if (proc_sample_named((pid_t)tg->tgid, &ps, comm) == 0 && ps.start_ticks == tg->start_ticks)

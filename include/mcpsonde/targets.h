@@ -2,8 +2,8 @@
  * source and the pipeline.
  *
  * attach: the given PIDs, their descendants, and every process they fork. watch --all: every
- * process the kernel finds reading JSON-RPC on its stdin (MSD_REC_DISCOVER), and what it
- * forks. Records pass through targets_on_record() on their way from the source to the
+ * process the kernel finds reading JSON-RPC on its stdin, or an HTTP request showing MCP on
+ * a socket (MSD_REC_DISCOVER, MSD_DISCOVER_HTTP), and what it forks. Records pass through targets_on_record() on their way from the source to the
  * pipeline (or a capture file): the stage keeps its table of processes from the fork, exec,
  * exit and discover records, adds each one's identity (MSD_REC_PROC: from /proc, or from the
  * kernel's record when the process is already gone), and drops the records of the processes
@@ -19,13 +19,17 @@
  *     pod's sandbox (pause) or a runtime's monitor (conmon, shims);
  *   - MCP or not: JSON-RPC without an MCP method in its first messages is let go (the
  *     pipeline says so: pipeline_hooks.on_not_mcp);
+ *   - an HTTP server that does not speak MCP within TARGETS_HTTP_PROBATION_NS of being found
+ *     (the request that found it showed an event stream's Accept or an Mcp-* header, and no
+ *     MCP method followed) is let go as not MCP;
  *   - who talks to it: its client, the process holding the other end of its stdin (a pipe's
  *     write end, or the peer of its AF_UNIX socket, which the kernel names), looked for among
  *     its ancestors at once, and else in the whole of /proc, a few processes per tick;
  *   - relays: a discovered process that is the client of another discovered one forwards to
  *     it (socat, a stdio proxy): it is let go as a relay, and the server's identity names it,
  *     with the relay's own client as the server's client. npx -> sh -> node needs nothing of
- *     the sort: only node reads its stdin, so only node is found.
+ *     the sort: only node reads its stdin, so only node is found. An HTTP server's clients
+ *     are the peers of its connections (events name them): no client process is looked for.
  * Letting a process go writes the verdict where the kernel's discovery reads it (so it is not
  * looked at again), untracks it and what it forked, and releases its session (EV_UNTRACKED).
  * Processes given by PID are never let go, and get their client found the same way once they
@@ -54,6 +58,7 @@
 #define TARGETS_SCAN_PIDS 64                   /* /proc entries read per tick looking for clients */
 #define TARGETS_SCAN_MAX 16                    /* servers looked for in one pass */
 #define SELECTORS_MAX 64
+#define TARGETS_HTTP_PROBATION_NS 10000000000ull /* found by HTTP, silent: let go after this */
 
 /* --include / --exclude: KEY=GLOB (fnmatch). Keys are what a selector looks at: the process,
  * and where it runs (attrib.h: "" outside Kubernetes, or before its container is known). */
@@ -125,5 +130,8 @@ void targets_get_stats(const struct targets *t, struct targets_stats *out);
  * up to max copied into out, the rest counted in *more. Returns how many were copied. */
 unsigned targets_take_latencies(struct targets *t, double *out, unsigned max, uint64_t *more);
 void targets_free(struct targets *t);
+/* Whether a process found by HTTP (http) that has not spoken MCP (server) since found_ns is
+ * let go at now_ns. */
+bool targets_http_idle(bool http, bool server, uint64_t found_ns, uint64_t now_ns);
 
 #endif
