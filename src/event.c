@@ -300,6 +300,7 @@ static void render_session(struct jsonw *w, const struct session_identity *id)
 	jsonw_member_str(w, "cmdline", id->cmdline);
 	jsonw_member_str(w, "transport", id->transport);
 	jsonw_member_str(w, "stdio", id->stdio);
+	jsonw_member_str(w, "listen", id->listen[0] ? id->listen : NULL);
 	jsonw_member_str(w, "found", id->discovered ? "discovered" : "attached");
 	render_proc_ref(w, "client_process", &id->client_process);
 	render_proc_ref(w, "relay", &id->relay);

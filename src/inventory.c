@@ -222,6 +222,9 @@ static void rec_learn(struct inv_rec *r, const struct session_identity *id)
 	if (id->relay.pid)
 		json_object_set_new(o, "relay", proc_ref_json(&id->relay));
 	set_str(o, "stdio", id->stdio);
+	if (id->transport && strcmp(id->transport, "pipe") != 0)
+		set_str(o, "transport", id->transport);
+	set_str(o, "listen", id->listen);
 	rec_resource(o, id->where);
 }
 
@@ -415,7 +418,8 @@ static const struct {
 	{ "client", JSON_OBJECT },	  { "client_process", JSON_OBJECT }, { "relay", JSON_OBJECT },
 	{ "stdio", JSON_STRING },	  { "first_seen", JSON_STRING },   { "last_seen", JSON_STRING },
 	{ "tools", JSON_OBJECT },	  { "calls", JSON_INTEGER },	   { "errors", JSON_INTEGER },
-	{ "exit", JSON_OBJECT },	  { "resource", JSON_OBJECT },
+	{ "exit", JSON_OBJECT },	  { "resource", JSON_OBJECT },	   { "transport", JSON_STRING },
+	{ "listen", JSON_STRING },
 };
 
 /* A record from a file, with only the known members of the right types; NULL when it lacks

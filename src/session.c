@@ -1093,8 +1093,13 @@ static void session_on_message_here(struct session *s, enum msd_dir rdir, const 
 	}
 	s->env.stats->messages++;
 	s->id.speaks_mcp = true;
-	if (s->via)
+	if (s->via) {
 		s->id.transport = s->via->net->transport;
+		if (!s->id.listen[0] && !s->via->net->client && s->via->net->local && s->via->net->local[0]) {
+			snprintf(s->id.listen, sizeof(s->id.listen), "%s", s->via->net->local);
+			s->identity_gen++;
+		}
+	}
 	session_learn_envelope(s, dir, m);
 	ev.message.direction = dir;
 	ev.message.kind = rpc_kind_name(m->kind);

@@ -80,6 +80,8 @@ struct session_identity {
 	const char *transport;     /* network.transport: "pipe" for stdio, whatever the fd kind;
 				    * "tcp" or "unix" once it spoke MCP over HTTP */
 	const char *stdio;         /* the kind of fd 0: "pipe", "socket" (Node clients: socketpair), "tty" */
+	char listen[64];           /* HTTP: where it serves MCP (the local end of the first connection
+				    * it answered on: "127.0.0.1:3001", a unix path); "" otherwise */
 	uint64_t first_seen_ns;
 	uint64_t initialized_ns;   /* initialize answered; 0 if not seen */
 	bool speaks_mcp;           /* a JSON-RPC message was seen on its stdio (wrappers never do) */
