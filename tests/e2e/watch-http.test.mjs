@@ -4,12 +4,14 @@
 // from its initialize), each driven by the SDK's StreamableHTTPClientTransport; beside them a
 // plain HTTP server answering JSON and a TCP echo service, in processes of their own, which
 // must produce no server and no event. The inventory (GET /servers) lists each HTTP server once
-// however many connections its client opened.
+// however many connections its client opened. The legacy HTTP+SSE transport (2024-11-05) is
+// found by its GET stream, so that every answer on it is joined to its request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import {
@@ -151,5 +153,32 @@ test('watch --all finds HTTP MCP servers by their traffic, already running or st
 		killSonde(sonde);
 		await Promise.allSettled([late?.client.close(), early?.client.close()]);
 		await Promise.allSettled([before.close(), after?.close(), plain.close(), echo.close()]);
+	}
+});
+
+test('watch --all finds a legacy HTTP+SSE server at its GET stream: every answer correlated', { timeout: 60000 }, async () => {
+	let sonde, srv, client;
+	try {
+		sonde = await startWatch();
+		srv = await startHttpServer('everything', 'sse');
+		const transport = new SSEClientTransport(new URL(`http://127.0.0.1:${srv.port}/sse`));
+		const log = new ClientLog(transport);
+		client = newClient('mcpsonde-e2e-watch-sse');
+		await client.connect(transport);
+		await workload(client);
+		await waitForEvents(sonde, (evs) => calls(evs.filter((e) => e.pid === srv.pid)).length >= log.requests.length, 10000);
+		await client.close();
+		const events = (await stopSonde(sonde)).filter((e) => e.pid === srv.pid);
+		const pairs = assertCallsMatch(log.requests, events);
+		assertDurationsWithinRtt(pairs);
+		const sid = transport._endpoint.searchParams.get('sessionId');
+		assert.deepEqual(calls(events).filter((c) => c.net?.session_id !== sid).slice(0, 3), [], 'calls joined through the sessionId');
+		const session = events.find((e) => e.type === 'session');
+		assert.equal(session?.found, 'discovered');
+		assert.equal(session?.listen, `127.0.0.1:${srv.port}`);
+	} finally {
+		killSonde(sonde);
+		await client?.close().catch(() => {});
+		await srv?.close();
 	}
 });

@@ -5,7 +5,9 @@
  * the server process and as seen by the client process, and fed to a pipeline: the call
  * events must say what the client logged (ids, methods, outcomes, which side made the
  * call), the exchanges that failed must be told, and nothing may come out of connections
- * that do not carry MCP. Then the scopes: two clients with the same ids on one server. */
+ * that do not carry MCP. Then the scopes: two clients with the same ids on one server. And a
+ * server found by its HTTP traffic (watch --all): told nothing until its first MCP method,
+ * let go when it serves JSON-RPC that is not MCP. */
 #include <resolv.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -588,6 +590,118 @@ static void test_connections_without_mcp(void **state)
 	fixture_free(f);
 }
 
+/* --- found by its HTTP traffic ------------------------------------------------------ */
+
+struct hooks_seen {
+	unsigned server, not_mcp;
+};
+
+static void seen_server(void *ctx, uint32_t tgid)
+{
+	(void)tgid;
+	((struct hooks_seen *)ctx)->server++;
+}
+
+static void seen_not_mcp(void *ctx, uint32_t tgid)
+{
+	(void)tgid;
+	((struct hooks_seen *)ctx)->not_mcp++;
+}
+
+/* The kernel found PID by a request it read (MSD_DISCOVER_HTTP): its channel is its stderr
+ * only, and the connection is joined at the request's first byte (MSD_CONN_SEEN). */
+static void discover_http(struct fixture *f, struct hooks_seen *h, uint64_t ts)
+{
+	struct msd_discover_rec d = { .hdr = { .kind = MSD_REC_DISCOVER, .abi = MSD_ABI_VERSION, .size = sizeof(d),
+					       .ts_ns = ts, .tgid = PID, .tid = PID } };
+	struct pipeline_hooks hooks = { .on_server = seen_server, .on_not_mcp = seen_not_mcp, .ctx = h };
+
+	pipeline_set_hooks(f->p, &hooks);
+	d.start_ns = 12000000000ull;
+	d.flags = MSD_DISCOVER_HTTP;
+	memcpy(d.comm, "node", 5);
+	pipeline_feed(f->p, &d.hdr);
+	conn_event(f, 1, MSD_CONN_SEEN, ts, false);
+}
+
+static void post_body(struct fixture *f, uint64_t conn, uint64_t *ts, const char *body, const char *answer)
+{
+	char req[1024], resp[1024];
+	int n = snprintf(req, sizeof(req),
+			 "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+			 "Accept: application/json, text/event-stream\r\nContent-Length: %zu\r\n\r\n%s",
+			 strlen(body), body);
+	int m = snprintf(resp, sizeof(resp),
+			 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+			 strlen(answer), answer);
+
+	conn_data(f, conn, MSD_DIR_READ, *ts += 1000, req, (size_t)n);
+	conn_data(f, conn, MSD_DIR_WRITE, *ts += 1000, resp, (size_t)m);
+}
+
+static json_t *first_of(struct fixture *f, const char *type)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(f->sink.events, i, e)
+		if (strcmp(str(e, "type"), type) == 0)
+			return e;
+	return NULL;
+}
+
+/* Seen from its initialize: a server once it read an MCP method, its session found by
+ * discovery, over tcp, listening where its connection's local end is. */
+static void test_discovered_http_server(void **state)
+{
+	struct fixture *f = fixture_new();
+	struct hooks_seen h = { 0 };
+	uint64_t ts = 3000000000ull;
+	json_t *sess, *c;
+
+	(void)state;
+	discover_http(f, &h, ts);
+	post_body(f, 1, &ts,
+		  "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\","
+		  "\"clientInfo\":{\"name\":\"agent\",\"version\":\"1\"}}}",
+		  "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-11-25\","
+		  "\"serverInfo\":{\"name\":\"srv\",\"version\":\"2\"}}}");
+	post_body(f, 1, &ts, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}",
+		  "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}");
+	pipeline_finish(f->p, ts += 1000);
+	assert_int_equal(h.server, 1);
+	assert_int_equal(h.not_mcp, 0);
+	assert_non_null(sess = first_of(f, "session"));
+	assert_string_equal(str(sess, "found"), "discovered");
+	assert_string_equal(str(sess, "transport"), "tcp");
+	assert_string_equal(str(sess, "listen"), "127.0.0.1:3001");
+	assert_non_null(c = call_of(f, "0", "client_to_server", NULL));
+	assert_string_equal(str(c, "method"), "initialize");
+	assert_non_null(call_of(f, "1", "client_to_server", NULL));
+	fixture_free(f);
+}
+
+/* An Ethereum node's JSON-RPC over HTTP showed "jsonrpc" to the kernel: no event, and after
+ * PIPELINE_NOT_MCP_AFTER methods outside MCP it is let go. */
+static void test_discovered_http_not_mcp(void **state)
+{
+	struct fixture *f = fixture_new();
+	struct hooks_seen h = { 0 };
+	uint64_t ts = 3000000000ull;
+
+	(void)state;
+	discover_http(f, &h, ts);
+	for (int i = 0; i < PIPELINE_NOT_MCP_AFTER; i++) {
+		assert_int_equal(h.not_mcp, 0);
+		post_body(f, 1, &ts, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}",
+			  "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x10\"}");
+	}
+	assert_int_equal(h.not_mcp, 1);
+	assert_int_equal(h.server, 0);
+	assert_int_equal(count_type(f, "session") + count_type(f, "call"), 0);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +713,8 @@ int main(void)
 		cmocka_unit_test(test_two_clients_same_ids),
 		cmocka_unit_test(test_http_outcomes),
 		cmocka_unit_test(test_connections_without_mcp),
+		cmocka_unit_test(test_discovered_http_server),
+		cmocka_unit_test(test_discovered_http_not_mcp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

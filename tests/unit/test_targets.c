@@ -93,12 +93,27 @@ static void test_pass_pod(void **state)
 	selectors_free(&s);
 }
 
+/* A process found by HTTP and silent since goes after the probation; one that spoke MCP,
+ * or that was found by its stdin, stays however long it is quiet. */
+static void test_http_idle(void **state)
+{
+	const uint64_t found = 5000000000ull;
+
+	(void)state;
+	assert_false(targets_http_idle(true, false, found, found + TARGETS_HTTP_PROBATION_NS));
+	assert_true(targets_http_idle(true, false, found, found + TARGETS_HTTP_PROBATION_NS + 1));
+	assert_false(targets_http_idle(true, true, found, found + 100 * TARGETS_HTTP_PROBATION_NS));
+	assert_false(targets_http_idle(false, false, found, found + 100 * TARGETS_HTTP_PROBATION_NS));
+	assert_false(targets_http_idle(true, false, found, found - 1)); /* a clock behind it */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_pass),
 		cmocka_unit_test(test_pass_pod),
+		cmocka_unit_test(test_http_idle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
