@@ -610,7 +610,9 @@ static void targets_on_fork(struct targets *t, const struct msd_fork_rec *f)
 	tg->parent = parent ? f->parent_tgid : 0;
 	tg->given = parent ? parent->given : !t->opts.all;
 	if (parent) {
-		/* The kernel gave it its parent's channel. */
+		/* The kernel gave it its parent's channel. A worker an HTTP server forks serves
+		 * its connections: no client process to look for either. */
+		tg->search = parent->http ? SEARCH_DONE : SEARCH_NOT_YET;
 		tg->in = parent->in;
 		tg->out = parent->out;
 		tg->in_peer = parent->in_peer;
@@ -848,7 +850,7 @@ static void targets_prune(struct targets *t, uint64_t now_ns)
 				target_remove(t, tg);
 			continue;
 		}
-		if (targets_http_idle(tg->http, tg->server, tg->found_ns, now_ns)) {
+		if (tg->discovered && targets_http_idle(tg->http, tg->server, tg->found_ns, now_ns)) {
 			targets_let_go(t, tg, MSD_VERDICT_NOT_MCP, "not_mcp", now_ns);
 			continue;
 		}
