@@ -1034,8 +1034,9 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
  * a process whose socket reads start no request (a database client, TLS) is let go after
  * MSD_HTTP_SOCK_READS of them, one that serves HTTP without MCP once its requests spent
  * MSD_HTTP_MISSES. Before that, a socket read costs the file's mode, the verdict lookup and a
- * 4-byte look; other reads cost the file's mode. Loaded without discovery, the verifier
- * removes all of this: attach pays nothing. */
+ * 4-byte look; other reads cost the file's mode. After it, any read costs one load from
+ * http_done_bits. Loaded without discovery, the verifier removes all of this: attach pays
+ * nothing but http_done_bits' 512 KiB. */
 
 #define S_IFMT   00170000
 #define S_IFSOCK 0140000
@@ -1059,6 +1060,16 @@ struct {
 	__type(key, int);
 	__type(value, struct msd_verdict);
 } verdicts SEC(".maps");
+
+/* Processes whose sockets are no longer looked at (their verdict says why): one bit per tgid,
+ * as tracked_bits, so that their reads cost one load rather than the file's mode and a
+ * verdict lookup. Set with the verdict, cleared with it (exec, exit). */
+__u64 http_done_bits[TRACKED_WORDS];
+
+static __always_inline __u64 *http_done_word(__u32 tgid)
+{
+	return &http_done_bits[(tgid / 64) & (TRACKED_WORDS - 1)];
+}
 
 /* The scan of one HTTP request read. Each sign's first byte occurs in it only there (or,
  * for the key's closing quote, restarts it), so a mismatch restarts the match at 0 or 1. In
@@ -1301,10 +1312,6 @@ static __always_inline bool verdict_of_user(const struct msd_verdict *v)
 
 /* --- HTTP requests */
 
-#define HTTP_SIGN_RPC_LEN 9  /* "jsonrpc" with its quotes */
-#define HTTP_SIGN_MCP_LEN 5  /* "\nmcp-": a header line Mcp-Session-Id, MCP-Protocol-Version... */
-#define HTTP_SIGN_SSE_LEN 13 /* "/event-stream" */
-
 /* A sign's bytes as two immediates: no data section, no index into memory. */
 #define SIGN8(s, o)                                                                                  \
 	((__u64)(__u8)(s)[(o) + 0] | (__u64)(__u8)(s)[(o) + 1] << 8 | (__u64)(__u8)(s)[(o) + 2] << 16 | \
@@ -1312,10 +1319,10 @@ static __always_inline bool verdict_of_user(const struct msd_verdict *v)
 	 (__u64)(__u8)(s)[(o) + 5] << 40 | (__u64)(__u8)(s)[(o) + 6] << 48 | (__u64)(__u8)(s)[(o) + 7] << 56)
 #define SIGN_LO(s) SIGN8(s "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 0)
 #define SIGN_HI(s) SIGN8(s "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 8)
-#define HTTP_SIGN_RPC "\"jsonrpc\""
-#define HTTP_SIGN_MCP "\nmcp-"
-#define HTTP_SIGN_SSE "/event-stream"
-
+#define HTTP_SIGN_RPC "\"jsonrpc\""  /* the key, with its quotes */
+#define HTTP_SIGN_MCP "\nmcp-"        /* a header line: Mcp-Session-Id, MCP-Protocol-Version... */
+#define HTTP_SIGN_SSE "/event-stream" /* Accept: text/event-stream */
+#define SIGN_LEN(s) (sizeof(s) - 1)   /* at most 15 */
 
 static __always_inline __u8 sign_step(__u64 lo, __u64 hi, __u8 matched, char c, bool fold)
 {
@@ -1350,7 +1357,8 @@ static long http_step(__u32 i, void *ctx)
 		s->rpc = SIGN_STEP(HTTP_SIGN_RPC, s->rpc, c, false);
 		s->mcp = SIGN_STEP(HTTP_SIGN_MCP, s->mcp, c, true);
 		s->sse = SIGN_STEP(HTTP_SIGN_SSE, s->sse, c, false);
-		if (s->rpc == HTTP_SIGN_RPC_LEN || s->mcp == HTTP_SIGN_MCP_LEN || s->sse == HTTP_SIGN_SSE_LEN) {
+		if (s->rpc == SIGN_LEN(HTTP_SIGN_RPC) || s->mcp == SIGN_LEN(HTTP_SIGN_MCP) ||
+		    s->sse == SIGN_LEN(HTTP_SIGN_SSE)) {
 			s->found = 1;
 			return 1;
 		}
@@ -1361,7 +1369,7 @@ static long http_step(__u32 i, void *ctx)
 /* A read of ret bytes from fd (not stdin) by an untracked process: whether it started an
  * HTTP request showing MCP on a stream socket. Then the process is tracked from now on and
  * the caller captures this very read. */
-static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys, enum shape shape)
+static __noinline bool discover_http(long ret, int fd, __u32 tgid, __u8 sys, enum shape shape)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct sniff_buf *buf;
@@ -1379,8 +1387,13 @@ static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys,
 		return false;
 	cnt = counters_get();
 	v = verdict_of(task, cnt);
-	if (!v || verdict_of_user(v) || v->http != MSD_HTTP_EXAMINING)
+	if (!v)
 		return false;
+	if (verdict_of_user(v) || v->http != MSD_HTTP_EXAMINING) {
+		if (v->http != MSD_HTTP_TRACKED) /* tracked: let go since, by user space */
+			__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
+		return false;
+	}
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (is_peek(regs, sys))
 		return false;
@@ -1393,6 +1406,7 @@ static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys,
 		 * never read a request runs out of these. */
 		if (!v->http_seen && ++v->sock_reads >= MSD_HTTP_SOCK_READS) {
 			v->http = MSD_HTTP_NOT_HTTP;
+			__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
 			if (cnt)
 				cnt->n[MSD_CNT_NOT_HTTP]++;
 		}
@@ -1413,7 +1427,7 @@ static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys,
 	}
 	if (buf->hs.found) {
 		v->http = MSD_HTTP_TRACKED;
-		if (!discover_track(task, pid_tgid >> 32, 0, true, &buf->state))
+		if (!discover_track(task, tgid, 0, true, &buf->state))
 			return false;
 		if (cnt) {
 			cnt->n[MSD_CNT_DISCOVERED]++;
@@ -1427,6 +1441,7 @@ static __noinline bool discover_http(long ret, int fd, __u64 pid_tgid, __u8 sys,
 									 : v->http_misses + (post ? 4 : 1);
 	if (v->http_misses >= MSD_HTTP_MISSES) {
 		v->http = MSD_HTTP_NOT_MCP;
+		__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
 		if (cnt)
 			cnt->n[MSD_CNT_HTTP_NOT_MCP]++;
 	}
@@ -1459,7 +1474,8 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	fd = syscall_arg(regs, 0);
 	if (fd != 0)
-		return fd > 0 && discover_http(ret, fd, (__u64)tgid << 32 | tid, sys, shape);
+		return fd > 0 && !(*http_done_word(tgid) & (1ULL << (tgid % 64))) &&
+		       discover_http(ret, fd, tgid, sys, shape);
 	if (sys != MSD_SYS_READ && sys != MSD_SYS_READV)
 		return false;
 	cnt = counters_get();
@@ -1539,8 +1555,10 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 /* A process's verdict goes with what it runs: at exec, and at its end (for the count). */
 static __always_inline void verdict_free(struct task_struct *task)
 {
+	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct counters *cnt;
 
+	__sync_fetch_and_and(http_done_word(tgid), ~(1ULL << (tgid % 64)));
 	if (!bpf_task_storage_delete(&verdicts, task) && (cnt = counters_get()))
 		cnt->n[MSD_CNT_VERDICTS_FREED]++;
 }
