@@ -9,14 +9,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import {
 	ClientLog, newClient, startWatch, stopSonde, killSonde, killPid, freePort, startTicks, deadline,
-	waitForEvents, calls, assertCallsMatch, assertDurationsWithinRtt, assertEventShape,
+	waitForEvents, runSonde, calls, assertCallsMatch, assertDurationsWithinRtt, assertEventShape,
 } from './lib.mjs';
 import { startHttpServer } from './http-peers.mjs';
 
@@ -84,12 +87,13 @@ test('watch --all finds HTTP MCP servers by their traffic, already running or st
 	const plain = await startService('plain');
 	const echo = await startService('echo');
 	const metricsPort = await freePort();
+	const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-watch-http-'));
 	let sonde, after, early, late;
 	try {
 		// A session open before mcpsonde starts: its connections are already established.
 		early = await connect(before.port);
 		await early.client.listTools();
-		sonde = await startWatch(['--metrics', `127.0.0.1:${metricsPort}`]);
+		sonde = await startWatch(['--metrics', `127.0.0.1:${metricsPort}`, '--state-dir', stateDir]);
 		const t0 = process.hrtime.bigint();
 
 		after = await startHttpServer('everything', 'streamableHttp');
@@ -124,6 +128,16 @@ test('watch --all finds HTTP MCP servers by their traffic, already running or st
 		await early.client.close();
 		const events = await stopSonde(sonde);
 
+		// `mcpsonde servers` reads the inventory written at exit: the same, once each.
+		const listed = await runSonde(['servers', '--json', '--state-dir', stateDir]);
+		assert.equal(listed.code, 0, listed.stderr);
+		const saved = JSON.parse(listed.stdout).servers;
+		for (const srv of [before, after])
+			assert.equal(saved.filter((r) => r.pid === srv.pid && r.found === 'discovered' && r.listen === `127.0.0.1:${srv.port}`).length, 1,
+				`mcpsonde servers lists pid ${srv.pid} once`);
+		for (const p of [plain.pid, echo.pid])
+			assert.equal(saved.filter((r) => r.pid === p).length, 0, `mcpsonde servers: no record for non-MCP pid ${p}`);
+
 		// Nothing of the non-MCP services, nor of this test process (an HTTP client).
 		for (const p of [plain.pid, echo.pid, process.pid])
 			assert.deepEqual(events.filter((e) => e.pid === p).slice(0, 3), [], `events of non-MCP pid ${p}`);
@@ -153,6 +167,7 @@ test('watch --all finds HTTP MCP servers by their traffic, already running or st
 		killSonde(sonde);
 		await Promise.allSettled([late?.client.close(), early?.client.close()]);
 		await Promise.allSettled([before.close(), after?.close(), plain.close(), echo.close()]);
+		fs.rmSync(stateDir, { recursive: true, force: true });
 	}
 });
 
