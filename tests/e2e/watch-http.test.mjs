@@ -18,7 +18,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import {
-	ClientLog, newClient, startWatch, stopSonde, killSonde, killPid, freePort, startTicks, deadline,
+	ClientLog, newClient, startWatch, stopSonde, killSonde, killPid, freePort, startTicks, deadline, sleep,
 	waitForEvents, runSonde, calls, assertCallsMatch, assertDurationsWithinRtt, assertEventShape,
 } from './lib.mjs';
 import { startHttpServer } from './http-peers.mjs';
@@ -107,8 +107,15 @@ test('watch --all finds HTTP MCP servers by their traffic, already running or st
 		const mine = (e) => e.pid === before.pid || e.pid === after.pid;
 		await waitForEvents(sonde, (evs) => calls(evs.filter(mine)).length >= want, 10000);
 
-		// GET /servers: each HTTP server once, found by discovery, with where it listens.
-		const doc = await (await fetch(`http://127.0.0.1:${metricsPort}/servers`)).json();
+		// GET /servers: each HTTP server once, found by discovery, with where it listens. It
+		// serves a snapshot the event loop refreshes: wait until both servers are in it.
+		let doc;
+		for (const until = Date.now() + 10000; ;) {
+			doc = await (await fetch(`http://127.0.0.1:${metricsPort}/servers`)).json();
+			const has = (srv) => doc.servers.some((r) => r.pid === srv.pid && r.listen);
+			if ((has(before) && has(after)) || Date.now() > until) break;
+			await sleep(100);
+		}
 		for (const srv of [before, after]) {
 			const recs = doc.servers.filter((r) => r.pid === srv.pid);
 			assert.equal(recs.length, 1, `one inventory record for pid ${srv.pid}: ${JSON.stringify(recs)}`);
