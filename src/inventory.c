@@ -619,6 +619,8 @@ void inventory_each_running(const struct inventory *inv, void (*fn)(void *ctx, c
 {
 	for (const struct inv_rec *r = inv->recs; r; r = r->hh.next) {
 		struct inventory_view v = { .pid = r->key.pid, .start_ticks = r->key.start_ticks };
+		const char *key;
+		json_t *val;
 
 		if (!r->running)
 			continue;
@@ -631,9 +633,9 @@ void inventory_each_running(const struct inventory *inv, void (*fn)(void *ctx, c
 		v.protocol_version = obj_str(r->obj, "protocol_version", NULL);
 		v.client_name = obj_str(r->obj, "client", "name");
 		v.found = obj_str(r->obj, "found", NULL);
-		v.k8s_namespace = obj_str(r->obj, "resource", "k8s.namespace.name");
-		v.k8s_pod = obj_str(r->obj, "resource", "k8s.pod.name");
-		v.k8s_container = obj_str(r->obj, "resource", "k8s.container.name");
+		json_object_foreach (json_object_get(r->obj, "resource"), key, val)
+			if (json_is_string(val) && v.nresource < ATTRIB_ATTRS_MAX)
+				v.resource[v.nresource++] = (struct attrib_attr){ key, json_string_value(val) };
 		fn(ctx, &v);
 	}
 }
