@@ -648,77 +648,67 @@ static void test_sink_pod_series(void **state)
 	fx.sink->close(fx.sink);
 }
 
+/* One tools/call of server "everything" from a process in each place, with --metrics-labels
+ * labels; returns the exposition. */
+static char *calls_from(const char *labels, const struct attrib_record *const *where, size_t n)
+{
+	struct metrics_opts o;
+	struct fixture fx[4];
+	char *text;
+
+	assert_true(n >= 1 && n <= 4);
+	metrics_opts_default(&o);
+	o.listen = NULL;
+	o.version = "1.2.3-test";
+	o.labels = labels;
+	fixture_init(&fx[0], &o);
+	for (size_t i = 0; i < n; i++) {
+		fx[i] = fx[0]; /* the same sink, another process */
+		fx[i].id.pid = 5000 + (uint32_t)i;
+		fx[i].id.where = where[i];
+		call(&fx[i], "tools/call", "echo", "1", CALL_OK, 0, 0.1);
+	}
+	text = render(&fx[0]);
+	assert_promtool_clean(text);
+	fx[0].sink->close(fx[0].sink);
+	return text;
+}
+
 /* --metrics-labels: the chosen attributes, in the order given, key a server's series; two
  * pods of one server fold into one series when the pod is not among them. */
 static void test_sink_metrics_labels(void **state)
 {
-	struct metrics_opts o;
-	struct fixture fx, other;
 	struct attrib_record a = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
 				   .container_id = "0123456789abcdef", .pod_uid = "11111111-2222-3333-4444-555555555555",
 				   .k8s_namespace = "team-a", .pod_name = "agent-1", .k8s_container_name = "agent",
 				   .node_name = "node-7" };
 	struct attrib_record b = a, host = { .role = ATTRIB_ROLE_HOST, .node_name = "node-7" };
+	const struct attrib_record *const pods[] = { &a, &b, &host };
 	char *text;
 
 	(void)state;
 	snprintf(b.pod_name, sizeof(b.pod_name), "agent-2");
 	snprintf(b.pod_uid, sizeof(b.pod_uid), "99999999-2222-3333-4444-555555555555");
-	metrics_opts_default(&o);
-	o.listen = NULL;
-	o.version = "1.2.3-test";
-	o.labels = "k8s_node_name,k8s_namespace_name,container_runtime";
-	fixture_init(&fx, &o);
-	fx.id.where = &a;
-	call(&fx, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	other = fx;
-	other.id.pid = 5151;
-	other.id.where = &b;
-	call(&other, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	text = render(&fx);
+	text = calls_from("k8s_node_name,k8s_namespace_name,container_runtime", pods, 2);
 	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL
 				  ",k8s_node_name=\"node-7\",k8s_namespace_name=\"team-a\",container_runtime=\"containerd\"} 2\n");
 	assert_lacks(text, "k8s_pod_name");
 	assert_lacks(text, "agent-1");
-	assert_promtool_clean(text);
 	free(text);
-	fx.sink->close(fx.sink);
 
 	/* pod uid and container id when asked; a host process has no resource: no values */
-	o.labels = "k8s_pod_uid,container_id";
-	fixture_init(&fx, &o);
-	fx.id.where = &a;
-	call(&fx, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	other = fx;
-	other.id.pid = 5151;
-	other.id.where = &b;
-	call(&other, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	other.id.pid = 6161;
-	other.id.where = &host;
-	call(&other, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	text = render(&fx);
+	text = calls_from("k8s_pod_uid,container_id", pods, 3);
 	assert_contains(text, LBL_TAIL ",k8s_pod_uid=\"11111111-2222-3333-4444-555555555555\",container_id=\"0123456789abcdef\"} 1\n");
 	assert_contains(text, LBL_TAIL ",k8s_pod_uid=\"99999999-2222-3333-4444-555555555555\",container_id=\"0123456789abcdef\"} 1\n");
 	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL "} 1\n");
 	assert_lacks(text, "node-7");
-	assert_promtool_clean(text);
 	free(text);
-	fx.sink->close(fx.sink);
 
 	/* none: every pod's calls in one series, as outside Kubernetes */
-	o.labels = "none";
-	fixture_init(&fx, &o);
-	fx.id.where = &a;
-	call(&fx, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	other = fx;
-	other.id.pid = 5151;
-	other.id.where = &b;
-	call(&other, "tools/call", "echo", "1", CALL_OK, 0, 0.1);
-	text = render(&fx);
+	text = calls_from("none", pods, 2);
 	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL "} 2\n");
 	assert_lacks(text, "k8s_");
 	free(text);
-	fx.sink->close(fx.sink);
 }
 
 /* A list that names nothing known, names one twice or is empty is refused, and says why. */
