@@ -507,10 +507,12 @@ static void live_report(struct live_ctx *c)
 		struct targets_stats ts;
 
 		targets_get_stats(c->targets, &ts);
-		fprintf(stderr, "; discovery: %llu reads looked at, %llu processes found, %llu stdins given up, "
-				"%llu excluded, %llu not MCP, %llu relays",
+		fprintf(stderr, "; discovery: %llu reads looked at, %llu processes found (%llu by HTTP), "
+				"%llu stdins given up, %llu socket readers given up, %llu excluded, %llu not MCP, %llu relays",
 			(unsigned long long)cnt[MSD_CNT_SNIFF_READS], (unsigned long long)ts.discovered,
+			(unsigned long long)cnt[MSD_CNT_HTTP_DISCOVERED],
 			(unsigned long long)(cnt[MSD_CNT_NOT_JSONRPC] + cnt[MSD_CNT_NOT_STDIO]),
+			(unsigned long long)(cnt[MSD_CNT_NOT_HTTP] + cnt[MSD_CNT_HTTP_NOT_MCP]),
 			(unsigned long long)ts.excluded, (unsigned long long)ts.not_mcp, (unsigned long long)ts.relays);
 	}
 	fputc('\n', stderr);
@@ -540,13 +542,19 @@ static void live_self(void *ctx, struct metrics_self *out)
 	out->verdicts[METRICS_VERDICT_NOT_MCP] = (double)ts.not_mcp;
 	out->verdicts[METRICS_VERDICT_RELAY] = (double)ts.relays;
 	out->verdicts[METRICS_VERDICT_EXCLUDED] = (double)ts.excluded;
+	out->verdicts[METRICS_VERDICT_NOT_HTTP] = (double)cnt[MSD_CNT_NOT_HTTP];
+	out->verdicts[METRICS_VERDICT_HTTP_NOT_MCP] = (double)cnt[MSD_CNT_HTTP_NOT_MCP];
 	out->clients_found = (double)ts.clients_found;
 	out->clients_unknown = (double)ts.clients_unknown;
 	out->maps[0].map = "procs";
 	out->maps[0].entries = entries;
 	out->maps[0].capacity = capacity;
 	out->maps[1].map = "verdicts";
-	out->maps[1].entries = (double)(cnt[MSD_CNT_VERDICTS_MADE] - cnt[MSD_CNT_VERDICTS_FREED]);
+	/* Made counts the kernel's entries and user space's (source_live_counters); a count read
+	 * while an exit frees one the other CPU's counter has not shown made yet is clamped. */
+	out->maps[1].entries = cnt[MSD_CNT_VERDICTS_MADE] > cnt[MSD_CNT_VERDICTS_FREED]
+				       ? (double)(cnt[MSD_CNT_VERDICTS_MADE] - cnt[MSD_CNT_VERDICTS_FREED])
+				       : 0;
 	out->nmaps = 2;
 	out->nlatencies = targets_take_latencies(c->targets, out->latencies, METRICS_LATENCIES_MAX, &more);
 }

@@ -212,6 +212,7 @@ static const char *const verdict_names[METRICS_VERDICT__COUNT] = {
 	[METRICS_VERDICT_JSON_RPC] = "json_rpc",  [METRICS_VERDICT_NOT_JSON_RPC] = "not_json_rpc",
 	[METRICS_VERDICT_NOT_STDIO] = "not_stdio", [METRICS_VERDICT_NOT_MCP] = "not_mcp",
 	[METRICS_VERDICT_RELAY] = "relay",         [METRICS_VERDICT_EXCLUDED] = "excluded",
+	[METRICS_VERDICT_NOT_HTTP] = "not_http",   [METRICS_VERDICT_HTTP_NOT_MCP] = "http_not_mcp",
 };
 
 static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
@@ -384,8 +385,8 @@ static void register_families(struct sink_metrics *m)
 		m->sniffed_bytes = metrics_counter(r, "mcpsonde_discovery_read_bytes", "Bytes of them examined.", NULL);
 		m->verdicts = metrics_counter(r, "mcpsonde_discovery_verdicts",
 					      "What discovery concluded of a process: json_rpc (tracked), not_json_rpc "
-					      "and not_stdio (its stdin no longer looked at), not_mcp, relay, excluded "
-					      "(let go).",
+					      "and not_stdio (its stdin no longer looked at), not_http and http_not_mcp "
+					      "(its socket reads no longer looked at), not_mcp, relay, excluded (let go).",
 					      L("verdict"));
 		m->clients = metrics_counter(r, "mcpsonde_client_lookups",
 					     "Clients of servers looked for: found, or unknown (nobody holds the other end, or the "

@@ -57,6 +57,9 @@ struct source_live {
 	bool behind;       /* the last slice ended before the ring buffer was empty */
 	/* Records consumed and never analysed: mcpsonde stopped first (MSD_DROP_BACKLOG). */
 	uint64_t unread_records, unread_bytes;
+	/* Verdict entries user space created (source_live_verdict): the kernel counts the ones it
+	 * makes and every one freed, so the entries alive are both makers' sum minus the freed. */
+	uint64_t verdicts_made;
 	/* Set for the duration of source_live_poll: the ring buffer callback has one context. */
 	source_record_fn fn; /* NULL: count the records as unread */
 	void *fn_ctx;
@@ -361,7 +364,9 @@ int source_live_verdict(struct source_live *src, pid_t pid, uint64_t start_ticks
 	/* The pidfd holds the process: if it is the one started then, /proc says so now. */
 	if (proc_sample(pid, &ps) < 0 || ps.start_ticks != start_ticks)
 		ret = -ESRCH;
-	else if (bpf_map_update_elem(bpf_map__fd(src->skel->maps.verdicts), &pidfd, &v, BPF_ANY))
+	else if (!bpf_map_update_elem(bpf_map__fd(src->skel->maps.verdicts), &pidfd, &v, BPF_NOEXIST))
+		src->verdicts_made++;
+	else if (errno != EEXIST || bpf_map_update_elem(bpf_map__fd(src->skel->maps.verdicts), &pidfd, &v, BPF_EXIST))
 		ret = -errno;
 	close(pidfd);
 	return ret;
@@ -507,6 +512,7 @@ int source_live_counters(struct source_live *src, uint64_t *out)
 		for (int cpu = 0; cpu < src->ncpus; cpu++)
 			out[c] += percpu[cpu][c];
 	}
+	out[MSD_CNT_VERDICTS_MADE] += src->verdicts_made;
 	return 0;
 }
 

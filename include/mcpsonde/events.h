@@ -168,7 +168,7 @@ enum msd_counter {
 	MSD_CNT_DISCOVERED,     /* processes found reading JSON-RPC, and tracked */
 	MSD_CNT_NOT_JSONRPC,    /* stdins found to carry something else: no longer looked at */
 	MSD_CNT_NOT_STDIO,      /* stdins that are no pipe, socket or tty (a file): never looked at */
-	MSD_CNT_VERDICTS_MADE,  /* verdict entries created (one per process reading its stdin) */
+	MSD_CNT_VERDICTS_MADE,  /* verdict entries the kernel created (source_live_counters adds user space's) */
 	MSD_CNT_VERDICTS_FREED, /* and deleted at exec or exit: made - freed are alive */
 	MSD_CNT_VERDICT_FAILED, /* a verdict entry could not be created: the read was not looked at */
 	MSD_CNT_HTTP_SNIFFS,    /* HTTP requests (POST, GET) an untracked process read, looked at */

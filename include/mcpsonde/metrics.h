@@ -123,6 +123,8 @@ enum metrics_verdict {
 	METRICS_VERDICT_NOT_MCP,      /* JSON-RPC without an MCP method */
 	METRICS_VERDICT_RELAY,
 	METRICS_VERDICT_EXCLUDED,     /* --include / --exclude */
+	METRICS_VERDICT_NOT_HTTP,     /* socket reads that carried no HTTP request: let go */
+	METRICS_VERDICT_HTTP_NOT_MCP, /* serves HTTP without a sign of MCP: let go */
 	METRICS_VERDICT__COUNT,
 };
 #define METRICS_MAPS_MAX 4
