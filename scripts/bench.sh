@@ -24,7 +24,7 @@
 # Every repetition runs every workload under every condition, the order of the conditions
 # rotating from one repetition to the next, so that drift (other jobs on the machine,
 # thermal, caches) falls on all conditions alike; medians of the repetitions are reported,
-# as ratios to "none". The workload (client, server, relay) is pinned to --cpus; observers
+# as ratios to "none" (nginx-tracked's to "nginx": what tracking adds behind the proxy). The workload (client, server, relay) is pinned to --cpus; observers
 # (mcpsonde, strace) are not: they run wherever the scheduler puts them, as on a real node.
 #
 # For every mcpsonde run: its CPU (all threads, /proc/PID/task/*/schedstat) and peak RSS
@@ -70,6 +70,7 @@ usage: scripts/bench.sh [options]
   --ramp-time SEC     traffic per ramp step (default $ramp_time)
   --ramp-rates LIST   msgs/s, ascending, space-separated (default "$ramp_rates")
   --conditions LIST   comma-separated subset of: ${conditions// /,}
+                      (nginx-tracked's ratio is to nginx: keep both)
   --only REGEX        only the workloads whose id matches (e.g. 'pipe/256', 'sdk', 'http'; ids:
                       pump/TRANSPORT/SIZE/wWINDOW, sdk/wWINDOW (stdio), http/wWINDOW)
   --cpus LIST|none    pin the workload to these CPUs (taskset -c; default $cpus)
@@ -315,7 +316,7 @@ stop_sonde() { # stop_child, then wait (10 s at most) until its BPF programs are
 applies() {
 	case $2 in
 	socat) [[ $1 != http/* ]] ;;
-	floor) [[ $1 != http/* ]] ;; # what the hooks cost is the pump's and stdio's to show; saves 1.5 min
+	floor) [[ $1 != http/* ]] ;; # the hooks' own cost: the pump and stdio rows show it
 	nginx | nginx-tracked) [[ $1 == http/* ]] ;;
 	*) true ;;
 	esac
