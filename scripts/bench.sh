@@ -72,7 +72,8 @@ usage: scripts/bench.sh [options]
   --conditions LIST   comma-separated subset of: ${conditions// /,}
                       (nginx-tracked's ratio is to nginx: keep both)
   --only REGEX        only the workloads whose id matches (e.g. 'pipe/256', 'sdk', 'http'; ids:
-                      pump/TRANSPORT/SIZE/wWINDOW, sdk/wWINDOW (stdio), http/wWINDOW)
+                      pump/TRANSPORT/SIZE/wWINDOW, sdk/wWINDOW (stdio), http/wWINDOW; the ramp's
+                      is pump/pipe/1024/w256)
   --cpus LIST|none    pin the workload to these CPUs (taskset -c; default $cpus)
   --no-ramp, --no-sdk, --no-http, --no-bpf-stats
                       (--no-sdk: no server-everything over stdio; --no-http: none over HTTP)
@@ -143,6 +144,9 @@ done
 conditions=${want# }
 [ -n "$conditions" ] || die "no condition left to run"
 [[ " $conditions " == *" tracked "* ]] || do_ramp=0
+# The ramp is a workload too (pump/pipe/1024/w256): --only selects it or leaves it out.
+ramp_id=pump/pipe/1024/w256
+[ -z "$only" ] || [[ $ramp_id =~ $only ]] || do_ramp=0
 if [ $((do_sdk + do_http)) -gt 0 ] && [ ! -f "$EVERYTHING" ]; then
 	log "skipping server-everything: $EVERYTHING is missing (npm ci in tests/)"
 	do_sdk=0 do_http=0
@@ -535,7 +539,7 @@ done
 # a call, or the pump itself cannot reach the rate.
 if [ $do_ramp = 1 ]; then
 	for r in $ramp_rates; do
-		run_one pump/pipe/1024/w256 tracked 0 "$r"
+		run_one $ramp_id tracked 0 "$r"
 		last=$(tail -1 "$raw")
 		made=$(jfield "$last" done)
 		got=$(jfield "$last" calls_ok)
