@@ -27,8 +27,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUTPUT)/tools/%,$(TOOL_SRCS))
 
-# libFuzzer targets under ASan and UBSan. Everything but the CLI and the BPF loader is
-# linked in; each target runs FUZZ_SECONDS from its committed seeds (tests/fuzz/corpus/NAME,
+# libFuzzer targets under ASan and UBSan. Everything but the CLI is linked in (the BPF
+# loader too: targets names it, though nothing a fuzzer feeds ever loads a program); each target runs FUZZ_SECONDS from its committed seeds (tests/fuzz/corpus/NAME,
 # NAME without "fuzz_") into a working corpus under build/fuzz/corpus.
 FUZZ_SECONDS ?= 10
 FUZZ_CC      := clang
@@ -36,8 +36,8 @@ FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno
 		-std=gnu11 -D_GNU_SOURCE -Wall -Wextra
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
-FUZZ_OBJS    := $(patsubst src/%.c,$(OUTPUT)/fuzz/obj/%.o,$(filter-out src/main.c src/source_live.c,$(SRCS)))
-FUZZ_LDLIBS  := $(filter-out -lbpf -lelf,$(LDLIBS))
+FUZZ_OBJS    := $(patsubst src/%.c,$(OUTPUT)/fuzz/obj/%.o,$(filter-out src/main.c,$(SRCS)))
+FUZZ_LDLIBS  := $(LDLIBS)
 
 ifeq ($(V),1)
 	Q =
@@ -100,7 +100,7 @@ $(OUTPUT)/tools/attrib_probe: tests/tools/attrib_probe.c $(OUTPUT)/obj/attrib.o 
 
 unit: $(UNIT_BINS)
 
-$(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(OUTPUT)/version.h | $(OUTPUT)/fuzz/obj
+$(OUTPUT)/fuzz/obj/%.o: src/%.c $(wildcard include/mcpsonde/*.h) $(SKELS) $(OUTPUT)/version.h | $(OUTPUT)/fuzz/obj
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -124,7 +124,7 @@ fuzz: $(FUZZ_BINS)
 # Installs what is missing (idempotent), builds, then runs every test. The container image
 # is part of it (~8 s): the Kubernetes test runs the DaemonSet's pod from it.
 test: setup
-	$(Q)$(MAKE) --no-print-directory all unit $(TOOL_BINS) image
+	$(Q)$(MAKE) --no-print-directory all unit $(TOOL_BINS) $(FUZZ_BINS) image
 	$(Q)tests/run.sh
 
 # The binary, the systemd unit (pointing at the installed binary), the Prometheus rules and

@@ -5,7 +5,10 @@
 #    and "[  FAILED  ] N test(s)" summary lines of every group are added up. A binary that
 #    crashes, hangs or exits non-zero without reporting a failed case counts one failure more.
 # 2. alert rules: promtool check + promtool test rules over deploy/prometheus (one test).
-# 3. e2e: tests/e2e/*.test.mjs with node's test runner (TAP), one file at a time, each test
+# 3. fuzz seeds: every build/fuzz/fuzz_* (ASan, UBSan) runs its committed seeds once
+#    (-runs=0), one test per target: a target that no longer builds or crashes on a seed fails
+#    here, not months later in a long fuzzing run.
+# 4. e2e: tests/e2e/*.test.mjs with node's test runner (TAP), one file at a time, each test
 #    under a timeout. Needs root (eBPF): skipped with a reason when not root, a failure when
 #    not root under CI.
 # Exits non-zero when anything failed. Build first (make test does: setup, build, this).
@@ -63,6 +66,24 @@ else
 	printf '%s\n' "$out" | sed 's/^/  [promtool] /'
 	fail "promtool: deploy/prometheus rules check or unit tests"
 fi
+
+# ---------------------------------------------------------------- fuzz targets on their seeds
+echo "== fuzz seeds"
+for name in $(sed -nE 's|^tests/fuzz/(fuzz_[a-z_]+)\.c$|\1|p' < <(printf '%s\n' tests/fuzz/fuzz_*.c)); do
+	bin=build/fuzz/$name seeds=tests/fuzz/corpus/${name#fuzz_}
+	if [[ ! -x $bin ]]; then
+		echo "  [$name] not built"
+		fail "$name: not built"
+		continue
+	fi
+	if out=$(timeout --kill-after=5 "$UNIT_TIMEOUT" "$bin" -runs=0 $([[ -d $seeds ]] && echo "$seeds") 2>&1); then
+		printf '%s\n' "$out" | grep -E 'INITED|DONE' | sed "s/^/  [$name] /"
+		passed=$((passed + 1))
+	else
+		printf '%s\n' "$out" | tail -n 20 | sed "s/^/  [$name] /"
+		fail "$name: failed on its committed seeds"
+	fi
+done
 
 # ---------------------------------------------------------------- e2e (node --test)
 echo "== e2e tests"
