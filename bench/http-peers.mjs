@@ -16,6 +16,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+// freePort: a port free now. nginx cannot report one the OS picked, so startNginx retries on a conflict.
+import { freePort, sleep } from '../tests/e2e/lib.mjs';
+
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const EVERYTHING = path.join(REPO, 'tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 // Binds listen(PORT) to 127.0.0.1 and reports the port the OS picked on the IPC channel.
@@ -49,8 +52,6 @@ function stderrTail(child) {
 	return t;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 export async function stopAll() {
 	await Promise.all([...running].map(async ([pid, r]) => {
 		try {
@@ -82,18 +83,6 @@ export function startEverythingHttp() {
 			resolve({ pid: child.pid, port: m.port });
 		});
 		exited.then((code) => reject(new Error(`server-everything streamableHttp exited (${code}): ${err.text}`)));
-	});
-}
-
-// A port free now: nginx cannot report one the OS picked, so the caller retries on a conflict.
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.once('error', reject);
-		s.listen(0, '127.0.0.1', () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
 	});
 }
 
