@@ -297,7 +297,7 @@ int attrib_parse_cgroup(const char *buf, size_t len, struct attrib_cgroup *out)
 		/* "hierarchy-ID:controller-list:path"; the path itself may hold ':'. */
 		c1 = memchr(line, ':', n);
 		c2 = c1 ? memchr(c1 + 1, ':', n - (size_t)(c1 + 1 - line)) : NULL;
-		if (!c1 || !c2 || c1 == line || c2[1] != '/')
+		if (!c1 || !c2 || c1 == line || c2 + 1 == line + n || c2[1] != '/')
 			return -1;
 		for (const char *d = line; d < c1; d++)
 			if (!isdigit((unsigned char)*d))
@@ -589,6 +589,12 @@ size_t attrib_attributes(const struct attrib_record *r, struct attrib_attr out[A
 		if (all[i].value[0])
 			out[n++] = all[i];
 	return n;
+}
+
+bool attrib_same_container(const struct attrib_record *a, const struct attrib_record *b)
+{
+	return a && b && a->role == ATTRIB_ROLE_WORKLOAD && b->role == ATTRIB_ROLE_WORKLOAD && a->container_id[0] &&
+	       strcmp(a->container_id, b->container_id) == 0;
 }
 
 /* --- finding a container's state ------------------------------------------------------ */

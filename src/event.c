@@ -260,8 +260,25 @@ static void render_exit(struct jsonw *w, const struct ev_exit *x)
 		jsonw_member_int(w, "lost_calls", x->lost_calls);
 }
 
-/* A process other than the server: what names it, and what identifies it. */
-static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_ref *r)
+void proc_ref_assign(struct proc_ref *dst, const struct proc_ref *src)
+{
+	const struct attrib_record *old = dst->where;
+
+	*dst = *src;
+	attrib_record_hold(dst->where);
+	attrib_record_release(old);
+}
+
+void proc_ref_clear(struct proc_ref *r)
+{
+	attrib_record_release(r->where);
+	memset(r, 0, sizeof(*r));
+}
+
+/* A process other than the server: what names it, what identifies it, and where it runs
+ * when that is not the server's own container (an agent in another pod, or on the host). */
+static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_ref *r,
+			    const struct attrib_record *server)
 {
 	if (!r->pid)
 		return;
@@ -272,12 +289,16 @@ static void render_proc_ref(struct jsonw *w, const char *key, const struct proc_
 	jsonw_member_str(w, "comm", r->comm);
 	if (r->exe[0])
 		jsonw_member_str(w, "exe", r->exe);
+	if (attrib_same_container(r->where, server))
+		jsonw_member_bool(w, "same_container", true);
+	else
+		event_render_resource(w, r->where);
 	jsonw_object_close(w);
 }
 
-json_t *proc_ref_json(const struct proc_ref *r)
+json_t *proc_ref_json(const struct proc_ref *r, const struct attrib_record *server)
 {
-	json_t *o;
+	json_t *o, *res;
 
 	if (!r->pid)
 		return NULL;
@@ -287,7 +308,25 @@ json_t *proc_ref_json(const struct proc_ref *r)
 	json_object_set_new(o, "comm", json_string(r->comm));
 	if (r->exe[0])
 		json_object_set_new(o, "exe", json_string(r->exe));
+	if (attrib_same_container(r->where, server))
+		json_object_set_new(o, "same_container", json_true());
+	else if ((res = event_resource_json(r->where)))
+		json_object_set_new(o, "resource", res);
 	return o;
+}
+
+json_t *event_resource_json(const struct attrib_record *where)
+{
+	struct attrib_attr attrs[ATTRIB_ATTRS_MAX];
+	json_t *res;
+	size_t n;
+
+	if (!where || where->role == ATTRIB_ROLE_HOST || !(res = json_object()))
+		return NULL;
+	n = attrib_attributes(where, attrs);
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(res, attrs[i].key, json_string(attrs[i].value));
+	return res;
 }
 
 static void render_session(struct jsonw *w, const struct session_identity *id)
@@ -301,8 +340,8 @@ static void render_session(struct jsonw *w, const struct session_identity *id)
 	jsonw_member_str(w, "transport", id->transport);
 	jsonw_member_str(w, "stdio", id->stdio);
 	jsonw_member_str(w, "found", id->discovered ? "discovered" : "attached");
-	render_proc_ref(w, "client_process", &id->client_process);
-	render_proc_ref(w, "relay", &id->relay);
+	render_proc_ref(w, "client_process", &id->client_process, id->where);
+	render_proc_ref(w, "relay", &id->relay, id->where);
 	event_render_resource(w, id->where);
 }
 

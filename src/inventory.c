@@ -187,25 +187,10 @@ static struct inv_rec *rec_of(struct inventory *inv, const struct sonde_event *e
 	return r;
 }
 
-/* Where it runs: the OpenTelemetry resource attributes, as in the session event. */
-static void rec_resource(json_t *o, const struct attrib_record *where)
-{
-	struct attrib_attr attrs[ATTRIB_ATTRS_MAX];
-	json_t *res;
-	size_t n;
-
-	if (!where || where->role == ATTRIB_ROLE_HOST || !(res = json_object()))
-		return;
-	n = attrib_attributes(where, attrs);
-	for (size_t i = 0; i < n; i++)
-		json_object_set_new(res, attrs[i].key, json_string(attrs[i].value));
-	json_object_set_new(o, "resource", res);
-}
-
 /* What the session knows of it now: names, program, client, relay, where it runs. */
 static void rec_learn(struct inv_rec *r, const struct session_identity *id)
 {
-	json_t *o = r->obj;
+	json_t *o = r->obj, *res;
 
 	json_object_set_new(o, "found", json_string(id->discovered ? "discovered" : "attached"));
 	set_str(o, "comm", id->comm);
@@ -218,11 +203,12 @@ static void rec_learn(struct inv_rec *r, const struct session_identity *id)
 	if (id->client_name || id->client_version)
 		json_object_set_new(o, "client", name_version(id->client_name, id->client_version));
 	if (id->client_process.pid)
-		json_object_set_new(o, "client_process", proc_ref_json(&id->client_process));
+		json_object_set_new(o, "client_process", proc_ref_json(&id->client_process, id->where));
 	if (id->relay.pid)
-		json_object_set_new(o, "relay", proc_ref_json(&id->relay));
+		json_object_set_new(o, "relay", proc_ref_json(&id->relay, id->where));
 	set_str(o, "stdio", id->stdio);
-	rec_resource(o, id->where);
+	if ((res = event_resource_json(id->where)))
+		json_object_set_new(o, "resource", res);
 }
 
 /* FNV-1a over the tools array written canonically (keys sorted): the same catalog gives the
@@ -619,6 +605,8 @@ void inventory_each_running(const struct inventory *inv, void (*fn)(void *ctx, c
 {
 	for (const struct inv_rec *r = inv->recs; r; r = r->hh.next) {
 		struct inventory_view v = { .pid = r->key.pid, .start_ticks = r->key.start_ticks };
+		const char *key;
+		json_t *val;
 
 		if (!r->running)
 			continue;
@@ -631,9 +619,9 @@ void inventory_each_running(const struct inventory *inv, void (*fn)(void *ctx, c
 		v.protocol_version = obj_str(r->obj, "protocol_version", NULL);
 		v.client_name = obj_str(r->obj, "client", "name");
 		v.found = obj_str(r->obj, "found", NULL);
-		v.k8s_namespace = obj_str(r->obj, "resource", "k8s.namespace.name");
-		v.k8s_pod = obj_str(r->obj, "resource", "k8s.pod.name");
-		v.k8s_container = obj_str(r->obj, "resource", "k8s.container.name");
+		json_object_foreach (json_object_get(r->obj, "resource"), key, val)
+			if (json_is_string(val) && v.nresource < ATTRIB_ATTRS_MAX)
+				v.resource[v.nresource++] = (struct attrib_attr){ key, json_string_value(val) };
 		fn(ctx, &v);
 	}
 }

@@ -114,6 +114,7 @@ enum opt_key {
 	OPT_STATE_DIR,
 	OPT_MAX_INVENTORY,
 	OPT_SERIES_TTL,
+	OPT_METRICS_LABELS,
 };
 
 static const char doc[] =
@@ -156,6 +157,7 @@ static const struct argp_option options[] = {
 	{ "bytes-per-token", OPT_BYTES_PER_TOKEN, "N", 0, "Tool-definition token estimate: bytes per token (default 4)", 1 },
 	{ "series-ttl", OPT_SERIES_TTL, "SEC", 0, "Drop the series of a server this long after it exited (default 900; 0: keep)", 1 },
 	{ "metrics-max-tools", OPT_MAX_TOOLS, "N", 0, "Distinct tool names per server in metrics (default 256)", 1 },
+	{ "metrics-labels", OPT_METRICS_LABELS, "LIST", 0, "Where a server runs, as labels of its series: none, or some of k8s_namespace_name, k8s_pod_name, k8s_pod_uid, k8s_container_name, k8s_node_name, container_id, container_name, container_runtime (default " METRICS_LABELS_DEFAULT ")", 1 },
 	{ NULL, 0, NULL, 0, "Post-mortem reports:", 2 },
 	{ "report-dir", OPT_REPORT_DIR, "DIR", 0, "Write a report for every abnormal exit into DIR", 2 },
 	{ "report-frames", OPT_REPORT_FRAMES, "N", 0, "Messages kept per direction for reports (default 32)", 2 },
@@ -263,6 +265,14 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_METRICS:
 		cli->metrics_listen = arg;
 		break;
+	case OPT_METRICS_LABELS: {
+		struct metrics_scope scope;
+		char err[256];
+		if (metrics_scope_parse(arg, &scope, err, sizeof(err)) < 0)
+			argp_error(state, "%s", err);
+		cli->mopts.labels = arg;
+		break;
+	}
 	case OPT_HOST_ROOT:
 		cli->host_root = arg;
 		break;
@@ -340,6 +350,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			argp_error(state, "--all, --include and --exclude are for watch");
 		if ((cli->cmd == CMD_ATTACH || cli->cmd == CMD_RECORD) && cli->npids == 0)
 			argp_error(state, "%s needs at least one -p PID", cli->cmd == CMD_ATTACH ? "attach" : "record");
+		if (cli->mopts.labels && !cli->metrics_listen)
+			argp_error(state, "--metrics-labels labels the series of --metrics: give --metrics too");
 		if (cli->cmd == CMD_RECORD && !cli->output)
 			argp_error(state, "record needs -o FILE");
 		if (cli->cmd == CMD_REPLAY && !cli->input)

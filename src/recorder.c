@@ -643,7 +643,7 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 	uint64_t mono_to_real = ev->real_ns - ev->ts_ns;
 	uint64_t start_ticks = id ? id->start_ticks : s->start_ticks;
 	uint64_t start_ns = start_ticks ? start_ticks * (1000000000ull / (uint64_t)r->clk_tck) : 0;
-	json_t *p = json_object();
+	json_t *p = json_object(), *res;
 
 	json_object_set_new(p, "pid", json_integer(ev->pid ? ev->pid : s->pid));
 	json_object_set_new(p, "comm", json_str_or_null(id ? id->comm : NULL));
@@ -658,10 +658,12 @@ static json_t *report_process(const struct recorder *r, const struct rec_server 
 	json_object_set_new(p, "exe", json_str_or_null(id ? id->exe : NULL));
 	json_object_set_new(p, "cgroup", json_str_or_null(s->cgroup));
 	json_object_set_new(p, "start_ticks", json_integer((json_int_t)start_ticks));
+	if (id && (res = event_resource_json(id->where)))
+		json_object_set_new(p, "resource", res);
 	if (id && id->client_process.pid)
-		json_object_set_new(p, "client_process", proc_ref_json(&id->client_process));
+		json_object_set_new(p, "client_process", proc_ref_json(&id->client_process, id->where));
 	if (id && id->relay.pid)
-		json_object_set_new(p, "relay", proc_ref_json(&id->relay));
+		json_object_set_new(p, "relay", proc_ref_json(&id->relay, id->where));
 	/* start_ticks count from boot (CLOCK_BOOTTIME), the records from CLOCK_MONOTONIC: the
 	 * same clock unless the machine was suspended. */
 	if (start_ns && start_ns <= ev->ts_ns) {

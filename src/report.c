@@ -608,15 +608,35 @@ static void render_more(FILE *out, size_t shown, size_t total)
 }
 
 /* "node[4242] /usr/bin/node": the process at the other end of the server's stdio. */
+/* Where a process runs, from its "resource": "pod NS/POD container C", "container NAME", or
+ * "" when it has none (the host, or not known). */
+static const char *render_where(const json_t *res, char *buf, size_t len)
+{
+	const char *pod = jstr(res, "k8s.pod.name"), *name = jstr(res, "container.name");
+
+	if (pod)
+		snprintf(buf, len, "pod %s/%s container %s", jstr_or(res, "k8s.namespace.name", "?"), pod,
+			 jstr_or(res, "k8s.container.name", "?"));
+	else if (name)
+		snprintf(buf, len, "container %s", name);
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
 static void render_peer(FILE *out, const char *label, const json_t *p)
 {
 	const char *comm = jstr(p, "comm"), *exe = jstr(p, "exe");
-	char line[512];
+	char line[1024], where[3 * 256 + 32];
 
 	if (!json_is_integer(json_object_get(p, "pid")))
 		return;
-	snprintf(line, sizeof(line), "%s[%lld]%s%s", comm ? comm : "?", (long long)json_integer_value(json_object_get(p, "pid")),
-		 exe ? " " : "", exe ? exe : "");
+	if (json_is_true(json_object_get(p, "same_container")))
+		snprintf(where, sizeof(where), "the server's container");
+	else
+		render_where(json_object_get(p, "resource"), where, sizeof(where));
+	snprintf(line, sizeof(line), "%s[%lld]%s%s%s%s", comm ? comm : "?", (long long)json_integer_value(json_object_get(p, "pid")),
+		 exe ? " " : "", exe ? exe : "", where[0] ? ", in " : "", where);
 	render_field(out, label, line);
 }
 
@@ -624,11 +644,12 @@ static void render_identity(const json_t *r, FILE *out)
 {
 	const json_t *proc = json_object_get(r, "process"), *exit = json_object_get(r, "exit");
 	const char *sname = jstr(proc, "server_name"), *cname = jstr(proc, "client_name");
-	char line[512];
+	char line[512], where[3 * 256 + 32];
 
 	render_field(out, "command", jstr(proc, "cmdline"));
 	render_field(out, "exe", jstr(proc, "exe"));
 	render_field(out, "cgroup", jstr(proc, "cgroup"));
+	render_field(out, "where", render_where(json_object_get(proc, "resource"), where, sizeof(where)));
 	if (sname) {
 		const char *v = jstr(proc, "server_version");
 		snprintf(line, sizeof(line), "%s%s%s (comm %s)", sname, v ? " " : "", v ? v : "",

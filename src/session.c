@@ -250,6 +250,8 @@ void session_free(struct session *s)
 	free(s->id.protocol_version);
 	if (s->id.where)
 		attrib_record_release(s->id.where);
+	proc_ref_clear(&s->id.client_process);
+	proc_ref_clear(&s->id.relay);
 	free(s);
 }
 
@@ -459,8 +461,8 @@ void session_on_peers(struct session *s, const struct proc_ref *client, const st
 {
 	if (!memcmp(&s->id.client_process, client, sizeof(*client)) && !memcmp(&s->id.relay, relay, sizeof(*relay)))
 		return;
-	s->id.client_process = *client;
-	s->id.relay = *relay;
+	proc_ref_assign(&s->id.client_process, client);
+	proc_ref_assign(&s->id.relay, relay);
 	s->identity_gen++;
 	if (s->announced)
 		session_announce(s, ts_ns);

@@ -63,24 +63,89 @@ struct deferred {
 	double probes_failed; /* a client's server/discover comes before initialize */
 };
 
-/* Where a server runs, as its series are labelled (--, k8s_pod_name...): "" outside
- * Kubernetes. Pod uid and container id never: a restart would make new series. */
-struct mscope {
-	char ns[64];
-	char pod[ATTRIB_NAME_MAX + 1];
-	char container[64];
-};
+/* The resource attributes --metrics-labels may name, by their OpenTelemetry keys: a
+ * label's name is its key with '_' for '.'. */
+static const char *const scope_attrs[] = { "k8s.namespace.name", "k8s.pod.name",  "k8s.pod.uid",	 "k8s.container.name",
+					   "k8s.node.name",	 "container.id",  "container.name", "container.runtime" };
+static const char *const scope_names[] = { "k8s_namespace_name", "k8s_pod_name",  "k8s_pod_uid",	"k8s_container_name",
+					   "k8s_node_name",	 "container_id",  "container_name", "container_runtime" };
 
-static void scope_of(const struct session_identity *id, struct mscope *out)
+int metrics_scope_parse(const char *list, struct metrics_scope *out, char *err, size_t errlen)
 {
-	const struct attrib_record *r = id ? id->where : NULL;
+	const char *p = list, *end;
 
 	memset(out, 0, sizeof(*out));
-	if (!r || !r->pod_name[0])
-		return;
-	snprintf(out->ns, sizeof(out->ns), "%s", r->k8s_namespace);
-	snprintf(out->pod, sizeof(out->pod), "%s", r->pod_name);
-	snprintf(out->container, sizeof(out->container), "%s", r->k8s_container_name);
+	if (strcmp(list, "none") == 0)
+		return 0;
+	for (;; p = end + 1) {
+		size_t len, i;
+
+		end = strchr(p, ',');
+		len = end ? (size_t)(end - p) : strlen(p);
+		for (i = 0; i < NELEMS(scope_names) && !(strlen(scope_names[i]) == len && !strncmp(p, scope_names[i], len)); i++)
+			;
+		if (i == NELEMS(scope_names)) {
+			if (len == 4 && !strncmp(p, "none", 4))
+				snprintf(err, errlen, "--metrics-labels: none stands alone, not in a list");
+			else if (!len)
+				snprintf(err, errlen, "--metrics-labels: an empty name in \"%s\"", list);
+			else
+				snprintf(err, errlen,
+					 "--metrics-labels: unknown label \"%.*s\" (expected none, or some of k8s_namespace_name, "
+					 "k8s_pod_name, k8s_pod_uid, k8s_container_name, k8s_node_name, container_id, "
+					 "container_name, container_runtime)",
+					 (int)(len > 64 ? 64 : len), p);
+			return -1;
+		}
+		for (unsigned j = 0; j < out->n; j++)
+			if (out->label[j] == scope_names[i]) {
+				snprintf(err, errlen, "--metrics-labels: %s is given twice", scope_names[i]);
+				return -1;
+			}
+		/* every name is distinct, so out never overflows */
+		out->label[out->n] = scope_names[i];
+		out->attr[out->n++] = scope_attrs[i];
+		if (!end)
+			return 0;
+	}
+}
+
+/* Where a server runs, as its series are labelled: the value of each --metrics-labels
+ * attribute, NUL-terminated, one after the other ("" where it has none: on the host,
+ * outside Kubernetes). Values hold no NUL, so the bytes are a hash key as they are. */
+#define SCOPE_BYTES (METRICS_SCOPE_MAX * (ATTRIB_NAME_MAX + 1))
+struct mscope {
+	size_t len;
+	char bytes[SCOPE_BYTES];
+};
+
+static void scope_from_attrs(const struct metrics_scope *sc, const struct attrib_attr *attrs, size_t n,
+			     struct mscope *out)
+{
+	out->len = 0;
+	for (unsigned i = 0; i < sc->n; i++) {
+		const char *v = "";
+		size_t len;
+
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(attrs[j].key, sc->attr[i]) == 0) {
+				v = attrs[j].value;
+				break;
+			}
+		len = strnlen(v, ATTRIB_NAME_MAX);
+		memcpy(out->bytes + out->len, v, len);
+		out->len += len;
+		out->bytes[out->len++] = '\0';
+	}
+}
+
+/* The attributes of the event's "resource" member: none on the host. */
+static void scope_of(const struct metrics_scope *sc, const struct session_identity *id, struct mscope *out)
+{
+	const struct attrib_record *r = id ? id->where : NULL;
+	struct attrib_attr attrs[ATTRIB_ATTRS_MAX];
+
+	scope_from_attrs(sc, attrs, r && r->role != ATTRIB_ROLE_HOST ? attrib_attributes(r, attrs) : 0, out);
 }
 
 /* One observed process. Keyed by its identity's address, which the pipeline keeps stable
@@ -89,7 +154,8 @@ struct mprocess {
 	UT_hash_handle hh;
 	const struct session_identity *id; /* a key only: never dereferenced outside its events */
 	char name[METRICS_LABEL_MAX + 1];  /* the identity's name at the last event */
-	struct mscope where;               /* and where it ran then */
+	char *where;                       /* and where it ran then (struct mscope's bytes) */
+	size_t where_len;
 	uint64_t first_seen_ns;
 	struct tool_catalog *tools;
 	unsigned tools_listed;      /* in the last tools/list: the catalog may hold fewer */
@@ -102,10 +168,10 @@ struct mprocess {
  * of a server in a deleted pod go with it. */
 struct mserver {
 	UT_hash_handle hh;
-	char *key;        /* name, namespace, pod and container */
+	char *key;        /* the name, NUL, and where it runs (struct mscope's bytes) */
+	size_t keylen;
 	const char *name; /* owned by the servers folder, or METRICS_OTHER */
-	struct mscope where;
-	const char *scope[3]; /* where's values, for metrics_registry_set_scope */
+	const char *scope[METRICS_SCOPE_MAX]; /* the values in key, for metrics_registry_set_scope */
 	struct label_folder *tools, *prompts, *methods, *errors, *statuses;
 	unsigned published; /* generation of the last snapshot that described its catalog */
 	unsigned running;   /* processes known by this name, as of the last snapshot */
@@ -115,6 +181,7 @@ struct mserver {
 struct sink_metrics {
 	struct sink sink;
 	struct metrics_opts opts;
+	struct metrics_scope scope; /* --metrics-labels */
 	struct metrics_registry *reg;
 	struct metrics_http *http;
 	struct label_folder *servers, *protocols, *small, *addresses, *infos;
@@ -369,45 +436,54 @@ static void server_free(struct mserver *srv)
 	free(srv);
 }
 
+/* The key of a (folded) server name in a place: the name, NUL, and the place's bytes. */
+static size_t server_key(const char *name, const char *where, size_t where_len, char *key)
+{
+	size_t len = strlen(name) + 1;
+
+	memcpy(key, name, len);
+	if (where_len)
+		memcpy(key + len, where, where_len);
+	return len + where_len;
+}
+
 /* The label state of a (folded) server name in a place; its scope becomes the registry's,
  * so that the samples that follow are labelled with where it runs. */
-static struct mserver *server_find(struct sink_metrics *m, const char *name, const struct mscope *where)
+static struct mserver *server_find(struct sink_metrics *m, const char *name, const char *where, size_t where_len)
 {
-	char key[METRICS_LABEL_MAX + sizeof(*where) + 4];
+	char key[METRICS_LABEL_MAX + 1 + SCOPE_BYTES];
+	size_t keylen = server_key(name, where, where_len, key);
 	struct mserver *srv;
 
-	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s", name, where->ns, where->pod, where->container);
-	HASH_FIND_STR(m->by_server, key, srv);
+	HASH_FIND(hh, m->by_server, key, keylen, srv);
 	if (srv)
 		metrics_registry_set_scope(m->reg, srv->scope);
 	return srv;
 }
 
 /* Finds or makes it (raw: sanitized and folded here). */
-static struct mserver *server_get(struct sink_metrics *m, const char *raw, const struct mscope *where)
+static struct mserver *server_get(struct sink_metrics *m, const char *raw, const char *where, size_t where_len)
 {
 	char clean[METRICS_LABEL_MAX + 1];
-	const char *name;
+	const char *name, *v;
 	struct mserver *srv;
 
 	metrics_label_sanitize(raw && raw[0] ? raw : "unknown", clean);
 	name = fold(m, m->servers, clean, "server");
-	if ((srv = server_find(m, name, where))) {
+	if ((srv = server_find(m, name, where, where_len))) {
 		srv->last_change_ns = m->now_ns;
 		return srv;
 	}
 	srv = calloc(1, sizeof(*srv));
-	if (!srv)
-		return NULL;
-	srv->name = name;
-	srv->where = *where;
-	srv->scope[0] = srv->where.ns;
-	srv->scope[1] = srv->where.pod;
-	srv->scope[2] = srv->where.container;
-	if (asprintf(&srv->key, "%s\x1f%s\x1f%s\x1f%s", name, where->ns, where->pod, where->container) < 0) {
+	if (!srv || !(srv->key = malloc(strlen(name) + 1 + where_len))) {
 		free(srv);
 		return NULL;
 	}
+	srv->name = name;
+	srv->keylen = server_key(name, where, where_len, srv->key);
+	v = srv->key + strlen(name) + 1;
+	for (unsigned i = 0; i < m->scope.n; i++, v += strlen(v) + 1)
+		srv->scope[i] = v;
 	srv->last_change_ns = m->now_ns;
 	srv->tools = label_folder_new(m->opts.max_tools);
 	srv->prompts = label_folder_new(m->opts.max_tools);
@@ -418,7 +494,7 @@ static struct mserver *server_get(struct sink_metrics *m, const char *raw, const
 		server_free(srv);
 		return NULL;
 	}
-	HASH_ADD_KEYPTR(hh, m->by_server, srv->key, strlen(srv->key), srv);
+	HASH_ADD_KEYPTR(hh, m->by_server, srv->key, srv->keylen, srv);
 	metrics_registry_set_scope(m->reg, srv->scope);
 	return srv;
 }
@@ -504,6 +580,7 @@ static void process_free(struct sink_metrics *m, struct mprocess *p)
 	HASH_DEL(m->processes, p);
 	m->nprocesses--;
 	tools_free(p->tools);
+	free(p->where);
 	free(p);
 }
 
@@ -731,7 +808,7 @@ static void flush_deferred(struct sink_metrics *m, struct mprocess *p)
 	struct deferred *d = &p->deferred;
 	struct mserver *srv;
 
-	if (!d->any || !(srv = server_get(m, p->name, &p->where)))
+	if (!d->any || !(srv = server_get(m, p->name, p->where, p->where_len)))
 		return;
 	for (int k = 0; k < NKINDS; k++)
 		for (int dir = 0; dir < 2; dir++)
@@ -780,11 +857,19 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 		}
 		return;
 	}
-	scope_of(ev->session, &where);
+	scope_of(&m->scope, ev->session, &where);
 	p = process_get(m, ev->session, traffic || ev->type == EV_TOOLS_LIST);
 	if (p) {
 		metrics_label_sanitize(session_identity_name(ev->session), p->name);
-		p->where = where;
+		if (p->where_len != where.len || (where.len && memcmp(p->where, where.bytes, where.len))) {
+			char *copy = where.len ? malloc(where.len) : NULL;
+
+			if (where.len && !copy)
+				return;
+			free(p->where);
+			p->where = where.len ? memcpy(copy, where.bytes, where.len) : NULL;
+			p->where_len = where.len;
+		}
 		p->first_seen_ns = ev->session->first_seen_ns;
 		p->npending = ev->session->pending_calls;
 		p->oldest_pending_ns = ev->session->oldest_pending_ns;
@@ -793,7 +878,7 @@ static void sink_metrics_on_event(struct sink *s, const struct sonde_event *ev)
 			return;
 		flush_deferred(m, p);
 	}
-	if (!(srv = server_get(m, event_server_name(ev, remote, sizeof(remote)), &where)))
+	if (!(srv = server_get(m, event_server_name(ev, remote, sizeof(remote)), where.bytes, where.len)))
 		return;
 
 	switch (ev->type) {
@@ -911,8 +996,14 @@ static void info_add(void *ctx, const struct inventory_view *v)
 {
 	struct sink_metrics *m = ctx;
 	char server[METRICS_LABEL_MAX + 1];
+	const char *scope[METRICS_SCOPE_MAX];
+	struct mscope where;
+	const char *val = where.bytes;
 
-	metrics_registry_set_scope(m->reg, V(v->k8s_namespace, v->k8s_pod, v->k8s_container));
+	scope_from_attrs(&m->scope, v->resource, v->nresource, &where);
+	for (unsigned i = 0; i < m->scope.n; i++, val += strlen(val) + 1)
+		scope[i] = val;
+	metrics_registry_set_scope(m->reg, scope);
 	metrics_label_sanitize(v->server ? v->server : "unknown", server);
 	metrics_gauge_add(m->server_info,
 			  V(fold(m, m->servers, server, "server"), small_info(m, v->server_version, "server_version"),
@@ -993,7 +1084,7 @@ static void refresh_state_gauges(struct sink_metrics *m)
 		double age;
 
 		name = label_folder_admit(m->servers, p->name[0] ? p->name : "unknown", NULL);
-		if (!(srv = server_find(m, name, &p->where)))
+		if (!(srv = server_find(m, name, p->where, p->where_len)))
 			continue; /* its name is not known yet (or it never produced a labelled event) */
 		srv->running++;
 		metrics_gauge_add(m->pending, V(srv->name), p->npending);
@@ -1127,6 +1218,10 @@ struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t
 		return NULL;
 	}
 	m->opts = *opts;
+	if (metrics_scope_parse(opts->labels ? opts->labels : METRICS_LABELS_DEFAULT, &m->scope, err, errlen) < 0) {
+		free(m);
+		return NULL;
+	}
 	if (!m->opts.max_tools)
 		m->opts.max_tools = METRICS_MAX_TOOLS_DEFAULT;
 	if (!m->opts.max_servers)
@@ -1150,8 +1245,7 @@ struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t
 		sink_metrics_close(&m->sink);
 		return NULL;
 	}
-	metrics_registry_set_scope_labels(m->reg, "server",
-					  L("k8s_namespace_name", "k8s_pod_name", "k8s_container_name"));
+	metrics_registry_set_scope_labels(m->reg, "server", m->scope.label);
 	register_families(m);
 	metrics_gauge_set(m->build_info, V(m->opts.version ? m->opts.version : "unknown"), 1);
 	if (m->opts.listen) {

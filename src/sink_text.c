@@ -193,14 +193,22 @@ static void text_call(struct outbuf *b, const struct ev_call *c, const struct ev
 }
 
 /* Only what is known: attached mid-session, that is the command line alone. */
-/* "comm[pid]" of a process at the other end, when known. */
-static void text_proc_ref(struct outbuf *b, const char *label, const struct proc_ref *r)
+/* "comm[pid]" of a process at the other end, when known, and its pod when it is not the
+ * server's container. */
+static void text_proc_ref(struct outbuf *b, const char *label, const struct proc_ref *r,
+			  const struct attrib_record *server)
 {
 	if (!r->pid)
 		return;
 	outbuf_puts(b, label);
 	outbuf_put_safe(b, r->comm);
 	outbuf_printf(b, "[%u]", r->pid);
+	if (r->where && r->where->pod_name[0] && !attrib_same_container(r->where, server)) {
+		outbuf_puts(b, " in pod ");
+		outbuf_put_safe(b, r->where->k8s_namespace);
+		outbuf_putc(b, '/');
+		outbuf_put_safe(b, r->where->pod_name);
+	}
 }
 
 static void text_session(struct outbuf *b, const struct session_identity *id)
@@ -234,8 +242,8 @@ static void text_session(struct outbuf *b, const struct session_identity *id)
 		outbuf_puts(b, id->transport);
 	else
 		outbuf_put_safe(b, id->stdio ? id->stdio : "stdio");
-	text_proc_ref(b, ", client ", &id->client_process);
-	text_proc_ref(b, ", via ", &id->relay);
+	text_proc_ref(b, ", client ", &id->client_process, id->where);
+	text_proc_ref(b, ", via ", &id->relay, id->where);
 	if (id->where && id->where->pod_name[0]) {
 		outbuf_puts(b, ", pod ");
 		outbuf_put_safe(b, id->where->k8s_namespace);

@@ -221,6 +221,8 @@ static void target_remove(struct targets *t, struct target *tg)
 		t->stats.clients_unknown++;
 	if (tg->where)
 		attrib_record_release(tg->where);
+	proc_ref_clear(&tg->client);
+	proc_ref_clear(&tg->relay);
 	if (t->opts.attrib)
 		attrib_forget(t->opts.attrib, (pid_t)tg->tgid, tg->start_ticks);
 	HASH_DEL(t->table, tg);
@@ -359,8 +361,8 @@ static void targets_maybe_relay(struct targets *t, struct target *relay, struct 
 	if (relay->released ? strcmp(relay->released, "relay") != 0 :
 	    !ri || !si || !name_equal(ri->client_name, si->client_name))
 		return;
-	server->relay = relay->me;
-	server->client = relay->client;
+	proc_ref_assign(&server->relay, &relay->me);
+	proc_ref_assign(&server->client, &relay->client);
 	targets_push_peers(t, server, now_ns);
 	targets_let_go(t, relay, MSD_VERDICT_RELAY, "relay", now_ns);
 }
@@ -400,14 +402,17 @@ static bool targets_client_found(struct targets *t, struct target *tg, pid_t pid
 		return false;
 	c.start_ticks = ps.start_ticks;
 	proc_exe(pid, c.exe, sizeof(c.exe));
-	tg->client = c;
+	/* where it runs: an agent in another pod than its server's (cached, bounded reads) */
+	if (t->opts.attrib)
+		c.where = attrib_lookup(t->opts.attrib, pid, c.start_ticks, now_ns);
+	proc_ref_assign(&tg->client, &c);
 	tg->search = SEARCH_DONE;
 	t->stats.clients_found++;
 	targets_push_peers(t, tg, now_ns);
 	/* Servers reached through tg as a relay have its client as theirs. */
 	HASH_ITER(hh, t->table, s, tmp) {
 		if (s->relay.pid == tg->tgid && s->relay.start_ticks == tg->start_ticks) {
-			s->client = c;
+			proc_ref_assign(&s->client, &tg->client);
 			targets_push_peers(t, s, now_ns);
 		}
 	}

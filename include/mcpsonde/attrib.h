@@ -132,6 +132,9 @@ void attrib_record_release(const struct attrib_record *r);
  * Values point into the record. */
 size_t attrib_attributes(const struct attrib_record *r, struct attrib_attr out[ATTRIB_ATTRS_MAX]);
 
+/* Whether two records are the same container's (both workloads with one container id). */
+bool attrib_same_container(const struct attrib_record *a, const struct attrib_record *b);
+
 const char *attrib_node_name(const struct attrib *a);
 void attrib_get_stats(const struct attrib *a, struct attrib_stats *out);
 

@@ -56,13 +56,20 @@ enum call_direction {
 };
 
 /* A process at the other end of a server's stdio: its client, or a relay between them.
- * pid 0: not known. */
+ * pid 0: not known. Copy one with proc_ref_assign (it holds where), let go with
+ * proc_ref_clear. */
 struct proc_ref {
 	uint32_t pid;
 	uint64_t start_ticks; /* with pid, identifies it */
 	char comm[16];
 	char exe[256];
+	const struct attrib_record *where; /* the container and pod it runs in, held; NULL when
+					   * not known (replay, no attribution, not looked up) */
 };
+
+/* *dst = *src, holding src's where and letting go of dst's. */
+void proc_ref_assign(struct proc_ref *dst, const struct proc_ref *src);
+void proc_ref_clear(struct proc_ref *r);
 
 /* What is known of an observed server process. Owned by the session; stable addresses. */
 struct session_identity {
@@ -304,9 +311,13 @@ const char *call_direction_name(enum call_direction d);
 void event_render(struct outbuf *out, const struct sonde_event *ev, const struct event_format_opts *opts);
 /* "SIGSEGV" (or "signal 77" for one without a name), written into buf. */
 const char *event_signal_name(int sig, char *buf, size_t len);
-/* A process at the other end as a jansson object {pid, start_ticks, comm, exe} (reports,
- * the inventory): the members event_render writes for it. NULL when r names nobody. */
-json_t *proc_ref_json(const struct proc_ref *r);
+/* A process at the other end as a jansson object {pid, start_ticks, comm, exe, resource or
+ * same_container} (reports, the inventory): the members event_render writes for it. server:
+ * where the server it talks to runs. NULL when r names nobody. */
+json_t *proc_ref_json(const struct proc_ref *r, const struct attrib_record *server);
+/* Where it runs as a jansson object of OpenTelemetry resource attributes, as the "resource"
+ * member of the session event; NULL on the host or when not known. */
+json_t *event_resource_json(const struct attrib_record *where);
 /* RFC 3339, UTC, microseconds: "2026-11-23T19:18:25.123456Z". buf >= 32 bytes. */
 void event_format_time(uint64_t real_ns, char *buf, size_t len);
 

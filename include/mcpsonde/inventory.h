@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "attrib.h"
 #include "sink.h"
 
 #define INVENTORY_MAX_DEFAULT 1000
@@ -53,7 +54,8 @@ struct inventory_view {
 	uint32_t pid;
 	uint64_t start_ticks;
 	const char *server, *server_version, *protocol_version, *client_name, *found;
-	const char *k8s_namespace, *k8s_pod, *k8s_container; /* NULL outside Kubernetes */
+	struct attrib_attr resource[ATTRIB_ATTRS_MAX]; /* its "resource" member: none on the host */
+	size_t nresource;
 };
 
 struct inventory;

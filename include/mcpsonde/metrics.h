@@ -16,8 +16,8 @@
 
 #include "sink.h"
 
-#define METRICS_SCOPE_MAX 4           /* scope labels appended to a family (below) */
-#define METRICS_LABELS_MAX 13         /* the widest family, mcp_client_operation_duration_seconds, has 9, and the scope's 4 */
+#define METRICS_SCOPE_MAX 8           /* scope labels appended to a family (below): every resource attribute */
+#define METRICS_LABELS_MAX 17         /* the widest family, mcp_client_operation_duration_seconds, has 9, and the scope's 8 */
 #define METRICS_LABEL_MAX 256          /* bytes of a label value kept */
 #define METRICS_SERIES_MAX 65536       /* series per family; the rest are counted and dropped */
 
@@ -146,6 +146,21 @@ typedef void (*metrics_self_fn)(void *ctx, struct metrics_self *out);
 
 struct inventory;
 
+/* --metrics-labels: the resource attributes (attrib.h) that label a server's series, by
+ * their Prometheus names (the OpenTelemetry key with '_' for '.'), in the order given. A
+ * server's series are keyed by these values only: two pods of one server fold into one
+ * series when the pod is not among them. Pod uid and container id are never a default: a
+ * restarted container would start new series. */
+#define METRICS_LABELS_DEFAULT "k8s_namespace_name,k8s_pod_name,k8s_container_name"
+struct metrics_scope {
+	unsigned n;
+	const char *label[METRICS_SCOPE_MAX + 1]; /* "k8s_pod_name"..., NULL-terminated */
+	const char *attr[METRICS_SCOPE_MAX];  /* "k8s.pod.name" */
+};
+/* list: comma-separated names, or "none". 0, or -1 with a one-line reason in err (an unknown
+ * name, one given twice, an empty item). */
+int metrics_scope_parse(const char *list, struct metrics_scope *out, char *err, size_t errlen);
+
 struct metrics_opts {
 	const char *listen;       /* "127.0.0.1:9464"; NULL: no HTTP server (tests, replay) */
 	unsigned max_tools;       /* distinct tool (and prompt) names per server; 0: 256 */
@@ -155,6 +170,7 @@ struct metrics_opts {
 	const char *version;      /* mcpsonde_build_info{version} */
 	uint64_t series_ttl_ns;   /* series of a server name no running process has, unchanged this
 				   * long, are removed; 0: never */
+	const char *labels;       /* --metrics-labels; NULL: METRICS_LABELS_DEFAULT */
 	const struct inventory *inventory; /* mcpsonde_servers, mcpsonde_server_info, GET /servers */
 	metrics_self_fn self;     /* NULL: no self-metrics beyond the sink's own */
 	void *self_ctx;
@@ -169,7 +185,8 @@ struct metrics_opts {
 
 void metrics_opts_default(struct metrics_opts *o);
 
-/* The metrics sink. Fails (NULL, err set) when the listen address cannot be bound. */
+/* The metrics sink. Fails (NULL, err set) when the listen address cannot be bound or the
+ * labels do not parse. */
 struct sink *sink_metrics_new(const struct metrics_opts *opts, char *err, size_t errlen);
 /* Brings state-derived gauges up to date and renders the registry now (tests, replay). */
 char *sink_metrics_render(struct sink *s, enum metrics_format fmt, size_t *len);

@@ -54,6 +54,11 @@ test('watch and servers: a bad selector, option or state directory is one line (
 		[['attach', '-p', '1', '--include', 'comm=x'], 'are for watch'],
 		[['watch', '--all', '--series-ttl', 'soon'], '--series-ttl'],
 		[['watch', '--all', '--max-inventory', '0'], '--max-inventory'],
+		[['watch', '--all', '--metrics', ':0', '--metrics-labels', 'k8s_pod'], 'unknown label "k8s_pod"'],
+		[['attach', '-p', '1', '--metrics', ':0', '--metrics-labels', 'k8s_pod_name,k8s_pod_name'], 'k8s_pod_name is given twice'],
+		[['watch', '--all', '--metrics', ':0', '--metrics-labels', 'k8s_pod_name,,container_id'], 'an empty name'],
+		[['watch', '--all', '--metrics', ':0', '--metrics-labels', 'none,k8s_pod_name'], 'none stands alone'],
+		[['watch', '--all', '--metrics-labels', 'k8s_node_name'], 'give --metrics too'],
 	];
 	for (const [args, mention] of cases) {
 		const r = await runSonde(args);

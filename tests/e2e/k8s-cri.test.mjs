@@ -277,7 +277,8 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 	const { spec, probePath, created } = daemonSetPod(manifest, {
 		// The manifest's arguments, with these changes: the pods use the host's network here,
 		// so the metrics server listens on loopback, on a port no other test uses; events as
-		// JSON on stdout; a short series TTL; and only the agent's namespace and mcpsonde's own
+		// JSON on stdout; a short series TTL; the node among the series' labels (--metrics-labels,
+		// in an order of its own); and only the agent's namespace and mcpsonde's own
 		// (other tests on this machine run MCP servers too; mcpsonde's own pod passes the
 		// selectors, so that only the rule that excludes it keeps its neighbour out).
 		args: (manifestArgs, ownNamespace) => {
@@ -286,7 +287,8 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 			assert.ok(i > 0, 'the DaemonSet serves metrics');
 			const args = [...manifestArgs];
 			args[i + 1] = `127.0.0.1:${port}`;
-			return [...args, '--json', '--series-ttl', '1', '--include', `namespace=${ns}`, '--include', `namespace=${ownNamespace}`];
+			return [...args, '--json', '--series-ttl', '1', '--metrics-labels', 'k8s_pod_name,k8s_node_name,k8s_namespace_name,k8s_container_name',
+				'--include', `namespace=${ns}`, '--include', `namespace=${ownNamespace}`];
 		},
 	});
 	assert.equal(spec.containers[0].image, 'localhost/mcpsonde:latest', 'the image make image builds');
@@ -339,6 +341,11 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 			assert.equal(s.found, 'discovered');
 			assert.deepEqual(s.resource, expected, 'the session event says where the server runs');
 		}
+		// Its client, the agent that launched it, runs in its own container: said so, once.
+		const client = sessions.findLast((s) => s.client_process)?.client_process;
+		assert.equal(client?.pid, agent.agentPid, 'the session event names the agent as the client');
+		assert.equal(client.same_container, true, 'the client runs in the server\'s container');
+		assert.equal(client.resource, undefined, 'the same container is not repeated');
 
 		// The inventory (GET /servers) says the same.
 		let server;
@@ -348,6 +355,7 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		}
 		assert.ok(server, 'the server is in the inventory');
 		assert.deepEqual(server.resource, expected, 'its inventory record says where it runs');
+		assert.equal(server.client_process?.same_container, true, 'and that its client runs beside it');
 		// And `mcpsonde servers`, reading the state directory the pod writes on the node.
 		const stateDir = created.find((d) => d.endsWith('/var/lib/mcpsonde'));
 		assert.ok(stateDir, 'the DaemonSet\'s state directory');
@@ -359,8 +367,8 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		}
 		assert.ok(row, 'mcpsonde servers names the pod');
 
-		// Metrics: the calls the server handled, labelled with namespace, pod and container
-		// (never the pod uid or the container id).
+		// Metrics: the calls the server handled, labelled with pod, node, namespace and container
+		// in the order --metrics-labels gave (never the pod uid or the container id).
 		const handled = evs.filter((e) => e.type === 'call' && e.direction === 'client_to_server' &&
 			['ok', 'error', 'tool_error'].includes(e.status)).length;
 		assert.ok(handled > 0, 'calls handled by the server');
@@ -373,7 +381,7 @@ test('mcpsonde in a pod made from deploy/kubernetes/mcpsonde.yaml finds the agen
 		}
 		assert.equal(counts, handled, `operation counts of the pod's series:\n${podSeries(text).join('\n')}`);
 		for (const l of podSeries(text)) {
-			assert.ok(l.includes(`k8s_namespace_name="${ns}"`) && l.includes('k8s_container_name="agent"'), l);
+			assert.ok(l.includes(`,k8s_pod_name="${podName}",k8s_node_name="${os.hostname()}",k8s_namespace_name="${ns}",k8s_container_name="agent"`), l);
 			assert.ok(!l.includes(agent.pod.uid) && !l.includes(agent.containerId), `no pod uid or container id: ${l}`);
 		}
 

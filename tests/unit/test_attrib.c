@@ -18,6 +18,8 @@
 #include <cmocka.h>
 
 #include "mcpsonde/attrib.h"
+#include "mcpsonde/event.h"
+#include "mcpsonde/jsonw.h"
 
 #define DATA "tests/data/attrib/"
 #define ID "4c0a5e7d2b9f1e3a6d8c0b2e4f6a8c1d3e5f7a9b0c2d4e6f8a1b3c5d7e9f0a2b"
@@ -597,6 +599,105 @@ static void test_known_roots(void **state)
 	attrib_free(a);
 }
 
+#define SRV_ID "c0ffee0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6"
+#define SRV_UID "5a1f0c9e-3b7d-4e21-9f60-2c8d4b6e1a77"
+
+/* The session event of id, parsed back. */
+static json_t *session_event_json(const struct session_identity *id)
+{
+	struct sonde_event ev = { .type = EV_SESSION, .pid = id->pid, .session = id };
+	struct outbuf b = { 0 };
+	json_t *j;
+
+	event_render(&b, &ev, NULL);
+	j = json_loadb(b.data, b.len, 0, NULL);
+	assert_non_null(j);
+	outbuf_free(&b);
+	return j;
+}
+
+static const char *member(const json_t *o, const char *a, const char *b)
+{
+	return json_string_value(json_object_get(json_object_get(o, a), b));
+}
+
+/* A server's client gets where it runs, from the same chain: an agent in another pod is named
+ * by its pod, one in the server's own container says so, one on the host has no resource. The
+ * records stay valid while held, whatever the caches do. */
+static void test_client_where(void **state)
+{
+	struct fake *f = *state;
+	struct attrib *a;
+	struct session_identity id = { .pid = 600, .start_ticks = 6000, .comm = "node" };
+	struct proc_ref agent = { .pid = 100, .start_ticks = 5000, .comm = "agent" }, host = { .pid = 1, .start_ticks = 1, .comm = "init" };
+	char cgroup[256];
+	json_t *j, *c;
+	int n;
+
+	put_proc(f, 1, "init", 0, 1, "cgroup-host-hybrid");
+	put_proc(f, 100, "agent", 90, 5000, "cgroup-containerd-cgroupfs");
+	put_fixture(f, CD_STATE CD_ID "/config.json", "config-containerd-container.json");
+	put_proc(f, 101, "node", 100, 5100, "cgroup-containerd-cgroupfs");
+	put_proc(f, 600, "node", 90, 6000, NULL);
+	n = snprintf(cgroup, sizeof(cgroup), "0::/kubepods/besteffort/pod%s/%s\n", SRV_UID, SRV_ID);
+	put(f, "proc/600/cgroup", cgroup, (size_t)n);
+	put_fixture(f, CD_STATE SRV_ID "/config.json", "config-containerd-server.json");
+	a = fake_attrib(f, 0, 0);
+
+	/* as the targets stage does: the server's record held, the client's looked up and held */
+	id.where = attrib_record_hold(attrib_lookup(a, 600, 6000, 0));
+	agent.where = attrib_lookup(a, 100, 5000, 0);
+	proc_ref_assign(&id.client_process, &agent);
+	attrib_free(a);
+
+	j = session_event_json(&id);
+	assert_string_equal(member(j, "resource", "k8s.pod.name"), "weather-5d8b");
+	c = json_object_get(j, "client_process");
+	assert_int_equal(json_integer_value(json_object_get(c, "pid")), 100);
+	assert_string_equal(member(c, "resource", "k8s.namespace.name"), "team-a");
+	assert_string_equal(member(c, "resource", "k8s.pod.name"), "agent-7f9c");
+	assert_string_equal(member(c, "resource", "k8s.container.name"), "agent");
+	assert_string_equal(member(c, "resource", "k8s.pod.uid"), CD_UID);
+	assert_null(json_object_get(c, "same_container"));
+	json_decref(j);
+	/* the inventory's and the reports' form says the same */
+	j = proc_ref_json(&id.client_process, id.where);
+	assert_string_equal(member(j, "resource", "k8s.pod.name"), "agent-7f9c");
+	json_decref(j);
+
+	/* a server in the agent's own container (101, forked by it): no resource, the same */
+	a = fake_attrib(f, 0, 0);
+	attrib_record_release(id.where);
+	id.pid = 101;
+	id.where = attrib_record_hold(attrib_lookup(a, 101, 5100, 0));
+	agent.where = attrib_lookup(a, 100, 5000, 0);
+	proc_ref_assign(&id.client_process, &agent);
+	j = session_event_json(&id);
+	c = json_object_get(j, "client_process");
+	assert_true(json_is_true(json_object_get(c, "same_container")));
+	assert_null(json_object_get(c, "resource"));
+	assert_string_equal(member(j, "resource", "k8s.pod.name"), "agent-7f9c");
+	json_decref(j);
+	j = proc_ref_json(&id.client_process, id.where);
+	assert_true(json_is_true(json_object_get(j, "same_container")));
+	json_decref(j);
+
+	/* a client on the host: neither */
+	host.where = attrib_lookup(a, 1, 1, 0);
+	proc_ref_assign(&id.client_process, &host);
+	j = session_event_json(&id);
+	c = json_object_get(j, "client_process");
+	assert_int_equal(json_integer_value(json_object_get(c, "pid")), 1);
+	assert_null(json_object_get(c, "resource"));
+	assert_null(json_object_get(c, "same_container"));
+	json_decref(j);
+	attrib_free(a);
+
+	proc_ref_clear(&id.client_process);
+	assert_int_equal(id.client_process.pid, 0);
+	attrib_record_release(id.where);
+}
+
 /* Both caches are bounded; evictions are counted and an evicted entry is rebuilt. */
 static void test_bounds(void **state)
 {
@@ -670,6 +771,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ancestor_walk, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_known_roots, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_bounds, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_client_where, fake_setup, fake_teardown),
 		cmocka_unit_test(test_options),
 	};
 

@@ -181,6 +181,7 @@ static void test_record_and_restart(void **state)
 				     .container_id = "8bd9eccefffa", .pod_uid = "0f5e0000-1111-2222-3333-444455556666",
 				     .k8s_namespace = "team-a", .pod_name = "agent-7f9c", .k8s_container_name = "agent",
 				     .node_name = "node-3" };
+	struct attrib_record agent = pod;
 	json_t *doc, *r;
 	struct stat st;
 	char path[128], *text;
@@ -191,6 +192,11 @@ static void test_record_and_restart(void **state)
 	server_id(&a, 4242, "everything");
 	server_id(&b, 5353, "memory");
 	b.where = &pod;
+	/* its client runs in another pod */
+	snprintf(pod.pod_name, sizeof(pod.pod_name), "weather-5d8b");
+	snprintf(pod.k8s_container_name, sizeof(pod.k8s_container_name), "weather");
+	snprintf(pod.container_id, sizeof(pod.container_id), "c0ffee0a1b2c");
+	b.client_process.where = &agent;
 	session(&f, &a);
 	tools_list(&f, &a, "[{\"name\":\"echo\",\"inputSchema\":{\"type\":\"object\"}}]");
 	call(&f, &a, CALL_OK);
@@ -220,12 +226,17 @@ static void test_record_and_restart(void **state)
 	assert_null(json_object_get(r, "resource")); /* a host process */
 	r = json_object_get(record(doc, 5353), "resource");
 	assert_string_equal(sget(r, "k8s.namespace.name"), "team-a");
-	assert_string_equal(sget(r, "k8s.pod.name"), "agent-7f9c");
+	assert_string_equal(sget(r, "k8s.pod.name"), "weather-5d8b");
 	assert_string_equal(sget(r, "k8s.pod.uid"), pod.pod_uid);
-	assert_string_equal(sget(r, "k8s.container.name"), "agent");
+	assert_string_equal(sget(r, "k8s.container.name"), "weather");
 	assert_string_equal(sget(r, "k8s.node.name"), "node-3");
-	assert_string_equal(sget(r, "container.id"), "8bd9eccefffa");
+	assert_string_equal(sget(r, "container.id"), "c0ffee0a1b2c");
 	assert_string_equal(sget(r, "container.runtime"), "containerd");
+	r = json_object_get(json_object_get(record(doc, 5353), "client_process"), "resource");
+	assert_string_equal(sget(r, "k8s.pod.name"), "agent-7f9c");
+	assert_string_equal(sget(r, "k8s.container.name"), "agent");
+	assert_string_equal(sget(r, "container.id"), "8bd9eccefffa");
+	assert_null(json_object_get(json_object_get(record(doc, 4242), "client_process"), "resource"));
 	r = record(doc, 4242);
 	/* most recently seen first */
 	assert_int_equal(iget(json_array_get(json_object_get(doc, "servers"), 0), "pid"), 4242);
@@ -242,11 +253,14 @@ static void test_record_and_restart(void **state)
 	assert_int_equal(iget(r, "calls"), 2);
 	assert_int_equal(iget(r, "errors"), 1);
 	assert_string_equal(sget(record(doc, 5353), "state"), "running");
-	assert_string_equal(sget(json_object_get(record(doc, 5353), "resource"), "k8s.pod.name"), "agent-7f9c");
+	assert_string_equal(sget(json_object_get(record(doc, 5353), "resource"), "k8s.pod.name"), "weather-5d8b");
+	assert_string_equal(sget(json_object_get(json_object_get(record(doc, 5353), "client_process"), "resource"),
+				 "k8s.pod.name"),
+			    "agent-7f9c");
 	json_decref(doc);
 
 	text = print(f.dir, false);
-	assert_non_null(strstr(text, " team-a/agent-7f9c/agent "));
+	assert_non_null(strstr(text, " team-a/weather-5d8b/weather "));
 	assert_non_null(strstr(text, "4242     exited   everything"));
 	assert_non_null(strstr(text, "agent[77]"));
 	free(text);

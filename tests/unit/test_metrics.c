@@ -648,6 +648,114 @@ static void test_sink_pod_series(void **state)
 	fx.sink->close(fx.sink);
 }
 
+/* One tools/call of server "everything" from a process in each place, with --metrics-labels
+ * labels; returns the exposition. */
+static char *calls_from(const char *labels, const struct attrib_record *const *where, size_t n)
+{
+	struct metrics_opts o;
+	struct fixture fx[4];
+	char *text;
+
+	assert_true(n >= 1 && n <= 4);
+	metrics_opts_default(&o);
+	o.listen = NULL;
+	o.version = "1.2.3-test";
+	o.labels = labels;
+	fixture_init(&fx[0], &o);
+	for (size_t i = 0; i < n; i++) {
+		fx[i] = fx[0]; /* the same sink, another process */
+		fx[i].id.pid = 5000 + (uint32_t)i;
+		fx[i].id.where = where[i];
+		call(&fx[i], "tools/call", "echo", "1", CALL_OK, 0, 0.1);
+	}
+	text = render(&fx[0]);
+	assert_promtool_clean(text);
+	fx[0].sink->close(fx[0].sink);
+	return text;
+}
+
+/* --metrics-labels: the chosen attributes, in the order given, key a server's series; two
+ * pods of one server fold into one series when the pod is not among them. */
+static void test_sink_metrics_labels(void **state)
+{
+	struct attrib_record a = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+				   .container_id = "0123456789abcdef", .pod_uid = "11111111-2222-3333-4444-555555555555",
+				   .k8s_namespace = "team-a", .pod_name = "agent-1", .k8s_container_name = "agent",
+				   .node_name = "node-7" };
+	struct attrib_record b = a, host = { .role = ATTRIB_ROLE_HOST, .node_name = "node-7" };
+	const struct attrib_record *const pods[] = { &a, &b, &host };
+	char *text;
+
+	(void)state;
+	snprintf(b.pod_name, sizeof(b.pod_name), "agent-2");
+	snprintf(b.pod_uid, sizeof(b.pod_uid), "99999999-2222-3333-4444-555555555555");
+	text = calls_from("k8s_node_name,k8s_namespace_name,container_runtime", pods, 2);
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL
+				  ",k8s_node_name=\"node-7\",k8s_namespace_name=\"team-a\",container_runtime=\"containerd\"} 2\n");
+	assert_lacks(text, "k8s_pod_name");
+	assert_lacks(text, "agent-1");
+	free(text);
+
+	/* pod uid and container id when asked; a host process has no resource: no values */
+	text = calls_from("k8s_pod_uid,container_id", pods, 3);
+	assert_contains(text, LBL_TAIL ",k8s_pod_uid=\"11111111-2222-3333-4444-555555555555\",container_id=\"0123456789abcdef\"} 1\n");
+	assert_contains(text, LBL_TAIL ",k8s_pod_uid=\"99999999-2222-3333-4444-555555555555\",container_id=\"0123456789abcdef\"} 1\n");
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL "} 1\n");
+	assert_lacks(text, "node-7");
+	free(text);
+
+	/* none: every pod's calls in one series, as outside Kubernetes */
+	text = calls_from("none", pods, 2);
+	assert_contains(text, OP "_count{server=\"everything\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\"," LBL_TAIL "} 2\n");
+	assert_lacks(text, "k8s_");
+	free(text);
+}
+
+/* A list that names nothing known, names one twice or is empty is refused, and says why. */
+static void test_metrics_labels_parse(void **state)
+{
+	static const struct {
+		const char *list, *error;
+	} bad[] = {
+		{ "k8s_pod", "unknown label \"k8s_pod\"" },
+		{ "k8s.pod.name", "unknown label" },
+		{ "k8s_pod_name,K8S_NODE_NAME", "unknown label \"K8S_NODE_NAME\"" },
+		{ "k8s_pod_name,k8s_node_name,k8s_pod_name", "k8s_pod_name is given twice" },
+		{ "", "an empty name" },
+		{ "k8s_pod_name,", "an empty name" },
+		{ "none,k8s_pod_name", "none stands alone" },
+	};
+	struct metrics_scope sc;
+	struct metrics_opts o;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(metrics_scope_parse(METRICS_LABELS_DEFAULT, &sc, err, sizeof(err)), 0);
+	assert_int_equal(sc.n, 3);
+	assert_string_equal(sc.attr[1], "k8s.pod.name");
+	assert_null(sc.label[3]);
+	assert_int_equal(metrics_scope_parse("container_runtime,container_name,container_id,k8s_node_name,k8s_container_name,"
+					     "k8s_pod_uid,k8s_pod_name,k8s_namespace_name",
+					     &sc, err, sizeof(err)),
+			 0);
+	assert_int_equal(sc.n, METRICS_SCOPE_MAX);
+	assert_string_equal(sc.label[0], "container_runtime");
+	assert_int_equal(metrics_scope_parse("none", &sc, err, sizeof(err)), 0);
+	assert_int_equal(sc.n, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(metrics_scope_parse(bad[i].list, &sc, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, bad[i].error));
+		assert_null(strchr(err, '\n'));
+	}
+	/* the sink refuses them too */
+	metrics_opts_default(&o);
+	o.listen = NULL;
+	o.labels = "k8s_pod";
+	assert_null(sink_metrics_new(&o, err, sizeof(err)));
+	assert_non_null(strstr(err, "--metrics-labels"));
+}
+
 /* Traffic before the initialize result is counted under serverInfo.name, not "node";
  * a process that never says its name is counted under its process name after a while. */
 static void test_sink_identity_wait(void **state)
@@ -849,6 +957,8 @@ int main(void)
 		cmocka_unit_test(test_sink_exit_and_loss),
 		cmocka_unit_test(test_sink_series_ttl),
 		cmocka_unit_test(test_sink_pod_series),
+		cmocka_unit_test(test_sink_metrics_labels),
+		cmocka_unit_test(test_metrics_labels_parse),
 		cmocka_unit_test(test_sink_identity_wait),
 		cmocka_unit_test(test_http),
 		cmocka_unit_test(test_summary),

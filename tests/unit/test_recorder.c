@@ -241,8 +241,16 @@ static void test_crash_report_and_event(void **state)
 	bool exit_last = false;
 
 	(void)state;
-	/* watch --all found who talks to it, through a relay */
-	f->id.client_process = (struct proc_ref){ .pid = 100, .start_ticks = 5, .comm = "agent", .exe = "/usr/bin/agent" };
+	/* watch --all found who talks to it, through a relay, and where each runs */
+	static const struct attrib_record server_pod = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+							 .container_id = "c0ffee0a1b2c", .k8s_namespace = "tools",
+							 .pod_name = "weather-5d8b", .k8s_container_name = "weather" };
+	static const struct attrib_record agent_pod = { .role = ATTRIB_ROLE_WORKLOAD, .runtime = ATTRIB_RUNTIME_CONTAINERD,
+							.container_id = "8bd9eccefffa", .k8s_namespace = "team-a",
+							.pod_name = "agent-7f9c", .k8s_container_name = "agent" };
+	f->id.where = &server_pod;
+	f->id.client_process = (struct proc_ref){ .pid = 100, .start_ticks = 5, .comm = "agent", .exe = "/usr/bin/agent",
+						  .where = &agent_pod };
 	f->id.relay = (struct proc_ref){ .pid = 200, .start_ticks = 6, .comm = "socat" };
 	feed_tool_request(f, T0, "1", "echo", "secret-arg-one");
 	feed_result(f, T0 + SEC / 100, "1", "secret-result-one");
@@ -271,6 +279,12 @@ static void test_crash_report_and_event(void **state)
 			    "node /srv/everything/dist/index.js stdio");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "process"), "client_process"), "pid")), 100);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(r, "process"), "relay"), "start_ticks")), 6);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r, "process"), "resource"), "k8s.pod.name")),
+			    "weather-5d8b");
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(json_object_get(json_object_get(r, "process"), "client_process"), "resource"),
+				    "k8s.pod.name")),
+			    "agent-7f9c");
 	pending = json_object_get(r, "pending_calls");
 	assert_int_equal(json_array_size(pending), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(pending, 0), "tool")),
@@ -295,7 +309,8 @@ static void test_crash_report_and_event(void **state)
 	text = render_text(r);
 	assert_non_null(strstr(text, "mcp-servers/everything (pid 4242) killed by SIGSEGV"));
 	assert_non_null(strstr(text, "1 call pending"));
-	assert_non_null(strstr(text, "agent[100] /usr/bin/agent"));
+	assert_non_null(strstr(text, "agent[100] /usr/bin/agent, in pod team-a/agent-7f9c container agent"));
+	assert_non_null(strstr(text, "pod tools/weather-5d8b container weather"));
 	assert_non_null(strstr(text, "socat[200]"));
 	assert_non_null(strstr(text, "trigger-long-running-operation"));
 	assert_non_null(strstr(text, "| about to do something risky"));

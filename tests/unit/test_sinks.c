@@ -81,6 +81,7 @@ static struct session_identity evil_identity(void)
 	id.protocol_version = "2025-11-25";
 	id.cmdline = "/usr/bin/node " EVIL;
 	id.initialized_ns = 1;
+	id.client_process = (struct proc_ref){ .pid = 77, .comm = "agent", .where = &evil_where };
 	return id;
 }
 
@@ -137,6 +138,7 @@ static void test_text_output_is_inert(void **state)
 	text = slurp(f, &len);
 	assert_int_equal(assert_inert(text, len), 6); /* one line per event, no forged one */
 	assert_non_null(strstr(text, "evil\\x1b]0;pwned\\x07\\x1b[2J\\rforged line\\nroot# \\u009b1m\\u202etxt.exe\\x7f\\x9b31m"));
+	assert_non_null(strstr(text, ", client agent[77] in pod team\\x1b[2J/evil\\x1b]0;pwned"));
 	free(text);
 	fclose(f);
 }
@@ -162,6 +164,11 @@ static void test_json_output_is_inert(void **state)
 		json_t *o = json_loads(line, 0, NULL);
 		assert_non_null(o);
 		assert_non_null(json_object_get(o, "server"));
+		/* the client's pod, escaped on the way out and whole on the way back in */
+		if (json_object_get(o, "client_process"))
+			assert_non_null(strstr(json_string_value(json_object_get(
+						       json_object_get(json_object_get(o, "client_process"), "resource"), "k8s.pod.name")),
+					       "evil\x1b]0;pwned\x07\x1b[2J\rforged line\nroot# "));
 		json_decref(o);
 		lines++;
 	}
