@@ -18,7 +18,9 @@ if (!metaFile || !rawFile) {
 const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
 const runs = fs.readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
-const CONDITIONS = ['none', 'floor', 'untracked', 'watch', 'tracked', 'strace', 'socat'];
+const CONDITIONS = ['none', 'floor', 'untracked', 'watch', 'tracked', 'strace', 'socat', 'nginx', 'nginx-tracked'];
+// Conditions in which mcpsonde is attached to the server: their runs have the correctness check.
+const TRACKED = ['tracked', 'nginx-tracked'];
 const COND_TITLE = {
 	none: 'no observer',
 	floor: 'empty programs, same hooks',
@@ -27,7 +29,12 @@ const COND_TITLE = {
 	tracked: 'mcpsonde tracking',
 	strace: 'strace -f, payloads',
 	socat: 'socat relay',
+	nginx: 'nginx reverse proxy',
+	'nginx-tracked': 'nginx proxy, mcpsonde tracking (to nginx alone)',
 };
+// The run a condition's ratio divides by (same workload and repetition): what it adds to. Behind
+// nginx, what tracking costs is measured against nginx alone, nginx's own cost against none.
+const BASE = { 'nginx-tracked': 'nginx' };
 const TARGETS = {
 	lockstep256: 0.9,
 	sdk: 0.97,
@@ -52,7 +59,9 @@ const fmtSize = (b) => (b >= 1 << 20 ? `${b / (1 << 20)} MiB` : b >= 1024 ? `${b
 
 function title(id) {
 	const p = id.split('/');
-	if (p[0] === 'sdk') return `server-everything echo, ${p[1] === 'w1' ? 'sequential' : `${p[1].slice(1)} in flight`}`;
+	const window = (w) => (w === 'w1' ? 'sequential' : `${w.slice(1)} in flight`);
+	if (p[0] === 'sdk') return `server-everything echo, ${window(p[1])}`;
+	if (p[0] === 'http') return `server-everything echo over HTTP, ${window(p[1])}`;
 	const w = Number(p[3].slice(1));
 	return `${p[1]}, ${fmtSize(Number(p[2]))}, ${w === 1 ? 'lockstep' : `${w} in flight`}`;
 }
@@ -64,9 +73,9 @@ const workloads = [...new Set(main.map((r) => r.workload))];
 const conditions = CONDITIONS.filter((c) => main.some((r) => r.condition === c));
 const by = (w, c) => main.filter((r) => r.workload === w && r.condition === c && ok(r));
 
-// Paired ratios: each run / the "none" run of the same workload and repetition.
+// Paired ratios: each run / the base run (BASE; "none" by default) of the same workload and repetition.
 function ratios(w, c) {
-	const base = new Map(by(w, 'none').map((r) => [r.rep, r.client.msgs_per_s]));
+	const base = new Map(by(w, BASE[c] ?? 'none').map((r) => [r.rep, r.client.msgs_per_s]));
 	return by(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep));
 }
 const ratio = (w, c) => median(ratios(w, c));
@@ -136,7 +145,10 @@ p();
 
 p('## Throughput');
 p();
-p('Median messages/s (request + response) with no observer, and the median of paired ratios to it under each condition (1.00x = no cost), with their spread over the repetitions (min-max) in parentheses.');
+p('Median messages/s (request + response) with no observer, and the median of paired ratios to it under each condition (1.00x = no cost), with their spread over the repetitions (min-max) in parentheses. ' +
+	'"HTTP" rows: server-everything in streamableHttp mode on 127.0.0.1, the SDK\'s StreamableHTTPClientTransport as the client. ' +
+	'The relays differ by transport (socat for byte streams, nginx for HTTP); a condition not run for a workload is empty (–). ' +
+	'nginx proxy, mcpsonde tracking: the client talks to nginx, mcpsonde is attached to the server behind it; its ratio is to the nginx run of the same repetition, so that it is what tracking costs behind a proxy.');
 p();
 p(`| workload | ${conditions.map((c) => (c === 'none' ? 'no observer (msgs/s)' : COND_TITLE[c])).join(' | ')} |`);
 p(`|---|${conditions.map(() => '---:').join('|')}|`);
@@ -148,6 +160,7 @@ for (const w of workloads) {
 p();
 
 const tracked = main.filter((r) => r.condition === 'tracked' && ok(r) && r.sonde);
+const trackedAll = main.filter((r) => TRACKED.includes(r.condition) && ok(r) && r.sonde);
 const untracked = main.filter((r) => r.condition === 'untracked' && ok(r) && r.sonde);
 const floor = main.filter((r) => r.condition === 'floor' && ok(r) && r.sonde);
 const watched = main.filter((r) => r.condition === 'watch' && ok(r) && r.sonde);
@@ -155,7 +168,7 @@ const problems = [];
 for (const r of watched)
 	if (r.sonde.calls)
 		problems.push(`${title(r.workload)}, watch: ${r.sonde.calls} calls reported of a workload its selectors exclude`);
-if (tracked.length || untracked.length) {
+if (trackedAll.length || untracked.length) {
 	p('## What mcpsonde kept and what it cost');
 	p();
 	p('Tracked runs, all repetitions: calls the workload made, `tools/call` events mcpsonde reported with status ok, ' +
@@ -164,24 +177,29 @@ if (tracked.length || untracked.length) {
 		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
 		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves; ' +
 		'watch: `watch --all` with the workload excluded by selector, what a process that is not an MCP server pays on a node. ' +
-		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records).');
+		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records). ' +
+		'Rows "behind nginx": the nginx-tracked runs, mcpsonde attached to the server that nginx relays to.');
 	p();
 	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run watch | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
 	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-	for (const w of workloads) {
-		const t = tracked.filter((r) => r.workload === w).map(sondeFigures);
-		const u = untracked.filter((r) => r.workload === w).map(sondeFigures);
-		const fl = floor.filter((r) => r.workload === w).map(sondeFigures);
-		const wa = watched.filter((r) => r.workload === w).map(sondeFigures);
+	// One row per workload and condition that tracks; the other observers' columns only on the
+	// row of plain tracking (they ran without nginx).
+	for (const [w, c] of workloads.flatMap((w) => TRACKED.map((c) => [w, c]))) {
+		const t = trackedAll.filter((r) => r.workload === w && r.condition === c).map(sondeFigures);
+		const others = (runs) => (c === 'tracked' ? runs.filter((r) => r.workload === w).map(sondeFigures) : []);
+		const u = others(untracked);
+		const fl = others(floor);
+		const wa = others(watched);
 		if (!t.length && !u.length) continue;
+		const name = c === 'tracked' ? title(w) : `${title(w)}, behind nginx`;
 		const made = sum(t.map((f) => f.made));
 		const reported = sum(t.map((f) => f.reported));
 		const losses = t.flatMap((f) => f.loss);
 		const lost = made - reported;
 		if (lost !== 0 && !losses.length)
-			problems.push(`${title(w)}: ${made} calls made, ${reported} reported, and no loss event explains it`);
+			problems.push(`${name}: ${made} calls made, ${reported} reported, and no loss event explains it`);
 		const rss = Math.max(...[...t, ...u].map((f) => f.rssMiB));
-		p(`| ${title(w)} | ${made} | ${reported} | ${lost}${lost && !losses.length ? ' **unexplained**' : ''} | ${lossText(losses)} | ` +
+		p(`| ${name} | ${made} | ${reported} | ${lost}${lost && !losses.length ? ' **unexplained**' : ''} | ${lossText(losses)} | ` +
 			`${fmtNum(median(t.map((f) => f.cpuPerCallUs)), 2)} (${fmtNum(median(t.map((f) => f.userPerCallUs)), 2)}) | ` +
 			`${fmtNum(median(t.map((f) => f.cpuShare * 100)), 0)} | ${fmtNum(rss, 1)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfNsPerRun)), 0)} | ${fmtNum(median(u.map((f) => f.bpfNsPerRun)), 0)} | ` +
@@ -238,19 +256,21 @@ if (ramp.length) {
 	p();
 }
 
-if (tracked.length || untracked.length) {
+if (trackedAll.length || untracked.length) {
 	p('## Targets');
 	p();
 	p('| target | measured | |');
 	p('|---|---|---|');
 	const row = (name, value, text, good) => p(`| ${name} | ${text} | ${!Number.isFinite(value) ? '–' : good ? 'met' : '**missed**'} |`);
 	for (const t of ['pipe', 'unix']) {
+		if (!workloads.includes(`pump/${t}/256/w1`)) continue;
 		const v = ratio(`pump/${t}/256/w1`, 'tracked');
 		row(`tracked lockstep 256 B (${t}) >= ${TARGETS.lockstep256}x`, v, fmtRatio(v), v >= TARGETS.lockstep256);
 	}
-	for (const w of ['w1', 'w64']) {
-		const v = ratio(`sdk/${w}`, 'tracked');
-		row(`tracked ${title(`sdk/${w}`)} >= ${TARGETS.sdk}x`, v, fmtRatio(v), v >= TARGETS.sdk);
+	for (const w of ['sdk/w1', 'sdk/w64', 'http/w1', 'http/w64']) {
+		if (!workloads.includes(w)) continue;
+		const v = ratio(w, 'tracked');
+		row(`tracked ${title(w)} >= ${TARGETS.sdk}x`, v, fmtRatio(v), v >= TARGETS.sdk);
 	}
 	const pipelined = workloads.filter((w) => w.startsWith('pump/') && w.endsWith('/w64'));
 	const ur = pipelined.map((w) => [w, ratio(w, 'untracked')]).filter(([, v]) => Number.isFinite(v));
@@ -270,7 +290,7 @@ if (tracked.length || untracked.length) {
 	if (ramp.length)
 		row(`zero loss at ${fmtRate(TARGETS.rampRate)} msgs/s of 1 KiB`, rampBest ?? 0,
 			rampBest ? `${fmtRate(rampBest)} msgs/s` : 'lost at the first step', (rampBest ?? 0) >= TARGETS.rampRate);
-	const small = tracked.filter((r) => /^pump\/\w+\/(256|4096)\//.test(r.workload) || r.workload.startsWith('sdk/'));
+	const small = tracked.filter((r) => /^pump\/\w+\/(256|4096)\//.test(r.workload) || /^(sdk|http)\//.test(r.workload));
 	const cpu = [...new Set(small.map((r) => r.workload))].map((w) => [w, median(small.filter((r) => r.workload === w).map((r) => sondeFigures(r).cpuPerCallUs))]);
 	if (cpu.length) {
 		const worst = cpu.reduce((a, b) => (b[1] > a[1] ? b : a));
@@ -278,7 +298,7 @@ if (tracked.length || untracked.length) {
 			`worst ${fmtNum(worst[1], 2)} µs (${title(worst[0])}), best ${fmtNum(Math.min(...cpu.map((x) => x[1])), 2)} µs`,
 			worst[1] <= TARGETS.cpuPerCallUs);
 	}
-	const all = [...tracked, ...untracked, ...ramp.filter((r) => ok(r) && r.sonde)];
+	const all = [...trackedAll, ...untracked, ...ramp.filter((r) => ok(r) && r.sonde)];
 	if (all.length) {
 		const rss = Math.max(...all.map((r) => r.sonde.vmhwm_kb / 1024));
 		row(`peak RSS <= ${TARGETS.rssMiB} MiB`, rss, `${fmtNum(rss, 1)} MiB (max over all runs)`, rss <= TARGETS.rssMiB);

@@ -6,7 +6,8 @@
 # Workloads: the raw pump (build/tools/pump) over a pipe pair and over AF_UNIX socketpairs,
 # 256 B / 4 KiB / 64 KiB / 1 MiB messages, lockstep and 64 in flight; the real
 # server-everything echo tool driven by the official SDK client (bench/sdk-bench.mjs),
-# sequential and 64 in flight.
+# sequential and 64 in flight, over stdio (sdk/*) and over Streamable HTTP on 127.0.0.1
+# (http/*: the server in streamableHttp mode, StreamableHTTPClientTransport as the client).
 # Conditions: none (no observer); floor (mcpsonde's programs attached to the same hooks but
 # returning at once, build/tools/floor: what the tracepoints themselves cost); untracked
 # (mcpsonde attached to an idle process while the workload runs: what every other process on
@@ -14,12 +15,16 @@
 # the server); watch (mcpsonde watch --all, the workload's processes excluded by selector:
 # what every process on a node pays when mcpsonde runs as a node agent and the process is
 # not an MCP server); strace (strace -f on the server, full read/write payloads to a file);
-# socat (a relay between client and server, as a wrapping proxy sits).
+# socat (a relay between client and server, as a wrapping proxy sits; not HTTP workloads);
+# nginx (HTTP workloads only: Debian's nginx as a reverse proxy in front of the server, the
+# client talking to nginx, no observer); nginx-tracked (the same, and mcpsonde attached to the
+# server, which then sees nginx's upstream connections, not the client's). A condition that does
+# not apply to a workload is not run for it, and its cell in the table is empty.
 #
 # Every repetition runs every workload under every condition, the order of the conditions
 # rotating from one repetition to the next, so that drift (other jobs on the machine,
 # thermal, caches) falls on all conditions alike; medians of the repetitions are reported,
-# as ratios to "none". The workload (client, server, relay) is pinned to --cpus; observers
+# as ratios to "none" (nginx-tracked's to "nginx": what tracking adds behind the proxy). The workload (client, server, relay) is pinned to --cpus; observers
 # (mcpsonde, strace) are not: they run wherever the scheduler puts them, as on a real node.
 #
 # For every mcpsonde run: its CPU (all threads, /proc/PID/task/*/schedstat) and peak RSS
@@ -44,10 +49,11 @@ sdk_time=1
 ramp_time=2
 ramp_rates="10000 25000 50000 75000 100000 150000 200000 300000 400000"
 cpus=0
-conditions="none floor untracked watch tracked strace socat"
+conditions="none floor untracked watch tracked strace socat nginx nginx-tracked"
 only=
 do_ramp=1
 do_sdk=1
+do_http=1
 bpf_stats=1
 keep=0
 sonde_args=
@@ -64,9 +70,13 @@ usage: scripts/bench.sh [options]
   --ramp-time SEC     traffic per ramp step (default $ramp_time)
   --ramp-rates LIST   msgs/s, ascending, space-separated (default "$ramp_rates")
   --conditions LIST   comma-separated subset of: ${conditions// /,}
-  --only REGEX        only the workloads whose id matches (e.g. 'pipe/256', 'sdk')
+                      (nginx-tracked's ratio is to nginx: keep both)
+  --only REGEX        only the workloads whose id matches (e.g. 'pipe/256', 'sdk', 'http'; ids:
+                      pump/TRANSPORT/SIZE/wWINDOW, sdk/wWINDOW (stdio), http/wWINDOW; the ramp's
+                      is pump/pipe/1024/w256)
   --cpus LIST|none    pin the workload to these CPUs (taskset -c; default $cpus)
-  --no-ramp, --no-sdk, --no-bpf-stats
+  --no-ramp, --no-sdk, --no-http, --no-bpf-stats
+                      (--no-sdk: no server-everything over stdio; --no-http: none over HTTP)
   --out FILE          the Markdown table (default bench/results.md)
   --keep              keep the work directory (raw JSON, mcpsonde and strace output)
   --sonde-args ARGS   extra options for mcpsonde attach (e.g. "--ringbuf-mb 64"; for development)
@@ -86,6 +96,7 @@ while [ $# -gt 0 ]; do
 	--cpus) cpus=$2; shift ;;
 	--no-ramp) do_ramp=0 ;;
 	--no-sdk) do_sdk=0 ;;
+	--no-http) do_http=0 ;;
 	--no-bpf-stats) bpf_stats=0 ;;
 	--out) out=$2; shift ;;
 	--keep) keep=1 ;;
@@ -121,6 +132,10 @@ for c in $conditions; do
 		;;
 	strace) command -v strace >/dev/null || { log "skipping strace: not installed"; continue; } ;;
 	socat) command -v socat >/dev/null || { log "skipping socat: not installed"; continue; } ;;
+	nginx | nginx-tracked)
+		[ $c = nginx ] || [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; }
+		PATH=$PATH:/usr/sbin command -v nginx >/dev/null || { log "skipping $c: nginx is not installed"; continue; }
+		;;
 	none) ;;
 	*) die "unknown condition $c" ;;
 	esac
@@ -129,9 +144,12 @@ done
 conditions=${want# }
 [ -n "$conditions" ] || die "no condition left to run"
 [[ " $conditions " == *" tracked "* ]] || do_ramp=0
-if [ $do_sdk = 1 ] && [ ! -f "$EVERYTHING" ]; then
+# The ramp is a workload too (pump/pipe/1024/w256): --only selects it or leaves it out.
+ramp_id=pump/pipe/1024/w256
+[ -z "$only" ] || [[ $ramp_id =~ $only ]] || do_ramp=0
+if [ $((do_sdk + do_http)) -gt 0 ] && [ ! -f "$EVERYTHING" ]; then
 	log "skipping server-everything: $EVERYTHING is missing (npm ci in tests/)"
-	do_sdk=0
+	do_sdk=0 do_http=0
 fi
 
 pin=()
@@ -297,8 +315,19 @@ stop_sonde() { # stop_child, then wait (10 s at most) until its BPF programs are
 	wait_until 10 progs_gone "$ids" || log "mcpsonde's BPF programs still loaded 10 s after it exited"
 }
 
+# applies ID COND: whether condition COND is run for workload ID. The relays differ by
+# transport: socat relays byte streams (pump, stdio), nginx relays HTTP.
+applies() {
+	case $2 in
+	socat) [[ $1 != http/* ]] ;;
+	floor) [[ $1 != http/* ]] ;; # the hooks' own cost: the pump and stdio rows show it
+	nginx | nginx-tracked) [[ $1 == http/* ]] ;;
+	*) true ;;
+	esac
+}
+
 # run_one ID COND REP [RATE]: one run of workload ID under COND; appends one JSON line to $raw.
-# ID: pump/TRANSPORT/SIZE/wWINDOW or sdk/wWINDOW.
+# ID: pump/TRANSPORT/SIZE/wWINDOW, sdk/wWINDOW (stdio) or http/wWINDOW.
 run_one() {
 	local id=$1 cond=$2 rep=$3 rate=${4:-0}
 	local d=$work/run.$((++run_no))
@@ -312,8 +341,12 @@ run_one() {
 	else
 		time=$sdk_time
 		cmd=("${pin[@]}" node "$SDK_BENCH" --window "${a#w}" --max-time "$time" --pid-file "$d/pid" --wait-go)
+		[ "$kind" = sdk ] || cmd+=(--transport http)
 	fi
-	[ "$cond" != socat ] || cmd+=(--relay socat)
+	case $cond in
+	socat) cmd+=(--relay socat) ;;
+	nginx | nginx-tracked) cmd+=(--relay nginx) ;;
+	esac
 
 	local t_run
 	t_run=$(now_ms)
@@ -326,7 +359,7 @@ run_one() {
 	else
 		spid=$(cat "$d/pid")
 		case $cond in
-		untracked | tracked)
+		untracked | tracked | nginx-tracked)
 			if [ "$cond" = untracked ]; then
 				sleep 3600 &
 				idle=$!
@@ -362,8 +395,11 @@ run_one() {
 			;;
 		strace)
 			# Full payloads: -s covers the largest syscall (1 MiB), as strings; -f attaches
-			# every thread of the server (Node's too) and follows its children.
-			strace -f -p "$spid" -o "$d/strace.out" -e trace=read,write,readv,writev -s 16777216 \
+			# every thread of the server (Node's too) and follows its children. Over HTTP, the
+			# socket calls other runtimes use and the connections' lifecycle too.
+			local trace=read,write,readv,writev
+			[ "$kind" != http ] || trace=$trace,recvfrom,sendto,recvmsg,sendmsg,accept,accept4,connect,close,shutdown
+			strace -f -p "$spid" -o "$d/strace.out" -e trace=$trace -s 16777216 \
 				2>"$d/strace.err" &
 			tpid=$!
 			children[$tpid]=1
@@ -396,7 +432,7 @@ run_one() {
 		done_n=${done_n:-0}
 		t_end=$(now_ms)
 		# Drain: mcpsonde has reported every call, or nothing new came for a second.
-		if [ "$cond" = tracked ]; then
+		if [ "$cond" = tracked ] || [ "$cond" = nginx-tracked ]; then
 			while alive "$mpid"; do
 				n=$(calls_in "$d/sonde.jsonl")
 				[ "${n:-0}" -lt "$done_n" ] || break
@@ -469,6 +505,7 @@ for t in pipe unix; do
 	done
 done
 [ $do_sdk = 0 ] || workloads+=(sdk/w1 sdk/w64)
+[ $do_http = 0 ] || workloads+=(http/w1 http/w64)
 if [ -n "$only" ]; then
 	sel=()
 	for w in "${workloads[@]}"; do
@@ -481,12 +518,19 @@ fi
 read -ra conds <<<"$conditions"
 run_no=0
 t0=$(now_ms)
-log "$(printf '%d workloads x %d conditions x %d repetitions; work directory %s' \
-	${#workloads[@]} ${#conds[@]} "$reps" "$work")"
+runs=0
+for w in "${workloads[@]}"; do
+	for c in "${conds[@]}"; do
+		! applies "$w" "$c" || runs=$((runs + 1))
+	done
+done
+log "$(printf '%d workloads x %d conditions (%d runs) x %d repetitions; work directory %s' \
+	${#workloads[@]} ${#conds[@]} $runs "$reps" "$work")"
 for ((rep = 1; rep <= reps; rep++)); do
 	for w in "${workloads[@]}"; do
 		for ((i = 0; i < ${#conds[@]}; i++)); do
-			run_one "$w" "${conds[(i + rep - 1 + ${#conds[@]}) % ${#conds[@]}]}" "$rep"
+			c=${conds[(i + rep - 1 + ${#conds[@]}) % ${#conds[@]}]}
+			! applies "$w" "$c" || run_one "$w" "$c" "$rep"
 		done
 	done
 done
@@ -495,7 +539,7 @@ done
 # a call, or the pump itself cannot reach the rate.
 if [ $do_ramp = 1 ]; then
 	for r in $ramp_rates; do
-		run_one pump/pipe/1024/w256 tracked 0 "$r"
+		run_one $ramp_id tracked 0 "$r"
 		last=$(tail -1 "$raw")
 		made=$(jfield "$last" done)
 		got=$(jfield "$last" calls_ok)

@@ -13,13 +13,14 @@ export DEBIAN_FRONTEND=noninteractive
 # Build: clang/llvm/bpftool/libbpf for the BPF side, the -dev libraries the Makefile links,
 # uthash (header-only hash tables of the pipeline).
 # Tests: cmocka (unit), node + npm (e2e), strace (e2e premise checks), socat, jq, prometheus
-# (metrics scrape tests), procps/coreutils basics.
+# (metrics scrape tests), procps/coreutils basics. Bench: strace, socat, nginx.
 packages=(
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libjansson-dev libmicrohttpd-dev uthash-dev
 	libhttp-parser-dev # the HTTP/1.1 parser of the HTTP transport (src/http.c)
 	libcmocka-dev pkg-config make gcc
 	prometheus socat strace jq procps coreutils
 	curl # e2e: HTTP requests the MCP SDKs never send (a malformed body, a wrong token, Mcp-Method)
+	nginx # bench: the reverse proxy in front of the HTTP server (bench/http-peers.mjs; never as a service)
 	# Kubernetes tests: a real container runtime driven through the CRI (containerd, runc),
 	# podman (also builds the image), a static libc for the pause binary, systemd-analyze.
 	containerd runc podman libc6-dev systemd
@@ -47,6 +48,11 @@ if ((${#missing[@]})); then
 	echo "setup.sh: installing ${missing[*]}"
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# The bench runs nginx itself, from a config of its own: the service Debian enables on install
+	# (the default site on port 80) is not wanted, so the one this script installed is turned off.
+	if [[ " ${missing[*]} " == *" nginx "* ]] && [[ -d /run/systemd/system ]]; then
+		systemctl disable --now nginx >/dev/null 2>&1 || true
+	fi
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
