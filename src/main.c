@@ -508,12 +508,14 @@ static void live_report(struct live_ctx *c)
 
 		targets_get_stats(c->targets, &ts);
 		fprintf(stderr, "; discovery: %llu reads looked at, %llu processes found (%llu by HTTP), "
-				"%llu stdins given up, %llu socket readers given up, %llu excluded, %llu not MCP, %llu relays",
+				"%llu stdins given up, %llu socket readers given up, %llu excluded, %llu not MCP, %llu relays, "
+				"%llu gone before identified, %llu past the table",
 			(unsigned long long)cnt[MSD_CNT_SNIFF_READS], (unsigned long long)ts.discovered,
 			(unsigned long long)cnt[MSD_CNT_HTTP_DISCOVERED],
 			(unsigned long long)(cnt[MSD_CNT_NOT_JSONRPC] + cnt[MSD_CNT_NOT_STDIO]),
 			(unsigned long long)(cnt[MSD_CNT_NOT_HTTP] + cnt[MSD_CNT_HTTP_NOT_MCP]),
-			(unsigned long long)ts.excluded, (unsigned long long)ts.not_mcp, (unsigned long long)ts.relays);
+			(unsigned long long)ts.excluded, (unsigned long long)ts.not_mcp, (unsigned long long)ts.relays,
+			(unsigned long long)ts.unidentified, (unsigned long long)ts.table_full);
 	}
 	fputc('\n', stderr);
 }
@@ -544,6 +546,7 @@ static void live_self(void *ctx, struct metrics_self *out)
 	out->verdicts[METRICS_VERDICT_EXCLUDED] = (double)ts.excluded;
 	out->verdicts[METRICS_VERDICT_NOT_HTTP] = (double)cnt[MSD_CNT_NOT_HTTP];
 	out->verdicts[METRICS_VERDICT_HTTP_NOT_MCP] = (double)cnt[MSD_CNT_HTTP_NOT_MCP];
+	out->verdicts[METRICS_VERDICT_UNIDENTIFIED] = (double)ts.unidentified;
 	out->clients_found = (double)ts.clients_found;
 	out->clients_unknown = (double)ts.clients_unknown;
 	out->maps[0].map = "procs";

@@ -213,6 +213,7 @@ static const char *const verdict_names[METRICS_VERDICT__COUNT] = {
 	[METRICS_VERDICT_NOT_STDIO] = "not_stdio", [METRICS_VERDICT_NOT_MCP] = "not_mcp",
 	[METRICS_VERDICT_RELAY] = "relay",         [METRICS_VERDICT_EXCLUDED] = "excluded",
 	[METRICS_VERDICT_NOT_HTTP] = "not_http",   [METRICS_VERDICT_HTTP_NOT_MCP] = "http_not_mcp",
+	[METRICS_VERDICT_UNIDENTIFIED] = "unidentified",
 };
 
 static const double latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
@@ -386,7 +387,8 @@ static void register_families(struct sink_metrics *m)
 		m->verdicts = metrics_counter(r, "mcpsonde_discovery_verdicts",
 					      "What discovery concluded of a process: json_rpc (tracked), not_json_rpc "
 					      "and not_stdio (its stdin no longer looked at), not_http and http_not_mcp "
-					      "(its socket reads no longer looked at), not_mcp, relay, excluded (let go).",
+					      "(its socket reads no longer looked at), not_mcp, relay, excluded (let go), "
+					      "unidentified (gone before it could be judged: nothing of it reported).",
 					      L("verdict"));
 		m->clients = metrics_counter(r, "mcpsonde_client_lookups",
 					     "Clients of servers looked for: found, or unknown (nobody holds the other end, or the "

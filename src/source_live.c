@@ -338,7 +338,7 @@ int source_live_track(struct source_live *src, pid_t pid, uint64_t start_ns,
 
 void source_live_untrack(struct source_live *src, pid_t pid)
 {
-	__u64 bit, *word = tracked_word(src, pid, &bit);
+	__u64 bit, *word = src ? tracked_word(src, pid, &bit) : NULL; /* NULL: the targets stage tested alone */
 	__u32 tgid = (__u32)pid;
 
 	if (!word)

@@ -672,6 +672,23 @@ static void targets_on_unknown(struct targets *t, const struct msd_rec_hdr *rec)
 	}
 }
 
+/* Watching all, a tracked process that /proc no longer names (it exited while its
+ * discovery record was lost): who it was decides whether it is watched, so none of it is
+ * delivered. An entry marked let go drops the rest of its records until its exit or the
+ * grace; the process is counted once. */
+static struct target *targets_unidentified(struct targets *t, uint32_t tgid)
+{
+	struct target *tg = target_add(t, tgid, 0);
+
+	t->stats.unidentified++;
+	source_live_untrack(t->src, (pid_t)tgid);
+	if (tg) {
+		tg->released = "unidentified";
+		tg->released_ns = clock_mono_ns();
+	}
+	return tg;
+}
+
 int targets_on_record(void *ctx, const struct msd_rec_hdr *rec)
 {
 	struct targets *t = ctx;
@@ -698,8 +715,18 @@ int targets_on_record(void *ctx, const struct msd_rec_hdr *rec)
 			t->stats.records_dropped++;
 			return 0;
 		}
-		if (!tg)
+		if (!tg) {
 			targets_on_unknown(t, rec);
+			tg = target_find(t, rec->tgid);
+			if (!tg && t->opts.all)
+				tg = targets_unidentified(t, rec->tgid);
+			/* Let go at once (excluded: its discovery record was lost, not its verdict),
+			 * or not to be judged (watching all, with no entry: the table is full). */
+			if (tg ? tg->released != NULL : t->opts.all) {
+				t->stats.records_dropped++;
+				return 0;
+			}
+		}
 		targets_deliver(t, rec);
 		if (rec->kind == MSD_REC_EXEC && (tg = target_find(t, rec->tgid)))
 			targets_identify(t, tg, rec->ts_ns);

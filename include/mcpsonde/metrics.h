@@ -125,6 +125,7 @@ enum metrics_verdict {
 	METRICS_VERDICT_EXCLUDED,     /* --include / --exclude */
 	METRICS_VERDICT_NOT_HTTP,     /* socket reads that carried no HTTP request: let go */
 	METRICS_VERDICT_HTTP_NOT_MCP, /* serves HTTP without a sign of MCP: let go */
+	METRICS_VERDICT_UNIDENTIFIED, /* gone from /proc before it could be judged: not delivered */
 	METRICS_VERDICT__COUNT,
 };
 #define METRICS_MAPS_MAX 4

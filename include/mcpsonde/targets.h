@@ -99,6 +99,7 @@ struct targets_stats {
 	uint64_t excluded, not_mcp, relays, gone; /* let go, by why */
 	uint64_t clients_found, clients_unknown;
 	uint64_t records_dropped; /* of processes let go, still in flight */
+	uint64_t unidentified;    /* watching all: tracked, unannounced, gone from /proc: not delivered */
 	uint64_t table_full;
 };
 
