@@ -29,6 +29,7 @@
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/recorder.h"
 #include "mcpsonde/report.h"
+#include "mcpsonde/utf8.h"
 #include "version.h"
 
 #define RECORDER_EVENTS 64          /* stall, blocked_write... per server */
@@ -759,25 +760,30 @@ static json_t *report_frames(const struct recorder *r, const struct rec_server *
 
 static json_t *report_stderr(const struct rec_server *s)
 {
-	size_t len = 0, off = 0;
+	size_t len = 0, off = 0, cap;
 	const struct rec_item *it;
 	json_t *e = json_object();
-	char *tail;
+	char *tail, *valid;
 
 	for (it = s->stderr_q.head; it; it = it->next)
 		len += strlen(it->summary) + 1;
 	tail = malloc(len + 1);
-	if (tail) {
+	/* The lines are the server's bytes: invalid UTF-8 (U+FFFD, 3 bytes, for each bad byte)
+	 * would make the whole report unencodable, and a hostile server would leave none. */
+	cap = 3 * len + 1;
+	valid = malloc(cap);
+	if (tail && valid) {
 		for (it = s->stderr_q.head; it; it = it->next) {
 			size_t n = strlen(it->summary);
 			memcpy(tail + off, it->summary, n);
 			off += n;
 			tail[off++] = '\n';
 		}
-		tail[off] = '\0';
-		json_object_set_new(e, "tail", json_stringn_nocheck(tail, off));
-		free(tail);
+		off = utf8_sanitize(tail, off, valid, cap);
+		json_object_set_new(e, "tail", json_stringn(valid, off));
 	}
+	free(tail);
+	free(valid);
 	json_object_set_new(e, "tail_bytes", json_integer((json_int_t)off));
 	json_object_set_new(e, "lines_seen", json_integer((json_int_t)s->stderr_lines));
 	json_object_set_new(e, "bytes_seen", json_integer((json_int_t)s->stderr_bytes));

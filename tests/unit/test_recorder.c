@@ -16,6 +16,7 @@
 
 #include "mcpsonde/procfs.h"
 #include "mcpsonde/recorder.h"
+#include "mcpsonde/utf8.h"
 #include "mcpsonde/report.h"
 
 #define SEC 1000000000ull
@@ -462,6 +463,26 @@ static void test_stderr_tail_bounded(void **state)
 	fixture_free(f);
 }
 
+/* Stderr is the server's bytes: invalid UTF-8 in it still gives a report (found by
+ * fuzz_capture: jansson refused to encode the whole report). */
+static void test_stderr_invalid_utf8(void **state)
+{
+	struct fixture *f = fixture_new(NULL);
+	const char *tail;
+	json_t *r;
+
+	(void)state;
+	feed_stderr(f, T0, "event: mess\x9f\x98\xdf...");
+	feed_stderr(f, T0 + 1, "caf\xc3\xa9 ok");
+	feed_exit(f, T0 + SEC, 1, 0, false, 0);
+	assert_int_equal(f->seen.reports, 1);
+	r = read_report(f->seen.report_path);
+	tail = json_string_value(json_object_get(json_object_get(r, "stderr"), "tail"));
+	assert_string_equal(tail, "event: mess" UTF8_REPLACEMENT UTF8_REPLACEMENT UTF8_REPLACEMENT "...\ncaf\xc3\xa9 ok\n");
+	json_decref(r);
+	fixture_free(f);
+}
+
 static void test_stall_blocked_loss_in_report(void **state)
 {
 	struct fixture *f = fixture_new(NULL);
@@ -709,6 +730,7 @@ int main(void)
 		cmocka_unit_test(test_frames_bounded_newest_kept),
 		cmocka_unit_test(test_capture_values),
 		cmocka_unit_test(test_stderr_tail_bounded),
+		cmocka_unit_test(test_stderr_invalid_utf8),
 		cmocka_unit_test(test_stall_blocked_loss_in_report),
 		cmocka_unit_test(test_pid_reuse_separate),
 		cmocka_unit_test(test_memory_bounds),
