@@ -137,6 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	pipeline_finish(p, last_ts);
 	pipeline_free(p);
+	/* A report that could not be written (into a fresh temporary directory) is a finding:
+	 * whatever a server sent, its post-mortem must still come out. */
+	if (recorder_stats(recorder)->reports_failed)
+		abort();
 	sinks_close(&sinks);
 	capture_reader_close(r);
 	return 0;
