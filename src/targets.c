@@ -642,8 +642,8 @@ static void targets_on_exit(struct targets *t, const struct msd_exit_rec *x)
 /* A record of a process this stage has no entry for: the kernel tracks it, but its fork or
  * discovery record was lost (ring buffer full, counted). It gets an entry from /proc: a
  * child of a process in the table (or, attaching, of the given family), or else a process
- * the kernel discovered. */
-static void targets_on_unknown(struct targets *t, const struct msd_rec_hdr *rec)
+ * the kernel discovered. False when /proc no longer has it: nobody can say who it was. */
+static bool targets_on_unknown(struct targets *t, const struct msd_rec_hdr *rec)
 {
 	struct msd_discover_rec d = { .hdr = { .kind = MSD_REC_DISCOVER, .abi = MSD_ABI_VERSION, .size = sizeof(d),
 					       .ts_ns = rec->ts_ns, .tgid = rec->tgid, .tid = rec->tid } };
@@ -651,14 +651,14 @@ static void targets_on_unknown(struct targets *t, const struct msd_rec_hdr *rec)
 	struct target *tg;
 
 	if (proc_sample_named((pid_t)rec->tgid, &ps, d.comm) < 0)
-		return;
+		return false;
 	d.ppid = (uint32_t)ps.ppid;
 	d.start_ns = ps.start_ticks * (1000000000ull / (uint64_t)proc_clock_ticks());
 	if (proc_channel((pid_t)rec->tgid, d.chan) < 0)
-		return;
+		return false;
 	if (t->opts.all && !target_find(t, d.ppid)) {
 		targets_on_discover(t, &d);
-		return;
+		return true;
 	}
 	struct msd_fork_rec f = { .hdr = d.hdr, .parent_tgid = d.ppid, .start_ns = d.start_ns };
 
@@ -670,6 +670,7 @@ static void targets_on_unknown(struct targets *t, const struct msd_rec_hdr *rec)
 		tg->in = d.chan[MSD_ROLE_IN];
 		tg->out = d.chan[MSD_ROLE_OUT];
 	}
+	return true;
 }
 
 /* Watching all, a tracked process that /proc no longer names (it exited while its
@@ -716,12 +717,14 @@ int targets_on_record(void *ctx, const struct msd_rec_hdr *rec)
 			return 0;
 		}
 		if (!tg) {
-			targets_on_unknown(t, rec);
+			bool known = targets_on_unknown(t, rec);
+
 			tg = target_find(t, rec->tgid);
-			if (!tg && t->opts.all)
+			if (!tg && t->opts.all && !known)
 				tg = targets_unidentified(t, rec->tgid);
 			/* Let go at once (excluded: its discovery record was lost, not its verdict),
-			 * or not to be judged (watching all, with no entry: the table is full). */
+			 * or with no entry (watching all: a child of a process let go, or the table
+			 * is full). */
 			if (tg ? tg->released != NULL : t->opts.all) {
 				t->stats.records_dropped++;
 				return 0;
