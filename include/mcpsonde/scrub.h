@@ -18,8 +18,9 @@
  * scrub_json_secret() reads a JSON-RPC message with the same rules and says only whether
  * it holds such a value: the flag a call carries when its arguments or result did.
  *
- * Cost: one pass, tokens found 16 bytes at a time where the compiler has vectors; names and
- * formats are checked per token, entropy only for tokens of the right length and mix. */
+ * Cost: one pass, tokens found 32 bytes at a time with AVX2 (16 where the compiler has
+ * vectors); names and formats are checked per token, entropy only for tokens of the right
+ * length and mix. */
 #ifndef MCPSONDE_SCRUB_H
 #define MCPSONDE_SCRUB_H
 
@@ -49,5 +50,9 @@ bool scrub_json_secret(const char *s, size_t n);
 uint64_t scrub_masked_total(void);
 /* "mask", "strict", "off" -> mode; -1 for anything else. */
 int scrub_parse_mode(const char *name);
+/* For tests: the length of the run of token bytes (letters, digits, _ - + /) at s, and the
+ * switch that makes it take its portable path, the one a CPU without AVX2 takes. */
+size_t scrub_token_len(const char *s, size_t n);
+void scrub_use_avx2(bool on);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_scrub.c -- the scrubber: what it masks, what it must leave alone, the three modes,
  * and the secret flag on JSON-RPC messages. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -160,6 +161,38 @@ static void test_json_secret_flag(void **state)
 		assert_false(scrub_json_secret(clean[i], strlen(clean[i])));
 }
 
+/* Token runs: every byte value, at every position of a long run and on either side of the
+ * vector blocks, ends a run exactly where the byte table says, on the AVX2 path and on the
+ * portable one. */
+static void test_token_runs(void **state)
+{
+	static const char token_bytes[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/";
+	char buf[160];
+
+	(void)state;
+	for (int avx2 = 0; avx2 < 2; avx2++) {
+		scrub_use_avx2(avx2);
+		for (int b = 0; b < 256; b++) {
+			bool is_tok = b && strchr(token_bytes, b) != NULL;
+
+			for (size_t at = 0; at < sizeof(buf); at++) {
+				size_t want = is_tok ? sizeof(buf) : at;
+
+				for (size_t i = 0; i < sizeof(buf); i++)
+					buf[i] = token_bytes[(i * 7 + at) % (sizeof(token_bytes) - 1)];
+				buf[at] = (char)b;
+				if (scrub_token_len(buf, sizeof(buf)) != want)
+					fail_msg("byte 0x%02x at %zu (avx2 %d): run %zu, want %zu", b, at, avx2,
+						 scrub_token_len(buf, sizeof(buf)), want);
+				/* The run also ends at the end of the input, whatever follows in memory. */
+				if (scrub_token_len(buf, at) != at)
+					fail_msg("run cut at %zu (avx2 %d): %zu", at, avx2, scrub_token_len(buf, at));
+			}
+		}
+	}
+	scrub_use_avx2(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_modes_and_counts),
 		cmocka_unit_test(test_small_output),
 		cmocka_unit_test(test_json_secret_flag),
+		cmocka_unit_test(test_token_runs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
