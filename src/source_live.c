@@ -583,6 +583,9 @@ static void source_live_detach_in_child(void)
 		size_t next = 0;
 		char c;
 
+		/* The pipe's write end too: pipe2 may have put both ends above max, and a child
+		 * that kept its own write end would wait forever, the programs attached. */
+		close(gone[1]);
 		for (int fd = 0; fd <= max; fd++) {
 			if (next < nkeep && keep[next] == fd)
 				next++;

@@ -339,10 +339,15 @@ export function descendants(pid) {
 // Spawns build/mcpsonde ARGV and resolves when it says on stderr that it is attached
 // (a line starting with `mcpsonde: attached`). stdout is collected line by line, or written
 // to stdoutFile as the bytes it is (for tests of the bytes themselves).
-export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpsonde: attached/, stdoutFile } = {}) {
+// cleanFds: mcpsonde starts with descriptors 0-2 only, as a service manager starts it, not
+// with whatever this test process inherited and left open (a harness's pipe at fd 251...).
+const CLOSE_INHERITED = 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@"';
+
+export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpsonde: attached/, stdoutFile, cleanFds = false } = {}) {
 	requireSonde();
 	const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
-	const proc = spawn(SONDE, argv, { cwd: REPO, stdio: ['ignore', out, 'pipe'] });
+	const [cmd, args] = cleanFds ? ['bash', ['-c', CLOSE_INHERITED, 'bash', SONDE, ...argv]] : [SONDE, argv];
+	const proc = spawn(cmd, args, { cwd: REPO, stdio: ['ignore', out, 'pipe'] });
 	if (stdoutFile) fs.closeSync(out);
 	const s = {
 		argv, proc,
