@@ -110,7 +110,17 @@ done
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
+# Programs named like mcpsonde's, loaded before the bench starts: a running mcpsonde, or a
+# detach child that did not end (it once kept its own end of the pipe it waits on).
+foreign_sets() {
+	bpftool prog show 2>/dev/null | grep -c ' name sys_exit_read ' || true
+}
+
 [ -x "$PUMP" ] || die "$PUMP is missing: run make bench (or make build/tools/pump)"
+if [ "$(id -u)" = 0 ] && command -v bpftool >/dev/null; then
+	n=$(foreign_sets)
+	[ "$n" = 0 ] || die "$n set(s) of mcpsonde's programs are already loaded (a running mcpsonde or mcpsonde-detach): every syscall pays for them, so would every figure; stop them first"
+fi
 command -v node >/dev/null || die "node is required"
 
 # mcpsonde conditions need root and the binary; without them the others still run, and the
@@ -312,8 +322,11 @@ stop_sonde() { # stop_child, then wait (10 s at most) until its BPF programs are
 	local ids
 	ids=$(bpf_progs "$1" | awk '{ print $1 }')
 	stop_child "$1"
-	wait_until 10 progs_gone "$ids" || log "mcpsonde's BPF programs still loaded 10 s after it exited"
+	# Programs left behind would run for every syscall of every later run: no figure after
+	# that would be true.
+	wait_until 10 progs_gone "$ids" || die "mcpsonde's BPF programs still loaded 10 s after it exited (ids: $ids)"
 }
+
 
 # applies ID COND: whether condition COND is run for workload ID. The relays differ by
 # transport: socat relays byte streams (pump, stdio), nginx relays HTTP.
