@@ -11,8 +11,11 @@
 # Conditions: none (no observer); floor (mcpsonde's programs attached to the same hooks but
 # returning at once, build/tools/floor: what the tracepoints themselves cost); untracked
 # (mcpsonde attached to an idle process while the workload runs: what every other process on
-# the node pays); tracked (mcpsonde attached to
-# the server); watch (mcpsonde watch --all, the workload's processes excluded by selector:
+# the node pays); tracked (mcpsonde attached to the server); paused (tracked, but mcpsonde
+# stopped by SIGSTOP while the traffic runs, with a ring buffer that holds all of it, and
+# resumed after: what the traced process pays in its own syscalls for the copies, without
+# mcpsonde reading beside it; 256 B and stdio server-everything rows, whose whole run fits its
+# 256 MiB ring); watch (mcpsonde watch --all, the workload's processes excluded by selector:
 # what every process on a node pays when mcpsonde runs as a node agent and the process is
 # not an MCP server); strace (strace -f on the server, full read/write payloads to a file);
 # socat (a relay between client and server, as a wrapping proxy sits; not HTTP workloads);
@@ -41,6 +44,7 @@ SONDE=$REPO/build/mcpsonde
 PUMP=$REPO/build/tools/pump
 FLOOR=$REPO/build/tools/floor
 SDK_BENCH=$REPO/bench/sdk-bench.mjs
+PAUSED_RING_MB=256 # the paused condition's ring: a whole run of its rows fits
 EVERYTHING=$REPO/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
 reps=5
@@ -49,7 +53,7 @@ sdk_time=1
 ramp_time=2
 ramp_rates="10000 25000 50000 75000 100000 150000 200000 300000 400000"
 cpus=0
-conditions="none floor untracked watch tracked strace socat nginx nginx-tracked"
+conditions="none floor untracked watch tracked paused strace socat nginx nginx-tracked"
 only=
 do_ramp=1
 do_sdk=1
@@ -135,7 +139,7 @@ fi
 want=
 for c in $conditions; do
 	case $c in
-	untracked | watch | tracked) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
+	untracked | watch | tracked | paused) [ $sonde_ok = 1 ] || { log "skipping $c: $skipped"; continue; } ;;
 	floor)
 		[ $sonde_ok = 1 ] || { log "skipping floor: $skipped"; continue; }
 		[ -x "$FLOOR" ] || { log "skipping floor: $FLOOR is missing (make bench builds it)"; continue; }
@@ -334,6 +338,7 @@ applies() {
 	case $2 in
 	socat) [[ $1 != http/* ]] ;;
 	floor) [[ $1 != http/* ]] ;; # the hooks' own cost: the pump and stdio rows show it
+	paused) [[ $1 == pump/*/256/* || $1 == sdk/* ]] ;; # the run must fit PAUSED_RING_MB
 	nginx | nginx-tracked) [[ $1 == http/* ]] ;;
 	*) true ;;
 	esac
@@ -372,7 +377,9 @@ run_one() {
 	else
 		spid=$(cat "$d/pid")
 		case $cond in
-		untracked | tracked | nginx-tracked)
+		untracked | tracked | paused | nginx-tracked)
+			local extra=()
+			[ "$cond" != paused ] || extra=(--ringbuf-mb "$PAUSED_RING_MB")
 			if [ "$cond" = untracked ]; then
 				sleep 3600 &
 				idle=$!
@@ -381,11 +388,12 @@ run_one() {
 			else
 				target=$spid
 			fi
-			"$SONDE" attach -p "$target" --json $sonde_args >"$d/sonde.jsonl" 2>"$d/sonde.err" &
+			"$SONDE" attach -p "$target" --json "${extra[@]}" $sonde_args >"$d/sonde.jsonl" 2>"$d/sonde.err" &
 			mpid=$!
 			children[$mpid]=1
 			wait_until 60 sonde_ready "$d/sonde.err" "$mpid" || true
 			alive "$mpid" || err="mcpsonde exited: $(tail -c 300 "$d/sonde.err")"
+			[ "$cond" != paused ] || [ -n "$err" ] || kill -STOP "$mpid"
 			;;
 		watch)
 			# The workload's programs (the pump's two halves; node for server-everything) are
@@ -435,6 +443,7 @@ run_one() {
 		kill -USR2 "$cpid"
 		wait_until 600 line_ready "$d/out" "$cpid" || err="the workload did not finish in 600 s"
 	fi
+	[ "$cond" != paused ] || [ -z "$mpid" ] || kill -CONT "$mpid" 2>/dev/null || true
 	out=$(head -1 "$d/out")
 	[[ $out == "{"* ]] || out=
 	[ -n "$err" ] || [ -n "$out" ] || err="the workload failed: $(tail -c 300 "$d/err")"
@@ -445,7 +454,7 @@ run_one() {
 		done_n=${done_n:-0}
 		t_end=$(now_ms)
 		# Drain: mcpsonde has reported every call, or nothing new came for a second.
-		if [ "$cond" = tracked ] || [ "$cond" = nginx-tracked ]; then
+		if [ "$cond" = tracked ] || [ "$cond" = paused ] || [ "$cond" = nginx-tracked ]; then
 			while alive "$mpid"; do
 				n=$(calls_in "$d/sonde.jsonl")
 				[ "${n:-0}" -lt "$done_n" ] || break
