@@ -54,9 +54,10 @@
 
 /* Set by user space before load. Only the OOM record needs it (pages -> KiB). */
 const volatile __u32 page_shift = 12;
-/* Data records wake the consumer only once this much is waiting in the ring buffer; below
- * it, user space drains the ring on its timer. A wakeup per record cost a context switch per
- * message, more than the rest of the consumer's work. 0: wake for every record. */
+/* Data records wake the consumer only when what waits in the ring buffer crosses a multiple
+ * of this; below it, user space drains the ring on its timer. A wakeup per record cost a
+ * context switch per message, more than the rest of the consumer's work. 0: wake for every
+ * record. */
 const volatile __u64 wakeup_bytes = 0;
 /* Copy with bpf_ringbuf_reserve_dynptr + bpf_probe_read_user_dynptr (6.16+): records of the
  * exact size. Otherwise records are reserved in fixed size classes (what the verifier accepts
@@ -184,12 +185,29 @@ enum shape {
 	SHAPE_MSG, /* (msghdr, flags): the msghdr's iovecs */
 };
 
-static __always_inline __u64 data_output_flags(void)
+/* The wakeup flag of a data record of size bytes (its header included), once it is reserved.
+ * While user space is behind by less than WAKE_EVERY_RECORD wakeup_bytes, only the record that
+ * takes the backlog across a multiple of wakeup_bytes wakes it: once per wakeup_bytes written.
+ * A wakeup queues an irq_work, a self-IPI that costs the traced syscall about a microsecond on
+ * a VM; at every record, as it was, it made the traced process pay that for every syscall
+ * while mcpsonde was even slightly behind (8x the BPF time per run with the reader stopped).
+ * Further behind, half a ring from losing records, every record wakes it again. A crossing
+ * missed between CPUs is followed by the next one, and by the timer. */
+#define WAKE_EVERY_RECORD 8 /* wakeup_bytes is a sixteenth of the ring */
+static __always_inline __u64 data_output_flags(__u64 size)
 {
+	__u64 avail;
+
 	if (!wakeup_bytes)
 		return 0;
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									     : BPF_RB_NO_WAKEUP;
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	size += 8; /* the ring's own record header */
+	if (avail < wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	return avail >= WAKE_EVERY_RECORD * wakeup_bytes || avail < size ||
+			       (avail - size) / wakeup_bytes != avail / wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void drop_count(__u32 reason, __u64 records, __u64 bytes)
@@ -332,7 +350,7 @@ static __always_inline void data_hdr_fill(struct msd_data_rec *rec, const struct
 			return 1;                                                              \
 		}                                                                              \
 		data_hdr_fill(rec, c, stream_off, len, flags);                                 \
-		bpf_ringbuf_submit(rec, data_output_flags());                                  \
+		bpf_ringbuf_submit(rec, data_output_flags(SIZE));                              \
 		*reserved = (SIZE);                                                            \
 		return 0;                                                                      \
 	}
@@ -372,7 +390,7 @@ static __always_inline int copy_dynptr_record(const struct capture *c, __u64 src
 		return 1;
 	}
 	data_hdr_fill(rec, c, stream_off, len, flags);
-	bpf_ringbuf_submit_dynptr(&dp, data_output_flags());
+	bpf_ringbuf_submit_dynptr(&dp, data_output_flags(HDR_SIZE + len));
 	*reserved = HDR_SIZE + len;
 	return 0;
 }
@@ -538,7 +556,7 @@ static __always_inline void marker_emit(struct capture *c, __u64 off, __u16 flag
 		return;
 	}
 	data_hdr_fill(rec, c, off, 0, flags);
-	bpf_ringbuf_submit(rec, data_output_flags());
+	bpf_ringbuf_submit(rec, data_output_flags(HDR_SIZE));
 }
 
 /* Syscall exit tracepoints carry only the return value: the arguments come from the
