@@ -336,13 +336,14 @@ export function descendants(pid) {
 
 /* ---------------------------------------------------------------- mcpsonde */
 
+// spawnSonde's cleanFds: mcpsonde starts with descriptors 0-2 only, as a service manager
+// starts it, not with whatever this test process inherited and left open (a harness's pipe
+// at fd 251).
+const CLOSE_INHERITED = 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@"';
+
 // Spawns build/mcpsonde ARGV and resolves when it says on stderr that it is attached
 // (a line starting with `mcpsonde: attached`). stdout is collected line by line, or written
 // to stdoutFile as the bytes it is (for tests of the bytes themselves).
-// cleanFds: mcpsonde starts with descriptors 0-2 only, as a service manager starts it, not
-// with whatever this test process inherited and left open (a harness's pipe at fd 251...).
-const CLOSE_INHERITED = 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@"';
-
 export async function spawnSonde(argv, { readyTimeoutMs = 20000, ready = /^mcpsonde: attached/, stdoutFile, cleanFds = false } = {}) {
 	requireSonde();
 	const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
