@@ -2,11 +2,13 @@
 //
 //   node bench/summarize.mjs META.json RAW.jsonl > results.md
 //
-// RAW has one JSON object per run: {workload, condition, rep, rate, client, sonde, strace_bytes,
-// error}; client is the workload's own output line (pump or sdk-bench), sonde what mcpsonde
-// saw and cost (null when it was not running). Throughput ratios are paired: each run is
-// divided by the "none" run of the same workload and repetition (minutes apart at most, so
-// slow drift cancels), and the median of those ratios is reported.
+// RAW has one JSON object per run: {workload, condition, rep, bpf_stats, rate, client, sonde,
+// strace_bytes, error}; client is the workload's own output line (pump or sdk-bench), sonde what
+// mcpsonde saw and cost (null when it was not running). Throughput ratios are paired: each run
+// is divided by the "none" run of the same workload and repetition (minutes apart at most, so
+// slow drift cancels), and the median of those ratios is reported. Runs with the kernel's BPF
+// stats on (bpf_stats) give the BPF figures and nothing else: the stats slow the traced
+// syscalls down, so their throughput is not a ratio.
 
 import fs from 'node:fs';
 
@@ -75,11 +77,13 @@ const ramp = runs.filter((r) => r.rate);
 const workloads = [...new Set(main.map((r) => r.workload))];
 const conditions = CONDITIONS.filter((c) => main.some((r) => r.condition === c));
 const by = (w, c) => main.filter((r) => r.workload === w && r.condition === c && ok(r));
+// Raw files written before the stats repetition have no bpf_stats: their every run had the stats on.
+const throughputRuns = (w, c) => by(w, c).filter((r) => r.bpf_stats !== true);
 
 // Paired ratios: each run / the base run (BASE; "none" by default) of the same workload and repetition.
 function ratios(w, c) {
-	const base = new Map(by(w, BASE[c] ?? 'none').map((r) => [r.rep, r.client.msgs_per_s]));
-	return by(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep));
+	const base = new Map(throughputRuns(w, BASE[c] ?? 'none').map((r) => [r.rep, r.client.msgs_per_s]));
+	return throughputRuns(w, c).filter((r) => base.get(r.rep) > 0).map((r) => r.client.msgs_per_s / base.get(r.rep));
 }
 const ratio = (w, c) => median(ratios(w, c));
 // The median with the spread of the paired ratios (min-max) when there are several.
@@ -93,8 +97,8 @@ function fmtRatios(xs) {
 function sondeFigures(r) {
 	const s = r.sonde;
 	const made = r.client.done;
-	// No BPF figures when the stats were off (turned off by something else) during the run.
-	const bpf = Array.isArray(s.bpf) ? s.bpf : [];
+	// BPF figures only from the stats repetition, and not when something turned the stats off.
+	const bpf = r.bpf_stats !== false && Array.isArray(s.bpf) ? s.bpf : [];
 	const bpfTime = sum(bpf.map((p) => p.run_time_ns));
 	const bpfCnt = sum(bpf.map((p) => p.run_cnt));
 	return {
@@ -108,8 +112,8 @@ function sondeFigures(r) {
 		cpuShare: s.cpu_ns / (r.client.elapsed_s * 1e9 + s.lag_ms * 1e6),
 		rssMiB: s.vmhwm_kb / 1024,
 		bpfNsPerRun: bpfCnt ? bpfTime / bpfCnt : NaN,
-		bpfUsPerMsg: made ? bpfTime / made / 1e3 : NaN,
-		bpfRunsPerMsg: made ? bpfCnt / made : NaN,
+		bpfUsPerMsg: made && bpfCnt ? bpfTime / made / 1e3 : NaN,
+		bpfRunsPerMsg: made && bpfCnt ? bpfCnt / made : NaN,
 		ringSlack: s.ring_reserved ? s.ring_unused / s.ring_reserved : NaN,
 		lagMs: s.lag_ms,
 	};
@@ -142,7 +146,9 @@ p();
 p(`Machine: ${m.cpu}, ${m.cores} cores, ${m.mem_mib} MiB, Linux ${m.kernel}; mcpsonde ${m.version}; ${m.date}.`);
 p(`Command: \`${st.command}\` (${st.elapsed_s} s). ${st.reps} repetitions, conditions interleaved in rotating order; ` +
 	`${st.pump_time_s} s of traffic per pump run, ${st.sdk_time_s} s per server-everything run; workload pinned to CPUs ` +
-	`\`${st.cpus}\`, observers unpinned; kernel.bpf_stats_enabled=${st.bpf_stats ? 1 : 0} during the run.`);
+	`\`${st.cpus}\`, observers unpinned; ` +
+	(st.bpf_stats ? 'kernel.bpf_stats_enabled=0 during the repetitions that measure throughput, and one more repetition of the conditions with programs with it =1 for the BPF figures.'
+		: 'kernel.bpf_stats_enabled=0, no BPF figures.'));
 if (st.skipped) p(`**mcpsonde conditions skipped: ${st.skipped}.**`);
 p();
 
@@ -178,7 +184,8 @@ if (trackedAll.length || untracked.length) {
 	p('Tracked runs, all repetitions: calls the workload made, `tools/call` events mcpsonde reported with status ok, ' +
 		'the difference and the loss events that explain it. CPU: mcpsonde\'s own (all threads, user + system) per ' +
 		'call (a request and its response), from go until it had reported every call; % of one core over the same time. BPF: run time of its ' +
-		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message; ' +
+		'programs from the kernel\'s bpf stats (every syscall of the machine while attached), per invocation and per message, ' +
+		'from the stats repetition only (the stats add two clock reads to every program run); ' +
 		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves; ' +
 		'watch: `watch --all` with the workload excluded by selector, what a process that is not an MCP server pays on a node. ' +
 		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records). ' +

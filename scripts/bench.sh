@@ -31,10 +31,13 @@
 # (mcpsonde, strace) are not: they run wherever the scheduler puts them, as on a real node.
 #
 # For every mcpsonde run: its CPU (all threads, /proc/PID/task/*/schedstat) and peak RSS
-# (VmHWM) between go and the moment it has reported every call; BPF run time per invocation
-# of its programs (kernel.bpf_stats_enabled=1 during the bench, restored on exit; read from
-# /proc/PID/fdinfo); and, tracked, the correctness check: calls reported == calls made, or
-# the loss events say why not. Last, a ramp of 1 KiB messages at increasing --rate, until
+# (VmHWM) between go and the moment it has reported every call; and, tracked, the correctness
+# check: calls reported == calls made, or the loss events say why not. BPF run time per
+# invocation comes from one more repetition of the conditions that load programs, run with
+# kernel.bpf_stats_enabled=1 (read from /proc/PID/fdinfo; the setting is restored on exit):
+# the kernel's stats read the clock twice around every program run, which costs the traced
+# syscalls more than some programs do, so the throughput repetitions run without them and the
+# stats repetition's throughput is not used. Last, a ramp of 1 KiB messages at increasing --rate, until
 # the first loss. Raw results: one JSON object per run in the work directory, summarised by
 # bench/summarize.mjs into bench/results.md.
 set -euo pipefail
@@ -68,7 +71,8 @@ usage() {
 	cat <<EOF
 usage: scripts/bench.sh [options]
   --quick             one repetition, short runs, short ramp (for development)
-  --reps N            repetitions of every (workload, condition) (default $reps)
+  --reps N            repetitions of every (workload, condition) (default $reps), and one more
+                      of the conditions with programs, with the kernel's BPF stats on
   --time SEC          traffic per pump run (default $pump_time)
   --sdk-time SEC      traffic per server-everything run (default $sdk_time)
   --ramp-time SEC     traffic per ramp step (default $ramp_time)
@@ -80,7 +84,8 @@ usage: scripts/bench.sh [options]
                       is pump/pipe/1024/w256)
   --cpus LIST|none    pin the workload to these CPUs (taskset -c; default $cpus)
   --no-ramp, --no-sdk, --no-http, --no-bpf-stats
-                      (--no-sdk: no server-everything over stdio; --no-http: none over HTTP)
+                      (--no-sdk: no server-everything over stdio; --no-http: none over HTTP;
+                      --no-bpf-stats: no stats repetition, no BPF figures)
   --out FILE          the Markdown table (default bench/results.md)
   --keep              keep the work directory (raw JSON, mcpsonde and strace output)
   --sonde-args ARGS   extra options for mcpsonde attach (e.g. "--ringbuf-mb 64"; for development)
@@ -196,10 +201,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ $bpf_stats = 1 ] && [ $sonde_ok = 1 ]; then
-	bpf_stats_prev=$(sysctl -n kernel.bpf_stats_enabled)
-	sysctl -q -w kernel.bpf_stats_enabled=1 >/dev/null
-fi
+# Off for the throughput repetitions (see the top), on for the stats repetition.
+bpf_stats_prev=$(sysctl -n kernel.bpf_stats_enabled)
+stats_on=0
+sysctl -q -w kernel.bpf_stats_enabled=0 >/dev/null
 
 now_ms() { date +%s%3N; }
 
@@ -252,13 +257,13 @@ bpf_progs() {
 	done | sort -un
 }
 
-# kernel.bpf_stats_enabled is global: anything else on the machine may turn it off. A run
-# during which it was found off has no BPF figures; it is turned back on for the next.
+# kernel.bpf_stats_enabled is global: anything else on the machine may change it. A run
+# during which it was found otherwise than the repetition wants has no BPF figures (stats
+# repetition) or measured the stats' cost too (throughput): it is set back for the next.
 bpf_stats_check() {
-	[ $bpf_stats = 1 ] || return 0
-	[ "$(sysctl -n kernel.bpf_stats_enabled)" = 1 ] && return 0
-	log "kernel.bpf_stats_enabled was turned off by something else: turning it back on"
-	sysctl -q -w kernel.bpf_stats_enabled=1 >/dev/null
+	[ "$(sysctl -n kernel.bpf_stats_enabled)" = $stats_on ] && return 0
+	log "kernel.bpf_stats_enabled was changed by something else: setting it back to $stats_on"
+	sysctl -q -w kernel.bpf_stats_enabled=$stats_on >/dev/null
 	return 1
 }
 
@@ -432,8 +437,8 @@ run_one() {
 	fi
 
 	local cpu0= bpf0= t_end lag_ms=0 rc=0 out
+	bpf_stats_check || true
 	if [ -z "$err" ] && [ -n "$mpid" ]; then
-		bpf_stats_check || true
 		cpu0=$(proc_cpu "$mpid")
 		bpf0=$(bpf_progs "$mpid")
 	fi
@@ -474,7 +479,7 @@ run_one() {
 			hwm=$(awk '/^VmHWM:/ { print $2 }' /proc/"$mpid"/status)
 			bpf1=$(bpf_progs "$mpid")
 			bpf=$(bpf_delta_json "$bpf0" "$bpf1") # names while the programs exist
-			bpf_stats_check || bpf='"disabled during the run"'
+			[ $stats_on = 0 ] || bpf_stats_check || bpf='"disabled during the run"'
 			stop_sonde "$mpid"
 			sonde=$(sonde_json "$d/sonde.jsonl" "$cpu0" "$cpu1" "$hwm" "$bpf" "$lag_ms" "$reaped")
 		else
@@ -482,6 +487,8 @@ run_one() {
 			[ -n "$err" ] || err="mcpsonde died during the run (exit $reaped): $(tail -c 300 "$d/sonde.err")"
 		fi
 	fi
+	# A throughput run during which the stats were turned on measured their cost too.
+	[ $stats_on = 1 ] || bpf_stats_check || err=${err:-"kernel.bpf_stats_enabled was turned on during the run"}
 	if [ -z "$err" ]; then
 		kill -USR2 "$cpid" 2>/dev/null || true
 		wait_until 60 dead "$cpid" || kill -KILL -- "-$cpid" 2>/dev/null || true
@@ -503,8 +510,8 @@ run_one() {
 		reap "$idle"
 	fi
 
-	printf '{"workload":"%s","condition":"%s","rep":%s,"rate":%s,"client":%s,"sonde":%s,"strace_bytes":%s,"error":%s}\n' \
-		"$id" "$cond" "$rep" "$rate" "${out:-null}" "$sonde" "$strace_bytes" \
+	printf '{"workload":"%s","condition":"%s","rep":%s,"bpf_stats":%s,"rate":%s,"client":%s,"sonde":%s,"strace_bytes":%s,"error":%s}\n' \
+		"$id" "$cond" "$rep" "$([ $stats_on = 1 ] && echo true || echo false)" "$rate" "${out:-null}" "$sonde" "$strace_bytes" \
 		"$([ -n "$err" ] && json_str "$err" || echo null)" >>"$raw"
 	local mps
 	mps=$(jfield "$out" msgs_per_s)
@@ -546,7 +553,7 @@ for w in "${workloads[@]}"; do
 		! applies "$w" "$c" || runs=$((runs + 1))
 	done
 done
-log "$(printf '%d workloads x %d conditions (%d runs) x %d repetitions; work directory %s' \
+log "$(printf '%d workloads x %d conditions (%d runs) x %d repetitions, and the stats repetition; work directory %s' \
 	${#workloads[@]} ${#conds[@]} $runs "$reps" "$work")"
 for ((rep = 1; rep <= reps; rep++)); do
 	for w in "${workloads[@]}"; do
@@ -556,6 +563,20 @@ for ((rep = 1; rep <= reps; rep++)); do
 		done
 	done
 done
+
+# The stats repetition: the conditions that load programs, once more, for their BPF figures.
+has_progs() { [[ " floor untracked watch tracked paused nginx-tracked " == *" $1 "* ]]; }
+if [ $bpf_stats = 1 ] && [ $sonde_ok = 1 ]; then
+	stats_on=1
+	sysctl -q -w kernel.bpf_stats_enabled=1 >/dev/null
+	for w in "${workloads[@]}"; do
+		for c in "${conds[@]}"; do
+			! has_progs "$c" || ! applies "$w" "$c" || run_one "$w" "$c" $((reps + 1))
+		done
+	done
+	stats_on=0
+	sysctl -q -w kernel.bpf_stats_enabled=0 >/dev/null
+fi
 
 # Zero-loss ramp: 1 KiB messages, tracked, increasing rate until mcpsonde loses or misreports
 # a call, or the pump itself cannot reach the rate.
