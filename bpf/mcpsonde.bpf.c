@@ -66,6 +66,9 @@ const volatile bool copy_dynptr = false;
 /* Read kernel objects by direct loads through BTF-typed pointers (bpf_rdonly_cast, 6.2+)
  * rather than one bpf_probe_read_kernel call each. */
 const volatile bool direct_reads = false;
+/* watch --all: untracked processes' reads are looked at for MCP (see "discovery" below). */
+const volatile bool discover = false;
+const volatile __u32 self_tgid = 0; /* mcpsonde never observes itself */
 /* Built with MSD_HOOKS_ONLY, every program returns at once: the cost of the hooks themselves
  * (the bench's floor, tests/tools/floor.c). A compile-time constant, so that mcpsonde's own
  * programs carry no trace of it. */
@@ -247,6 +250,32 @@ static __always_inline void tracked_set(__u32 tgid)
 static __always_inline void tracked_clear(__u32 tgid)
 {
 	__sync_fetch_and_and(tracked_word(tgid), ~(1ULL << (tgid % 64)));
+}
+
+/* Processes whose stdin has been judged for good: the verdict holds for the file fd 0 is
+ * now (or, user space's, for any), so that their stdin reads cost one load, not the verdict
+ * lookup and the file's identity. Set with such a verdict, cleared with it (exec, exit) and
+ * whenever fd 0 may become another file (close, dup2, dup3 or close_range onto it): the next
+ * stdin read then compares the file with the verdict's, as it did before. */
+__u64 stdin_done_bits[TRACKED_WORDS];
+
+static __always_inline __u64 *stdin_done_word(__u32 tgid)
+{
+	return &stdin_done_bits[(tgid / 64) & (TRACKED_WORDS - 1)];
+}
+
+static __always_inline void stdin_done_set(__u32 tgid)
+{
+	__sync_fetch_and_or(stdin_done_word(tgid), 1ULL << (tgid % 64));
+}
+
+/* fd 0 of the calling process may become another file. */
+static __always_inline void stdin_may_change(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (*stdin_done_word(tgid) & (1ULL << (tgid % 64)))
+		__sync_fetch_and_and(stdin_done_word(tgid), ~(1ULL << (tgid % 64)));
 }
 
 /* --- channel files and roles ---------------------------------------------------------- */
@@ -861,7 +890,35 @@ int sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_close")
 int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
+	if (!hooks_only && discover && ctx->args[0] == 0)
+		stdin_may_change();
 	return conn_closing(ctx->args[0], MSD_CONN_CLOSE, 0);
+}
+
+/* dup2, dup3 and close_range onto fd 0 change stdin too (stdin_done_bits); nothing else of
+ * theirs matters here. */
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!hooks_only && discover && ctx->args[1] == 0)
+		stdin_may_change();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!hooks_only && discover && ctx->args[1] == 0)
+		stdin_may_change();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close_range")
+int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!hooks_only && discover && ctx->args[0] == 0)
+		stdin_may_change();
+	return 0;
 }
 
 /* --- data syscalls -------------------------------------------------------------------- */
@@ -1067,10 +1124,6 @@ static __always_inline int data_exit_tracked(long ret, __u32 tgid, __u32 tid, __
 #define SNIFF_MISSES 4    /* whole lines that are not JSON-RPC before a stdin is given up */
 #define SNIFF_READS  64   /* reads looked at without JSON-RPC before it is given up */
 #define JSONRPC_KEY_LEN 9 /* "jsonrpc" with its quotes */
-
-/* Set by user space before load. */
-const volatile bool discover = false;
-const volatile __u32 self_tgid = 0; /* mcpsonde never observes itself */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -1481,20 +1534,24 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	struct pt_regs *regs;
 	struct inode *inode;
 	struct file *file;
-	__u64 ptr, len, ino;
+	__u64 ptr, len, ino, bit = 1ULL << (tgid % 64);
+	bool http_done, stdin_done;
 	__u32 dev, zero = 0;
 	char last = 0;
 	int fd;
 
 	if (ret <= 0 || tgid == self_tgid)
 		return false;
+	http_done = *http_done_word(tgid) & bit;
+	stdin_done = *stdin_done_word(tgid) & bit;
+	if (http_done && stdin_done)
+		return false;
 	task = bpf_get_current_task_btf();
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	fd = syscall_arg(regs, 0);
 	if (fd != 0)
-		return fd > 0 && !(*http_done_word(tgid) & (1ULL << (tgid % 64))) &&
-		       discover_http(ret, fd, tgid, sys, shape);
-	if (sys != MSD_SYS_READ && sys != MSD_SYS_READV)
+		return fd > 0 && !http_done && discover_http(ret, fd, tgid, sys, shape);
+	if (stdin_done || (sys != MSD_SYS_READ && sys != MSD_SYS_READV))
 		return false;
 	cnt = counters_get();
 	v = verdict_of(task, cnt);
@@ -1507,8 +1564,12 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	ino = BPF_CORE_READ(inode, i_ino);
 	dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	if (v->ino != ino || v->dev != dev) {
-		if (verdict_of_user(v))
+		if (verdict_of_user(v)) {
+			/* It holds for its sockets as well. */
+			stdin_done_set(tgid);
+			__sync_fetch_and_or(http_done_word(tgid), bit);
 			return false;
+		}
 		/* New, or its stdin is another file now: looked at afresh. */
 		v->ino = ino;
 		v->dev = dev;
@@ -1518,13 +1579,16 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 		v->flags = 0;
 		if (!kind_talks(inode_kind(inode))) {
 			v->verdict = MSD_VERDICT_NOT_STDIO;
+			stdin_done_set(tgid);
 			if (cnt)
 				cnt->n[MSD_CNT_NOT_STDIO]++;
 			return false;
 		}
 	}
-	if (v->verdict != MSD_VERDICT_EXAMINING)
+	if (v->verdict != MSD_VERDICT_EXAMINING) {
+		stdin_done_set(tgid);
 		return false;
+	}
 
 	ptr = syscall_arg(regs, 1);
 	len = ret;
@@ -1564,6 +1628,7 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	v->reads++;
 	if (v->misses >= SNIFF_MISSES || v->reads >= SNIFF_READS) {
 		v->verdict = MSD_VERDICT_NOT_JSONRPC;
+		stdin_done_set(tgid);
 		if (cnt)
 			cnt->n[MSD_CNT_NOT_JSONRPC]++;
 	}
@@ -1577,6 +1642,7 @@ static __always_inline void verdict_free(struct task_struct *task)
 	struct counters *cnt;
 
 	__sync_fetch_and_and(http_done_word(tgid), ~(1ULL << (tgid % 64)));
+	__sync_fetch_and_and(stdin_done_word(tgid), ~(1ULL << (tgid % 64)));
 	if (!bpf_task_storage_delete(&verdicts, task) && (cnt = counters_get()))
 		cnt->n[MSD_CNT_VERDICTS_FREED]++;
 }

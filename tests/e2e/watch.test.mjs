@@ -14,7 +14,7 @@ import path from 'node:path';
 import {
 	launchFifo, launchNpx, launchSocketpair, EVERYTHING, MEMORY, TESTS, stopSonde, killSonde, killPid, waitForEvents,
 	assertCallsMatch, assertDurationsWithinRtt, calls, descendants, freePort, httpGet, parseMetrics, metricSum,
-	runSonde, startWatch, startTicks, sleep, deadline, randomTag, requestUnknownMethod,
+	runSonde, startWatch, startTicks, sleep, deadline, randomTag, requestUnknownMethod, sondeEvents,
 } from './lib.mjs';
 
 const TIMEOUT = 180000;
@@ -294,5 +294,52 @@ test('JSON-RPC that is not MCP is let go; --exclude and --include select; mcpson
 	} finally {
 		killSonde(sonde);
 		for (const p of procs) p.close ? await p.close() : killPid(p.pid);
+	}
+});
+
+// A stdin judged for good costs its later reads one bit test: the judgement must not outlive
+// the file. Each process here reads lines of text on its first stdin (a verdict: not JSON-RPC),
+// then, without an exec, makes a FIFO its stdin by one of the four ways of putting a file on
+// fd 0, and serves JSON-RPC there (the bench's pump server): every call must be found.
+test('a stdin given up, then replaced without exec (dup2, dup3, close, close_range), is looked at again', { timeout: TIMEOUT }, async () => {
+	const PUMP = path.join(TESTS, '../build/tools/pump');
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpsonde-swap-'));
+	const sonde = await startWatch();
+	const procs = [];
+	try {
+		for (const how of ['dup2', 'dup3', 'close', 'close_range']) {
+			const fifo = path.join(dir, how);
+			await new Promise((resolve, reject) => spawn('mkfifo', [fifo]).once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`mkfifo ${c}`)))));
+			const srv = spawn(PUMP, ['server', '--swap-stdin', `${how}:${fifo}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+			procs.push(srv);
+			const start = startTicks(srv.pid);
+			let out = '';
+			srv.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+			// More whole lines than discovery reads before it gives a stdin up, in one write.
+			srv.stdin.end(Array.from({ length: 8 }, (_, i) => `plain text, line ${i}\n`).join(''));
+			// The server opens the FIFO once it has read all of that: our open waits for it.
+			const w = fs.createWriteStream(fifo);
+			const requests = [];
+			for (let id = 1; id <= 5; id++) {
+				const line = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: `${how} ${'x'.repeat(64)}` } } });
+				requests.push({ id, method: 'tools/call', tool: 'echo', outcome: 'ok' });
+				w.write(`${line}\n`);
+				const want = id;
+				await Promise.race([
+					(async () => { while (out.split('\n').length <= want) await sleep(10); })(),
+					deadline(10000),
+				]);
+				assert.equal(out.split('\n').length, id + 1, `${how}: response ${id}`);
+			}
+			w.end();
+			await waitForEvents(sonde, (evs) => calls(of(evs, srv.pid, start)).length >= requests.length, 10000);
+			assertCallsMatch(requests, of(sondeEvents(sonde), srv.pid, start));
+			await new Promise((r) => (srv.exitCode !== null ? r() : srv.once('exit', r)));
+			assert.equal(srv.exitCode, 0, `${how}: the pump server's exit`);
+		}
+	} finally {
+		killSonde(sonde);
+		for (const p of procs) if (p.exitCode === null) killPid(p.pid);
+		fs.rmSync(dir, { recursive: true, force: true });
 	}
 });

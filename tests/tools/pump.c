@@ -160,29 +160,67 @@ static void write_pid_file(const char *path)
 
 /* ---------------------------------------------------------------- server */
 
+/* --swap-stdin HOW:FILE (discovery tests): reads the stdin it was given to its end, then makes
+ * FILE (a FIFO: open waits for its writer) its stdin without an exec, the way HOW says: dup2,
+ * dup3, close (close(0), then open takes the lowest fd) or close_range (the same, by
+ * close_range(0, 0)). An observer that judged the first stdin must look at the second. */
+static void stdin_swap(const char *spec)
+{
+	const char *colon = strchr(spec, ':');
+	char how[16], buf[4096];
+	int fd;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(how)) {
+		fprintf(stderr, "pump server: --swap-stdin wants HOW:FILE, got %s\n", spec);
+		exit(2);
+	}
+	memcpy(how, spec, (size_t)(colon - spec));
+	how[colon - spec] = '\0';
+	while (read(0, buf, sizeof(buf)) > 0)
+		;
+	if (!strcmp(how, "close") || !strcmp(how, "close_range")) {
+		if (!strcmp(how, "close") ? close(0) : close_range(0, 0, 0))
+			die(how);
+		if ((fd = open(colon + 1, O_RDONLY)) != 0)
+			die(fd < 0 ? colon + 1 : "the new stdin is not fd 0");
+		return;
+	}
+	if ((fd = open(colon + 1, O_RDONLY)) < 0)
+		die(colon + 1);
+	if (!strcmp(how, "dup2") ? dup2(fd, 0) < 0 : !strcmp(how, "dup3") ? dup3(fd, 0, 0) < 0 : (errno = EINVAL))
+		die(how);
+	close(fd);
+}
+
 static int server_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pid-file", required_argument, NULL, 'p' },
+		{ "swap-stdin", required_argument, NULL, 's' },
 		{ 0 },
 	};
 	static char rbuf[READ_SIZE];
-	const char *pid_file = NULL;
+	const char *pid_file = NULL, *swap = NULL;
 	char head[HEAD_MAX];
 	size_t head_len = 0, line_len = 0;
 	struct msgbuf resp;
 	uint64_t lines = 0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
-		if (c != 'p') {
-			fprintf(stderr, "usage: pump server [--pid-file FILE]\n");
+	while ((c = getopt_long(argc, argv, "p:s:", opts, NULL)) != -1) {
+		if (c == 'p') {
+			pid_file = optarg;
+		} else if (c == 's') {
+			swap = optarg;
+		} else {
+			fprintf(stderr, "usage: pump server [--pid-file FILE] [--swap-stdin HOW:FILE]\n");
 			return 2;
 		}
-		pid_file = optarg;
 	}
 	if (pid_file)
 		write_pid_file(pid_file);
+	if (swap)
+		stdin_swap(swap);
 	msgbuf_init(&resp, resp_head_fmt, resp_tail);
 
 	for (;;) {
@@ -485,7 +523,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pump [options]            client: exec a server, pump requests, print one JSON line\n"
-		"       pump server [--pid-file F] server: answer requests on stdin with same-size results on stdout\n"
+		"       pump server [--pid-file F] [--swap-stdin HOW:FILE]\n"
+		"                                 server: answer requests on stdin with same-size results on stdout\n"
 		"  -t, --transport pipe|unix  pipes (a shell's child) or AF_UNIX socketpairs (a Node client's); default pipe\n"
 		"  -s, --size BYTES           bytes per message, newline included (default 256)\n"
 		"  -w, --window N             requests in flight: 1 = lockstep (default 1)\n"
