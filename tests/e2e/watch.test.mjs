@@ -324,11 +324,7 @@ test('a stdin given up, then replaced without exec (dup2, dup3, close, close_ran
 				const line = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: `${how} ${'x'.repeat(64)}` } } });
 				requests.push({ id, method: 'tools/call', tool: 'echo', outcome: 'ok' });
 				w.write(`${line}\n`);
-				const want = id;
-				await Promise.race([
-					(async () => { while (out.split('\n').length <= want) await sleep(10); })(),
-					deadline(10000),
-				]);
+				for (const until = Date.now() + 10000; out.split('\n').length <= id && Date.now() < until;) await sleep(10);
 				assert.equal(out.split('\n').length, id + 1, `${how}: response ${id}`);
 			}
 			w.end();

@@ -176,6 +176,10 @@ static void stdin_swap(const char *spec)
 	}
 	memcpy(how, spec, (size_t)(colon - spec));
 	how[colon - spec] = '\0';
+	if (strcmp(how, "dup2") && strcmp(how, "dup3") && strcmp(how, "close") && strcmp(how, "close_range")) {
+		fprintf(stderr, "pump server: --swap-stdin: HOW is dup2, dup3, close or close_range, not %s\n", how);
+		exit(2);
+	}
 	while (read(0, buf, sizeof(buf)) > 0)
 		;
 	if (!strcmp(how, "close") || !strcmp(how, "close_range")) {
@@ -187,7 +191,7 @@ static void stdin_swap(const char *spec)
 	}
 	if ((fd = open(colon + 1, O_RDONLY)) < 0)
 		die(colon + 1);
-	if (!strcmp(how, "dup2") ? dup2(fd, 0) < 0 : !strcmp(how, "dup3") ? dup3(fd, 0, 0) < 0 : (errno = EINVAL))
+	if (!strcmp(how, "dup2") ? dup2(fd, 0) < 0 : dup3(fd, 0, 0) < 0)
 		die(how);
 	close(fd);
 }
