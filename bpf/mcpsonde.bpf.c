@@ -43,7 +43,7 @@
 #define S_IFSOCK 0140000
 
 #define PID_LIMIT     (4 * 1024 * 1024) /* PID_MAX_LIMIT on 64-bit: pid_max can never exceed it */
-#define TRACKED_WORDS (PID_LIMIT / 64)  /* a power of two, as tracked_word() needs */
+#define TRACKED_WORDS (PID_LIMIT / 64)  /* a power of two, as tgid_word() needs */
 #define PROCS_MAX     65536             /* tracked processes alive at once */
 #define CONNS_MAX     65536             /* connections followed at once (LRU: the least recently
 					 * used goes; if it comes back, it is a new conn_id) */
@@ -230,26 +230,36 @@ static __always_inline struct counters *counters_get(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
-/* The word of tgid's bit. Masked rather than checked, so that the verifier sees the bound:
- * PIDs are below PID_LIMIT, the mask changes none. */
-static __always_inline __u64 *tracked_word(__u32 tgid)
+/* Per-tgid bitmaps (tracked_bits here; stdin_done_bits, http_done_bits for discovery): one
+ * bit per tgid, the word masked rather than checked, so that the verifier sees the bound (PIDs
+ * are below PID_LIMIT, the mask changes none). Bits change by atomic and/or only: 64 tgids
+ * share a word, and user space changes tracked_bits' too. */
+static __always_inline __u64 *tgid_word(__u64 *bits, __u32 tgid)
 {
-	return &tracked_bits[tgid / 64 & (TRACKED_WORDS - 1)];
+	return &bits[tgid / 64 & (TRACKED_WORDS - 1)];
+}
+
+static __always_inline bool tgid_bit(__u64 *bits, __u32 tgid)
+{
+	return *tgid_word(bits, tgid) >> (tgid % 64) & 1;
+}
+
+static __always_inline void tgid_bit_set(__u64 *bits, __u32 tgid)
+{
+	__sync_fetch_and_or(tgid_word(bits, tgid), 1ULL << (tgid % 64));
+}
+
+/* Tested first: most clears find the bit clear already, and a load costs less than a locked
+ * instruction on a word other CPUs write. */
+static __always_inline void tgid_bit_clear(__u64 *bits, __u32 tgid)
+{
+	if (tgid_bit(bits, tgid))
+		__sync_fetch_and_and(tgid_word(bits, tgid), ~(1ULL << (tgid % 64)));
 }
 
 static __always_inline bool is_tracked(__u32 tgid)
 {
-	return *tracked_word(tgid) >> (tgid % 64) & 1;
-}
-
-static __always_inline void tracked_set(__u32 tgid)
-{
-	__sync_fetch_and_or(tracked_word(tgid), 1ULL << (tgid % 64));
-}
-
-static __always_inline void tracked_clear(__u32 tgid)
-{
-	__sync_fetch_and_and(tracked_word(tgid), ~(1ULL << (tgid % 64)));
+	return tgid_bit(tracked_bits, tgid);
 }
 
 /* Processes whose stdin has been judged for good: the verdict holds for the file fd 0 is
@@ -259,23 +269,10 @@ static __always_inline void tracked_clear(__u32 tgid)
  * stdin read then compares the file with the verdict's, as it did before. */
 __u64 stdin_done_bits[TRACKED_WORDS];
 
-static __always_inline __u64 *stdin_done_word(__u32 tgid)
-{
-	return &stdin_done_bits[(tgid / 64) & (TRACKED_WORDS - 1)];
-}
-
-static __always_inline void stdin_done_set(__u32 tgid)
-{
-	__sync_fetch_and_or(stdin_done_word(tgid), 1ULL << (tgid % 64));
-}
-
 /* fd 0 of the calling process may become another file. */
 static __always_inline void stdin_may_change(void)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-	if (*stdin_done_word(tgid) & (1ULL << (tgid % 64)))
-		__sync_fetch_and_and(stdin_done_word(tgid), ~(1ULL << (tgid % 64)));
+	tgid_bit_clear(stdin_done_bits, bpf_get_current_pid_tgid() >> 32);
 }
 
 /* --- channel files and roles ---------------------------------------------------------- */
@@ -1137,11 +1134,6 @@ struct {
  * verdict lookup. Set with the verdict, cleared with it (exec, exit). */
 __u64 http_done_bits[TRACKED_WORDS];
 
-static __always_inline __u64 *http_done_word(__u32 tgid)
-{
-	return &http_done_bits[(tgid / 64) & (TRACKED_WORDS - 1)];
-}
-
 /* The scan of one HTTP request read. Each sign's first byte occurs in it only there (or,
  * for the key's closing quote, restarts it), so a mismatch restarts the match at 0 or 1. In
  * the scratch map, not on the stack: the verifier would follow every value of the three
@@ -1328,7 +1320,7 @@ static __noinline bool discover_track(struct task_struct *task, __u32 tgid, __u3
 		drop_count(MSD_DROP_PROC_LIMIT, 1, 0);
 		return false;
 	}
-	tracked_set(tgid);
+	tgid_bit_set(tracked_bits, tgid);
 
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
@@ -1462,7 +1454,7 @@ static __noinline bool discover_http(long ret, int fd, __u32 tgid, __u8 sys, enu
 		return false;
 	if (verdict_of_user(v) || v->http != MSD_HTTP_EXAMINING) {
 		if (v->http != MSD_HTTP_TRACKED) /* tracked: let go since, by user space */
-			__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
+			tgid_bit_set(http_done_bits, tgid);
 		return false;
 	}
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -1477,7 +1469,7 @@ static __noinline bool discover_http(long ret, int fd, __u32 tgid, __u8 sys, enu
 		 * never read a request runs out of these. */
 		if (!v->http_seen && ++v->sock_reads >= MSD_HTTP_SOCK_READS) {
 			v->http = MSD_HTTP_NOT_HTTP;
-			__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
+			tgid_bit_set(http_done_bits, tgid);
 			if (cnt)
 				cnt->n[MSD_CNT_NOT_HTTP]++;
 		}
@@ -1512,7 +1504,7 @@ static __noinline bool discover_http(long ret, int fd, __u32 tgid, __u8 sys, enu
 									 : v->http_misses + (post ? 4 : 1);
 	if (v->http_misses >= MSD_HTTP_MISSES) {
 		v->http = MSD_HTTP_NOT_MCP;
-		__sync_fetch_and_or(http_done_word(tgid), 1ULL << (tgid % 64));
+		tgid_bit_set(http_done_bits, tgid);
 		if (cnt)
 			cnt->n[MSD_CNT_HTTP_NOT_MCP]++;
 	}
@@ -1534,7 +1526,7 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	struct pt_regs *regs;
 	struct inode *inode;
 	struct file *file;
-	__u64 ptr, len, ino, bit = 1ULL << (tgid % 64);
+	__u64 ptr, len, ino;
 	bool http_done, stdin_done;
 	__u32 dev, zero = 0;
 	char last = 0;
@@ -1542,8 +1534,8 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 
 	if (ret <= 0 || tgid == self_tgid)
 		return false;
-	http_done = *http_done_word(tgid) & bit;
-	stdin_done = *stdin_done_word(tgid) & bit;
+	http_done = tgid_bit(http_done_bits, tgid);
+	stdin_done = tgid_bit(stdin_done_bits, tgid);
 	if (http_done && stdin_done)
 		return false;
 	task = bpf_get_current_task_btf();
@@ -1566,8 +1558,8 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	if (v->ino != ino || v->dev != dev) {
 		if (verdict_of_user(v)) {
 			/* It holds for its sockets as well. */
-			stdin_done_set(tgid);
-			__sync_fetch_and_or(http_done_word(tgid), bit);
+			tgid_bit_set(stdin_done_bits, tgid);
+			tgid_bit_set(http_done_bits, tgid);
 			return false;
 		}
 		/* New, or its stdin is another file now: looked at afresh. */
@@ -1579,14 +1571,14 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 		v->flags = 0;
 		if (!kind_talks(inode_kind(inode))) {
 			v->verdict = MSD_VERDICT_NOT_STDIO;
-			stdin_done_set(tgid);
+			tgid_bit_set(stdin_done_bits, tgid);
 			if (cnt)
 				cnt->n[MSD_CNT_NOT_STDIO]++;
 			return false;
 		}
 	}
 	if (v->verdict != MSD_VERDICT_EXAMINING) {
-		stdin_done_set(tgid);
+		tgid_bit_set(stdin_done_bits, tgid);
 		return false;
 	}
 
@@ -1628,7 +1620,7 @@ static __noinline bool discover_read(long ret, __u32 tgid, __u32 tid, __u8 sys, 
 	v->reads++;
 	if (v->misses >= SNIFF_MISSES || v->reads >= SNIFF_READS) {
 		v->verdict = MSD_VERDICT_NOT_JSONRPC;
-		stdin_done_set(tgid);
+		tgid_bit_set(stdin_done_bits, tgid);
 		if (cnt)
 			cnt->n[MSD_CNT_NOT_JSONRPC]++;
 	}
@@ -1641,8 +1633,8 @@ static __always_inline void verdict_free(struct task_struct *task)
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct counters *cnt;
 
-	__sync_fetch_and_and(http_done_word(tgid), ~(1ULL << (tgid % 64)));
-	__sync_fetch_and_and(stdin_done_word(tgid), ~(1ULL << (tgid % 64)));
+	tgid_bit_clear(http_done_bits, tgid);
+	tgid_bit_clear(stdin_done_bits, tgid);
 	if (!bpf_task_storage_delete(&verdicts, task) && (cnt = counters_get()))
 		cnt->n[MSD_CNT_VERDICTS_FREED]++;
 }
@@ -1848,7 +1840,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 		drop_count(MSD_DROP_PROC_LIMIT, 1, 0);
 		return 0;
 	}
-	tracked_set(ctgid);
+	tgid_bit_set(tracked_bits, ctgid);
 
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
@@ -1931,7 +1923,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *task)
 	} else {
 		drop_count(MSD_DROP_EVENT, 1, 0);
 	}
-	tracked_clear(tgid);
+	tgid_bit_clear(tracked_bits, tgid);
 	bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }
