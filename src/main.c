@@ -469,7 +469,7 @@ static void live_on_inflight(void *ctx, const struct msd_inflight *w)
 /* One line on stderr when attach or record ends: what was seen and what was lost. */
 static void live_report(struct live_ctx *c)
 {
-	uint64_t lost_records = 0, lost_bytes = 0, cnt[MSD_CNT__MAX] = { 0 };
+	uint64_t lost_records = 0, lost_bytes = 0, cnt[MSD_CNT__MAX] = { 0 }, ring_size, ring_backlog, ring_peak;
 
 	for (int r = 0; r < MSD_DROP__MAX; r++) {
 		lost_records += c->drops[r].records;
@@ -503,6 +503,9 @@ static void live_report(struct live_ctx *c)
 		(unsigned long long)cnt[MSD_CNT_DATA_RECORDS],
 		(unsigned long long)(cnt[MSD_CNT_RING_RESERVED] - cnt[MSD_CNT_RING_USED]),
 		(unsigned long long)cnt[MSD_CNT_RING_RESERVED]);
+	/* How close it came to losing records: at the ring's size, the kernel drops them. */
+	source_live_ring(c->src, &ring_size, &ring_backlog, &ring_peak);
+	fprintf(stderr, ", fullest %llu of %llu bytes", (unsigned long long)ring_peak, (unsigned long long)ring_size);
 	if (c->cli->cmd == CMD_WATCH) {
 		struct targets_stats ts;
 
@@ -526,7 +529,7 @@ static void live_report(struct live_ctx *c)
 static void live_self(void *ctx, struct metrics_self *out)
 {
 	struct live_ctx *c = ctx;
-	uint64_t cnt[MSD_CNT__MAX] = { 0 }, more;
+	uint64_t cnt[MSD_CNT__MAX] = { 0 }, more, ring_size, ring_backlog, ring_peak;
 	struct targets_stats ts = { 0 };
 	unsigned entries = 0, capacity = 0;
 
@@ -536,6 +539,10 @@ static void live_self(void *ctx, struct metrics_self *out)
 	source_live_procs(c->src, &entries, &capacity);
 	targets_get_stats(c->targets, &ts);
 	out->tracked = entries;
+	source_live_ring(c->src, &ring_size, &ring_backlog, &ring_peak);
+	out->ring_size = (double)ring_size;
+	out->ring_backlog = (double)ring_backlog;
+	out->ring_backlog_peak = (double)ring_peak;
 	out->sniffed_reads = (double)cnt[MSD_CNT_SNIFF_READS];
 	out->sniffed_bytes = (double)cnt[MSD_CNT_SNIFF_BYTES];
 	out->verdicts[METRICS_VERDICT_JSON_RPC] = (double)cnt[MSD_CNT_DISCOVERED];

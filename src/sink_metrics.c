@@ -205,7 +205,7 @@ struct sink_metrics {
 		*input_rounds, *tasks, *probes, *lost_calls, *subscription_notifications, *protocol_errors,
 		*tools_truncated, *http_exchanges, *http_auth_failures, *header_mismatches, *servers_gauge, *server_info,
 		*inventory_dropped, *series_expired, *tracked, *sniffed_reads, *sniffed_bytes, *verdicts, *clients,
-		*map_entries, *map_capacity, *discovery_latency;
+		*map_entries, *map_capacity, *discovery_latency, *ring_size, *ring_backlog, *ring_backlog_peak;
 };
 
 static const char *const verdict_names[METRICS_VERDICT__COUNT] = {
@@ -395,6 +395,14 @@ static void register_families(struct sink_metrics *m)
 					     "server was gone first).",
 					     L("result"));
 		m->map_entries = metrics_gauge(r, "mcpsonde_bpf_map_entries", "Entries in the kernel's maps.", L("map"));
+		m->ring_size = metrics_gauge(r, "mcpsonde_ringbuf_size_bytes", "Size of the kernel ring buffer.", NULL);
+		m->ring_backlog = metrics_gauge(r, "mcpsonde_ringbuf_backlog_bytes",
+						"Bytes the kernel has written to the ring buffer and mcpsonde has not read yet.",
+						NULL);
+		m->ring_backlog_peak = metrics_gauge(r, "mcpsonde_ringbuf_backlog_peak_bytes",
+						     "The largest backlog since mcpsonde started, as each drain found it: "
+						     "at the ring's size, records are lost (ringbuf_full).",
+						     NULL);
 		m->map_capacity = metrics_gauge(r, "mcpsonde_bpf_map_capacity",
 						"Capacity of the kernel's maps (absent: bounded by the processes of the "
 						"machine).",
@@ -1043,6 +1051,9 @@ static void refresh_self(struct sink_metrics *m)
 		return;
 	m->opts.self(m->opts.self_ctx, &now);
 	metrics_gauge_set(m->tracked, NULL, now.tracked);
+	metrics_gauge_set(m->ring_size, NULL, now.ring_size);
+	metrics_gauge_set(m->ring_backlog, NULL, now.ring_backlog);
+	metrics_gauge_set(m->ring_backlog_peak, NULL, now.ring_backlog_peak);
 	metrics_counter_add(m->sniffed_reads, NULL, now.sniffed_reads - seen->sniffed_reads);
 	metrics_counter_add(m->sniffed_bytes, NULL, now.sniffed_bytes - seen->sniffed_bytes);
 	for (int v = 0; v < METRICS_VERDICT__COUNT; v++)

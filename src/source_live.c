@@ -32,6 +32,7 @@
 #include <bpf/libbpf.h>
 
 #include "mcpsonde/procfs.h"
+#include "mcpsonde/ring.h"
 #include "mcpsonde/source.h"
 #include "mcpsonde.skel.h"
 
@@ -50,7 +51,7 @@
 
 struct source_live {
 	struct mcpsonde_bpf *skel;
-	struct ring_buffer *rb;
+	struct ring *rb;
 	int ncpus;
 	bool dynptr;       /* bpf_probe_read_user_dynptr (6.16+) */
 	bool direct_reads; /* bpf_rdonly_cast (6.2+) */
@@ -283,7 +284,7 @@ struct source_live *source_live_open(const struct source_live_opts *opts, char *
 		snprintf(err, errlen, "cannot attach the BPF programs: %s", strerror(-ret));
 		goto cleanup;
 	}
-	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.events), source_live_on_record, src, NULL);
+	src->rb = ring_open(bpf_map__fd(src->skel->maps.events), rb_bytes);
 	if (!src->rb) {
 		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));
 		goto cleanup;
@@ -433,7 +434,14 @@ int source_live_conn_ignore(struct source_live *src, uint32_t tgid, uint32_t dev
 
 int source_live_fd(const struct source_live *src)
 {
-	return ring_buffer__epoll_fd(src->rb);
+	return bpf_map__fd(src->skel->maps.events);
+}
+
+void source_live_ring(struct source_live *src, uint64_t *size, uint64_t *backlog, uint64_t *peak)
+{
+	*size = ring_size(src->rb);
+	*backlog = ring_backlog(src->rb);
+	*peak = ring_backlog_peak(src->rb);
 }
 
 size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns)
@@ -443,7 +451,7 @@ size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx,
 	src->delivered = 0;
 	src->deadline_ns = deadline_ns;
 	src->stopped = false;
-	ring_buffer__consume(src->rb);
+	ring_consume(src->rb, source_live_on_record, src);
 	src->behind = src->stopped;
 	return src->delivered;
 }
@@ -472,7 +480,7 @@ void source_live_abandon(struct source_live *src)
 {
 	/* Nothing is tracked any more: what the ring holds is bounded by its size. */
 	src->fn = NULL;
-	ring_buffer__consume(src->rb);
+	ring_consume(src->rb, source_live_on_record, src);
 	src->behind = false;
 }
 
@@ -484,8 +492,13 @@ int source_live_drops(struct source_live *src, struct msd_drop *out)
 	for (__u32 reason = 0; reason < MSD_DROP__MAX; reason++) {
 		out[reason] = (struct msd_drop){ 0 };
 		if (reason == MSD_DROP_BACKLOG) {
-			out[reason].records = src->unread_records;
-			out[reason].bytes = src->unread_bytes;
+			uint64_t records, bytes;
+
+			/* Consumed and never analysed: with these, the records of the ring the
+			 * consumer could not make whole (ring.h). */
+			ring_lost(src->rb, &records, &bytes);
+			out[reason].records = src->unread_records + records;
+			out[reason].bytes = src->unread_bytes + bytes;
 			continue;
 		}
 		if (bpf_map_lookup_elem(map_fd, &reason, percpu))
@@ -611,7 +624,7 @@ void source_live_close(struct source_live *src)
 		source_live_untrack_all(src);
 		source_live_detach_in_child();
 	}
-	ring_buffer__free(src->rb);
+	ring_close(src->rb);
 	mcpsonde_bpf__destroy(src->skel);
 	free(src);
 }

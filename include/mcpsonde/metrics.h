@@ -136,6 +136,9 @@ struct metrics_self {
 	double sniffed_reads, sniffed_bytes; /* reads of stdins looked at for JSON-RPC, their bytes */
 	double verdicts[METRICS_VERDICT__COUNT];
 	double clients_found, clients_unknown;
+	/* The kernel ring buffer: its size, what the kernel has written that mcpsonde has not
+	 * read yet, and the most of that seen since the start (at each drain). */
+	double ring_size, ring_backlog, ring_backlog_peak;
 	struct {
 		const char *map;
 		double entries, capacity; /* capacity 0: bounded by the machine's processes */

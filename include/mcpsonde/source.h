@@ -61,6 +61,9 @@ int source_live_verdict(struct source_live *src, pid_t pid, uint64_t start_ticks
 int source_live_procs(struct source_live *src, unsigned *entries, unsigned *capacity);
 /* The fd to wait on (epoll) for records. */
 int source_live_fd(const struct source_live *src);
+/* The ring buffer's size, its backlog now (bytes written, not read yet), and the largest
+ * backlog a drain has found since the start. */
+void source_live_ring(struct source_live *src, uint64_t *size, uint64_t *backlog, uint64_t *peak);
 /* Delivers records in order until none is waiting, fn returns non-zero, or CLOCK_MONOTONIC
  * passes deadline_ns (0: no deadline). Returns how many. */
 size_t source_live_poll(struct source_live *src, source_record_fn fn, void *ctx, uint64_t deadline_ns);

@@ -48,6 +48,13 @@ test('a flood: /metrics fresh with loss counters moving during it, SIGINT honour
 		assert.equal(floodDone, false, 'the flood still runs');
 		assert.ok(rises >= 3, `the loss counter moved during the flood: ${seen.join(' ')}`);
 		assert.ok(metricSum(samples, 'mcpsonde_stderr_lines_total') > 0, 'flood lines were analysed meanwhile');
+		// Records were lost because the ring was full: the peak backlog the drains found says
+		// so too (a drain begins where the one before left; by then the ring had refilled).
+		const size = metricSum(samples, 'mcpsonde_ringbuf_size_bytes');
+		const peak = metricSum(samples, 'mcpsonde_ringbuf_backlog_peak_bytes');
+		t.diagnostic(`ring buffer ${size} bytes, fullest ${peak}`);
+		assert.ok(size >= 1 << 20 && (size & (size - 1)) === 0, `ring size ${size}`);
+		assert.ok(peak >= size / 2 && peak <= size, `peak backlog ${peak} of ${size} during a loss`);
 
 		const t0 = process.hrtime.bigint();
 		process.kill(sonde.proc.pid, 'SIGINT');

@@ -17,7 +17,7 @@ const MIB = 1 << 20;
 const BUDGET_MIB = 32;
 const CHILDREN = 16;
 const LINE = 15 * MIB;
-// Fixed costs besides the budget: the ring buffer (16 MiB, mapped) and the program itself
+// Fixed costs besides the budget: the ring buffer (16 MiB, mapped once) and the program itself
 // with its libraries, per-process state and allocator slack (~30 MiB measured, 48 allowed).
 // Without the budget the children's lines alone take 16 x 16 MiB.
 const BOUND_MIB = BUDGET_MIB + 16 + 48;
@@ -55,6 +55,28 @@ test(`${CHILDREN} children holding ${LINE / MIB} MiB unfinished lines: RSS under
 		assert.ok(lines >= 1, 'lines were given up for the budget');
 		assert.ok(budget.every((e) => e.fd === 2 && e.pid !== srv.pid), `only the children's stderr paid: ${JSON.stringify(budget)}`);
 		assert.ok(rss < BOUND_MIB, `peak RSS ${rss.toFixed(0)} MiB < ${BOUND_MIB} MiB`);
+	} finally {
+		killSonde(sonde);
+		srv.kill();
+	}
+});
+
+// The ring buffer's pages count once in mcpsonde's RSS (ring.h): libbpf's consumer mapped the
+// data twice, and a ring of N MiB showed as 2N. A big ring makes the difference plain: RSS
+// stays under the ring plus the program's fixed cost, far from twice the ring.
+test('the ring buffer counts once in RSS', { timeout: TIMEOUT }, async (t) => {
+	const BIG_MIB = 256;
+	const srv = await Hostile.start({ stderr: 'ignore' });
+	let sonde;
+	try {
+		await srv.initialize();
+		sonde = await startSonde(srv.pid, ['--ringbuf-mb', String(BIG_MIB)]);
+		await srv.call('echo', { text: 'mapped' });
+		await waitForEvents(sonde, (evs) => calls(evs).length >= 1, 10000);
+		const rss = peakRssMiB(sonde.proc.pid);
+		t.diagnostic(`peak RSS ${rss.toFixed(0)} MiB with a ${BIG_MIB} MiB ring`);
+		assert.ok(rss < BIG_MIB + 48, `peak RSS ${rss.toFixed(0)} MiB < ${BIG_MIB + 48} MiB (the ring once, and the program)`);
+		await stopSonde(sonde);
 	} finally {
 		killSonde(sonde);
 		srv.kill();
