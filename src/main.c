@@ -140,7 +140,7 @@ static const struct argp_option options[] = {
 	{ "capture-values", OPT_CAPTURE_VALUES, NULL, 0, "Include argument and result values (default: keys only); implies --redact off", 0 },
 	{ "redact", OPT_REDACT, "MODE", 0, "Free text (stderr, error messages, previews, command lines): mask (secret-looking values, default), strict (dropped), off", 0 },
 	{ "max-frame", OPT_MAX_FRAME, "BYTES", 0, "Per-stream line buffer cap (default 16 MiB)", 0 },
-	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 16)", 0 },
+	{ "ringbuf-mb", OPT_RINGBUF_MB, "MIB", 0, "Kernel ring buffer size, power of two (default 32)", 0 },
 	{ "memory-budget", OPT_MEMORY_BUDGET, "MIB", 0, "Bytes of unfinished messages all streams may hold together (default 256)", 0 },
 	{ "stall-timeout", OPT_STALL, "SEC", 0, "Report calls pending this long (default 30; 0 disables)", 0 },
 	{ "blocked-write-timeout", OPT_BLOCKED_WRITE, "SEC", 0, "Report writes blocked this long (default 5)", 0 },

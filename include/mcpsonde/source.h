@@ -23,7 +23,7 @@ typedef int (*source_record_fn)(void *ctx, const struct msd_rec_hdr *rec);
 struct source_live;
 
 struct source_live_opts {
-	size_t ringbuf_bytes; /* power of two; 0 selects the default (16 MiB) */
+	size_t ringbuf_bytes; /* power of two; 0 selects the default (32 MiB) */
 	bool verbose;         /* libbpf debug output and the verifier log on failure */
 	bool compat;          /* the paths for older kernels even where better ones exist: records
 			       * reserved in size classes, kernel objects read by helper calls */

@@ -17,10 +17,11 @@ const MIB = 1 << 20;
 const BUDGET_MIB = 32;
 const CHILDREN = 16;
 const LINE = 15 * MIB;
-// Fixed costs besides the budget: the ring buffer (16 MiB, mapped once) and the program itself
+// Fixed costs besides the budget: the ring buffer (32 MiB, mapped once) and the program itself
 // with its libraries, per-process state and allocator slack (~30 MiB measured, 48 allowed).
 // Without the budget the children's lines alone take 16 x 16 MiB.
-const BOUND_MIB = BUDGET_MIB + 16 + 48;
+const RING_MIB = 32;
+const BOUND_MIB = BUDGET_MIB + RING_MIB + 48;
 
 const peakRssMiB = (pid) => {
 	const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m);
@@ -32,7 +33,7 @@ test(`${CHILDREN} children holding ${LINE / MIB} MiB unfinished lines: RSS under
 	let sonde;
 	try {
 		await srv.initialize();
-		sonde = await startSonde(srv.pid, ['--memory-budget', String(BUDGET_MIB)]);
+		sonde = await startSonde(srv.pid, ['--memory-budget', String(BUDGET_MIB), '--ringbuf-mb', String(RING_MIB)]);
 		const t0 = sonde.t_attached;
 		await srv.call('echo', { text: 'before' });
 		// Paced so that the ring buffer never overflows: the lines are held whole, not lost.
