@@ -60,6 +60,11 @@ const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 const fmtRate = (x) => (!Number.isFinite(x) ? '–' : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0));
 const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '–');
 const fmtNum = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const fmtPct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)} %` : '–');
+const maxOf = (xs) => {
+	const v = xs.filter((x) => Number.isFinite(x));
+	return v.length ? Math.max(...v) : NaN;
+};
 const fmtSize = (b) => (b >= 1 << 20 ? `${b / (1 << 20)} MiB` : b >= 1024 ? `${b / 1024} KiB` : `${b} B`);
 
 function title(id) {
@@ -115,6 +120,7 @@ function sondeFigures(r) {
 		bpfUsPerMsg: made && bpfCnt ? bpfTime / made / 1e3 : NaN,
 		bpfRunsPerMsg: made && bpfCnt ? bpfCnt / made : NaN,
 		ringSlack: s.ring_reserved ? s.ring_unused / s.ring_reserved : NaN,
+		ringFullest: s.ring_size ? s.ring_fullest / s.ring_size : NaN, // absent before the field existed
 		lagMs: s.lag_ms,
 	};
 }
@@ -189,12 +195,13 @@ if (trackedAll.length || untracked.length) {
 		'floor: the same hooks with programs that return at once (build/tools/floor), what the tracepoints cost by themselves; ' +
 		'watch: `watch --all` with the workload excluded by selector, what a process that is not an MCP server pays on a node. ' +
 		'Ring slack: the share of the ring buffer space reserved for data records that they left unused (size classes; 0 with dynptr records). ' +
+		'Ring fullest: the largest backlog any drain of mcpsonde found in the ring buffer, as a share of its size, over all the repetitions (at 100 %, records are lost). ' +
 		'Rows "behind nginx": the nginx-tracked runs, mcpsonde attached to the server that nginx relays to. ' +
 		'Rows "reader paused": mcpsonde stopped (SIGSTOP) while the traffic ran, with a ring buffer that holds all of it, then resumed: ' +
 		'its CPU is that of reading afterwards, its BPF figures what the traced process paid alone.');
 	p();
-	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run watch | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack |');
-	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	p('| workload | made | reported | lost | loss events | CPU µs/call (user) | CPU % | peak RSS MiB | BPF ns/run tracked | BPF ns/run untracked | BPF ns/run watch | BPF ns/run floor | BPF µs/msg | runs/msg | ring slack | ring fullest |');
+	p('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	// One row per workload and condition that tracks; the other observers' columns only on the
 	// row of plain tracking (they ran without nginx).
 	for (const [w, c] of workloads.flatMap((w) => TRACKED.map((c) => [w, c]))) {
@@ -219,7 +226,7 @@ if (trackedAll.length || untracked.length) {
 			`${fmtNum(median(wa.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(fl.map((f) => f.bpfNsPerRun)), 0)} | ` +
 			`${fmtNum(median(t.map((f) => f.bpfUsPerMsg)), 2)} | ${fmtNum(median(t.map((f) => f.bpfRunsPerMsg)), 1)} | ` +
-			`${fmtNum(median(t.map((f) => f.ringSlack * 100)), 1)} % |`);
+			`${fmtNum(median(t.map((f) => f.ringSlack * 100)), 1)} % | ${fmtPct(maxOf(t.map((f) => f.ringFullest)))} |`);
 	}
 	p();
 	const progs = new Map();

@@ -291,7 +291,7 @@ calls_in() { grep -c '"type":"call"' "$1" 2>/dev/null || true; }
 # The JSON object describing what mcpsonde saw and cost in one run.
 sonde_json() {
 	local jsonl=$1 cpu0=$2 cpu1=$3 hwm=$4 bpf=$5 lag_ms=$6 rc=$7
-	local calls ok oversized loss
+	local calls ok oversized loss unused reserved fullest ring
 	calls=$(calls_in "$jsonl")
 	ok=$(grep '"type":"call"' "$jsonl" | grep -c '"status":"ok"' || true)
 	oversized=$(grep '"type":"call"' "$jsonl" | grep -c '"oversized":true' || true)
@@ -308,9 +308,11 @@ sonde_json() {
 	# unused (size classes), from the line mcpsonde prints when it stops.
 	read -r unused reserved < <(sed -nE 's/.*ring: [0-9]+ records, ([0-9]+) of ([0-9]+) bytes reserved unused.*/\1 \2/p' \
 		"${jsonl%.jsonl}.err" 2>/dev/null) || true
-	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"ring_reserved":%s,"ring_unused":%s,"exit":%s}' \
+	# The ring buffer's largest backlog (what a drain found waiting) and its size.
+	read -r fullest ring < <(sed -nE 's/.*, fullest ([0-9]+) of ([0-9]+) bytes.*/\1 \2/p' "${jsonl%.jsonl}.err" 2>/dev/null) || true
+	printf '{"calls":%s,"calls_ok":%s,"oversized":%s,"loss":[%s],"cpu_ns":%s,"utime_ns":%s,"stime_ns":%s,"vmhwm_kb":%s,"bpf":%s,"lag_ms":%s,"ring_reserved":%s,"ring_unused":%s,"ring_fullest":%s,"ring_size":%s,"exit":%s}' \
 		"${calls:-0}" "${ok:-0}" "${oversized:-0}" "$loss" $((c1 - c0)) $((u1 - u0)) $((s1 - s0)) "${hwm:-0}" "$bpf" "$lag_ms" \
-		"${reserved:-0}" "${unused:-0}" "$rc"
+		"${reserved:-0}" "${unused:-0}" "${fullest:-null}" "${ring:-null}" "$rc"
 }
 
 stop_child() { # SIGINT, then SIGKILL after 10 s; its exit status in $reaped
