@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "mcpsonde/rpc.h"
+#include "mcpsonde/scrub.h"
 #include "mcpsonde/utf8.h"
 
 #define SKIM_ARENA 8192
@@ -128,6 +129,8 @@ struct span {
 
 struct skim {
 	const char *p, *end;
+	const char *text; /* the message's first byte */
+	bool *secret;     /* non-NULL: set when a string looks like a secret (scrub.h) */
 	bool bad;
 	struct rpc_msg *m;
 	bool has_method, has_id, id_null, has_result, has_error;
@@ -177,6 +180,12 @@ static bool skim_string(struct skim *k, struct span *sp)
 		sp->len = (size_t)(q - start);
 		sp->escaped = memchr(start, '\\', sp->len) != NULL;
 	}
+	/* Every string of a message passes here once: the secret check reads it now, while it
+	 * is in the cache, rather than in a second walk over the message. */
+	if (k->secret && !*k->secret &&
+	    scrub_json_string_secret(k->text, (size_t)(k->end - k->text), (size_t)(start - k->text),
+				     (size_t)(q - k->text)))
+		*k->secret = true;
 	k->p = q + 1;
 	return true;
 }
@@ -506,38 +515,44 @@ static void skim_task_error_member(struct skim *k, const struct span *key)
 		k->m->task_error_code = strtoll(v.s, NULL, 10);
 }
 
-/* result.content: the span of the first text, in case the result turns out to be isError. */
+/* A member of result.content[0]: its first string "text" is kept. */
+static void skim_first_content_member(struct skim *k, const struct span *key)
+{
+	struct span v;
+
+	if (!k->error_text.s && key_is(key, "text") && skim_at(k, '"')) {
+		if (skim_string(k, &v))
+			k->error_text = v;
+		return;
+	}
+	skim_value(k, NULL);
+}
+
+/* result.content: the span of the first text, in case the result turns out to be isError.
+ * One pass: a content text is often most of a result's bytes. */
 static void skim_content(struct skim *k)
 {
-	const char *save;
-	struct span key, v;
-
-	skim_ws(k);
-	save = k->p;
-	if (k->p < k->end && *k->p == '[') {
-		k->p++;
-		skim_ws(k);
-		if (k->p < k->end && *k->p == '{') {
-			k->p++;
-			while (!k->bad) {
-				skim_ws(k);
-				if (k->p >= k->end || *k->p != '"' || !skim_string(k, &key) || !skim_expect(k, ':'))
-					break;
-				if (key_is(&key, "text") && skim_at(k, '"') && skim_string(k, &v)) {
-					k->error_text = v;
-					break;
-				}
-				skim_value(k, NULL);
-				skim_ws(k);
-				if (k->p >= k->end || *k->p != ',')
-					break;
-				k->p++;
-			}
-		}
+	if (!skim_at(k, '[')) {
+		skim_value(k, NULL);
+		return;
 	}
-	k->p = save;
-	k->bad = false;
-	skim_value(k, NULL);
+	k->p++;
+	if (skim_at(k, ']')) {
+		k->p++;
+		return;
+	}
+	for (bool first = true; !k->bad; first = false) {
+		if (first && skim_at(k, '{'))
+			skim_object(k, skim_first_content_member);
+		else
+			skim_value(k, NULL);
+		if (skim_at(k, ',')) {
+			k->p++;
+			continue;
+		}
+		skim_expect(k, ']');
+		return;
+	}
 }
 
 static void skim_result_member(struct skim *k, const struct span *key)
@@ -669,11 +684,14 @@ json_t *rpc_msg_head_array(const struct rpc_msg *m, const char *member, bool *cu
 	return out;
 }
 
-/* Skims one message (text holds exactly it). false when the text is irregular. */
-static bool skim_message(struct skim *k, struct rpc_msg *m, const char *text, size_t len)
+/* Skims one message (text holds exactly it). false when the text is irregular. secret, when
+ * given, is set if a string of it looks like a secret. */
+static bool skim_message(struct skim *k, struct rpc_msg *m, const char *text, size_t len, bool *secret)
 {
 	k->p = text;
 	k->end = text + len;
+	k->text = text;
+	k->secret = secret;
 	k->bad = false;
 	k->m = m;
 	k->has_method = k->has_id = k->id_null = k->has_result = k->has_error = false;
@@ -915,7 +933,7 @@ static int rpc_decode_parsed(const struct frame *f, struct skim *k, rpc_fn fn, v
 		el = json_is_array(root) ? json_array_get(root, i) : root;
 		rpc_msg_init(&m, f, &dom);
 		if (json_is_object(el) && (text = json_dumps(el, JSON_COMPACT)) &&
-		    skim_message(k, &m, text, strlen(text))) {
+		    skim_message(k, &m, text, strlen(text), NULL)) {
 			dom.root = el;
 			dom.text = text;
 			dom.len = strlen(text);
@@ -942,9 +960,10 @@ int rpc_decode(const struct frame *f, rpc_fn fn, void *ctx)
 	if (f->oversized)
 		return rpc_decode_oversized(f, fn, ctx);
 	rpc_msg_init(&m, f, &dom);
-	if (f->len && f->data[0] == '{' && skim_message(&k, &m, f->data, f->len))
+	if (f->len && f->data[0] == '{' && skim_message(&k, &m, f->data, f->len, &m.secret)) {
+		m.secret_known = true;
 		fn(ctx, &m);
-	else
+	} else
 		n = rpc_decode_parsed(f, &k, fn, ctx);
 	if (dom.root)
 		json_decref(dom.root);

@@ -653,9 +653,33 @@ static size_t json_string_end(const unsigned char *p, size_t n, size_t i)
 	}
 }
 
+/* A key naming a secret with a value, or a value string the text rules find a secret in. */
+bool scrub_json_string_secret(const char *s, size_t n, size_t start, size_t end)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t k = end + 1;
+
+	while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n'))
+		k++;
+	if (k < n && p[k] == ':') { /* a key */
+		if (end - start <= NAME_MAX_LEN && secret_name(p + start, end - start)) {
+			k++;
+			while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n'))
+				k++;
+			if (k + 1 < n && ((p[k] == '"' && p[k + 1] != '"') || ascii_digit(p[k]) || p[k] == '-'))
+				return true;
+		}
+	} else if (end - start >= 6) { /* a value: the text rules, inside it */
+		struct scan sc = { .p = p + start, .n = end - start };
+		scan(&sc);
+		if (sc.masked)
+			return true;
+	}
+	return false;
+}
+
 /* A JSON message is read string by string (memchr from quote to quote): structure, numbers
- * and literals between strings can hold no secret. A key naming a secret with a value, or
- * a value string the text rules find a secret in, is enough. */
+ * and literals between strings can hold no secret. */
 bool scrub_json_secret(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -663,29 +687,14 @@ bool scrub_json_secret(const char *s, size_t n)
 
 	while (i < n) {
 		const unsigned char *q = memchr(p + i, '"', n - i);
-		size_t start, end, k;
+		size_t start, end;
 
 		if (!q)
 			break;
 		start = (size_t)(q - p) + 1;
 		end = json_string_end(p, n, start);
-		k = end + 1;
-		while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n'))
-			k++;
-		if (k < n && p[k] == ':') { /* a key */
-			if (end - start <= NAME_MAX_LEN && secret_name(p + start, end - start)) {
-				k++;
-				while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n'))
-					k++;
-				if (k + 1 < n && ((p[k] == '"' && p[k + 1] != '"') || ascii_digit(p[k]) || p[k] == '-'))
-					return true;
-			}
-		} else if (end - start >= 6) { /* a value: the text rules, inside it */
-			struct scan sc = { .p = p + start, .n = end - start };
-			scan(&sc);
-			if (sc.masked)
-				return true;
-		}
+		if (scrub_json_string_secret(s, n, start, end))
+			return true;
 		i = end + 1;
 	}
 	return false;

@@ -671,13 +671,17 @@ static void pending_evict(struct session *s)
 }
 
 /* Whether a request or its response carries a secret-looking value: what flags the call.
- * initialize and the catalogs (tools/list, prompts/list...) describe the server: not a call's data. */
-static bool frame_has_secret(const char *method, const struct frame *f)
+ * initialize and the catalogs (tools/list, prompts/list...) describe the server: not a call's data.
+ * The skimmer has usually judged the message's strings already (rpc.h); otherwise they are
+ * read here. */
+static bool frame_has_secret(const char *method, const struct rpc_msg *m, const struct frame *f)
 {
 	size_t n = strlen(method);
 
 	if (strcmp(method, "initialize") == 0 || (n >= 5 && strcmp(method + n - 5, "/list") == 0))
 		return false;
+	if (m->secret_known)
+		return m->secret;
 	return scrub_json_secret(f->data, f->len) || (f->oversized && scrub_json_secret(f->tail, f->tail_len));
 }
 
@@ -707,7 +711,7 @@ static void session_on_request(struct session *s, enum call_direction dir, const
 		pc->header_mismatch = s->via->header_mismatch;
 	}
 	pc->request_bytes = f->wire_len;
-	pc->secret = frame_has_secret(m->method, f);
+	pc->secret = frame_has_secret(m->method, m, f);
 	if (m->name || m->uri)
 		pc->target = strdup(m->name ? m->name : m->uri);
 	if (m->task_id && strncmp(m->method, "tasks/", 6) == 0)
@@ -1008,7 +1012,7 @@ static void session_on_response(struct session *s, enum call_direction dir, cons
 		return;
 	}
 	status = m->kind == RPC_ERROR ? CALL_ERROR : m->is_error ? CALL_TOOL_ERROR : CALL_OK;
-	pc->secret = pc->secret || frame_has_secret(pc->method, f);
+	pc->secret = pc->secret || frame_has_secret(pc->method, m, f);
 	if (m->kind == RPC_RESULT && req_dir == DIR_CLIENT_TO_SERVER) {
 		if (strcmp(pc->method, "initialize") == 0)
 			session_learn_initialize(s, json_object_get(rpc_msg_root(m), "result"), ts);

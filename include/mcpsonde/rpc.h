@@ -71,6 +71,10 @@ struct rpc_msg {
 	bool task_is_error;         /* a completed task's result.result.isError */
 	long long task_error_code;  /* a failed task's result.error.code */
 	const char *error_text;     /* a result with isError: the first content text, cut */
+	/* Whether a string of the message looks like a secret (scrub_json_secret), judged as the
+	 * skimmer passed each one: known only for a frame skimmed as it came (not an oversized
+	 * one, not one jansson had to parse first). */
+	bool secret_known, secret;
 	struct rpc_dom *dom;
 	const char *arg_keys[RPC_ARG_KEYS_MAX]; /* last: rpc_msg_init clears everything before it */
 };

@@ -46,6 +46,11 @@ size_t scrub_text(enum redact_mode mode, const char *s, size_t n, char *out, siz
 char *scrub_strdup(enum redact_mode mode, const char *s, size_t n);
 /* Whether the text of a JSON-RPC message holds a secret-looking value. */
 bool scrub_json_secret(const char *s, size_t n);
+/* The same for one string of that text, whose contents run from start to its closing quote
+ * at end: a key (followed by ':') naming a secret and given a value, or a value in which the
+ * text rules find one. For a reader that finds the strings itself (rpc.c's skimmer): the
+ * strings of a message, each judged once, say what scrub_json_secret says of it. */
+bool scrub_json_string_secret(const char *s, size_t n, size_t start, size_t end);
 /* Values masked by scrub_text since the process started (the pipeline thread's). */
 uint64_t scrub_masked_total(void);
 /* "mask", "strict", "off" -> mode; -1 for anything else. */

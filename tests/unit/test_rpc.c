@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "mcpsonde/rpc.h"
+#include "mcpsonde/scrub.h"
 
 #define MAX_MSGS 8
 
@@ -333,6 +334,75 @@ static void test_error_text(void **state)
 	assert_string_equal(f.error_text, "MCP error -32602: Tool x not found");
 	f = skim_fields("{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"fine\"}]},\"jsonrpc\":\"2.0\",\"id\":3}");
 	assert_string_equal(f.error_text, "");
+	/* The first element's text only, whatever follows it; isError may come first. */
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"isError\":true,\"content\":[{\"text\":7,"
+			"\"type\":\"text\",\"text\":\"first\",\"text\":\"dup\"},{\"type\":\"text\",\"text\":\"second\"},[],3]}}");
+	assert_string_equal(f.error_text, "first");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"isError\":true,\"content\":[\"x\",{\"text\":\"no\"}]}}");
+	assert_string_equal(f.error_text, "");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"isError\":true,\"content\":[ ]}}");
+	assert_string_equal(f.error_text, "");
+	f = skim_fields("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"isError\":true,\"content\":{\"text\":\"no\"}}}");
+	assert_string_equal(f.error_text, "");
+}
+
+struct secret_seen {
+	int n;
+	bool known, secret;
+};
+
+static void collect_secret(void *ctx, const struct rpc_msg *m)
+{
+	struct secret_seen *s = ctx;
+
+	s->n++;
+	s->known = m->secret_known;
+	s->secret = m->secret;
+}
+
+/* The skimmer judges each string as it passes it: the same verdict as scrub_json_secret's own
+ * walk over the message, for keys and values at any depth, in content, in ids. */
+static void test_secret_while_skimming(void **state)
+{
+	static const char *const msgs[] = {
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"hello there\"}}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"login\",\"arguments\":{\"api_key\":\"abc123\"}}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"x\",\"arguments\":{\"deep\":[{\"a\":{\"password\": 1234}}]}}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"key: ghp_0123456789abcdefghijABCDEFGHIJ012345\"}]}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"first\"},{\"type\":\"text\",\"text\":\"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl\"}]}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"sk-live-0123456789abcdefABCDEF\",\"result\":{}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"escaped \\\"quote\\\" then token: \\\"xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx\\\"\"}]}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"password: must be 8 characters\"}]}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":{\"token\":\"\"}}}",
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		struct frame fr = { .data = msgs[i], .len = strlen(msgs[i]), .wire_len = strlen(msgs[i]) };
+		struct secret_seen s = { 0 };
+
+		assert_int_equal(rpc_decode(&fr, collect_secret, &s), 1);
+		assert_true(s.known);
+		if (s.secret != scrub_json_secret(msgs[i], strlen(msgs[i])))
+			fail_msg("message %zu: skimmer says %d, scrub_json_secret says %d", i, s.secret, !s.secret);
+	}
+	/* Secrets were found at all: the comparison is not of two constant answers. */
+	{
+		struct frame fr = { .data = msgs[1], .len = strlen(msgs[1]), .wire_len = strlen(msgs[1]) };
+		struct secret_seen s = { 0 };
+
+		rpc_decode(&fr, collect_secret, &s);
+		assert_true(s.secret);
+	}
+	/* A batch goes through jansson: not judged while skimming, the caller reads it. */
+	{
+		const char *batch = "[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]";
+		struct frame fr = { .data = batch, .len = strlen(batch), .wire_len = strlen(batch) };
+		struct secret_seen s = { 0 };
+
+		assert_int_equal(rpc_decode(&fr, collect_secret, &s), 1);
+		assert_false(s.known);
+	}
 }
 
 struct head_array {
@@ -385,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_multi_round_trip_fields),
 		cmocka_unit_test(test_task_fields),
 		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_secret_while_skimming),
 		cmocka_unit_test(test_head_array),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
