@@ -6,7 +6,9 @@
  * requestId, _meta and the keys of arguments in params. Recursion stops at params.arguments;
  * deeper values are skipped iteratively, so a hostile nesting depth costs nothing extra.
  * Anything the skimmer finds irregular is parsed by jansson, re-serialised and skimmed again,
- * so both paths classify alike and malformed input is judged by a real parser. */
+ * so both paths classify alike and malformed input is judged by a real parser. Each string is
+ * also judged for secret-looking values as the skimmer passes it (scrub.h), so that a call's
+ * secret flag costs no second walk over the message. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -963,8 +965,9 @@ int rpc_decode(const struct frame *f, rpc_fn fn, void *ctx)
 	if (f->len && f->data[0] == '{' && skim_message(&k, &m, f->data, f->len, &m.secret)) {
 		m.secret_known = true;
 		fn(ctx, &m);
-	} else
+	} else {
 		n = rpc_decode_parsed(f, &k, fn, ctx);
+	}
 	if (dom.root)
 		json_decref(dom.root);
 	return n;
